@@ -1,0 +1,29 @@
+"""Installs the deep_speaker_sb package (Deep Speaker on SpeechBrain)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="deep_speaker_sb",
+    version="0.1.0",
+    description=(
+        "Deep Speaker (Li et al. 2017) speaker embeddings as a SpeechBrain "
+        "plugin and VIVOS recipe"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["deep_speaker_sb", "deep_speaker_sb.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "speechbrain>=1.1,<1.2",
+        "torch>=2.7.1",
+        "torchaudio>=2.7.1",
+        "hyperpyyaml>=1.2",
+        "numpy>=1.24",
+        "pandas>=1.5",
+        "soundfile>=0.12",
+        "tqdm>=4.60",
+        "matplotlib>=3.6",
+    ],
+    extras_require={"dev": ["pytest>=7", "ruff>=0.4"]},
+    license="Apache-2.0",
+)
