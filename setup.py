@@ -20,6 +20,7 @@ setup(
         "hyperpyyaml>=1.2",
         "numpy>=1.24",
         "pandas>=1.5",
+        "scipy>=1.9",
         "soundfile>=0.12",
         "tqdm>=4.60",
         "matplotlib>=3.6",

@@ -72,6 +72,10 @@ def atomic_write(
         prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
     )
     os.close(fd)
+    # mkstemp creates the file owner-only; give it the usual permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         kwargs = {} if "b" in mode else {"encoding": encoding, "newline": ""}
         with open(tmp, mode, **kwargs) as f:

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Prepares VIVOS for speaker verification (8 kHz cache and manifests).
+
+Usage::
+
+    python data_prep.py --data_folder /path/to/vivos --save_folder data/vivos8k
+
+Writes ``wavs/``, ``train.csv``, ``valid.csv``, ``test.csv``,
+``trials.txt``, ``skipped.csv`` and ``prep_summary.json`` into the save
+folder (see docs/DESIGN.md), and does nothing when they are already there
+and were made with the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from deep_speaker_sb.cli import run_cli
+from deep_speaker_sb.data.vivos import DEFAULT_NUM_TRIALS, prepare_vivos
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command-line options (every one has a default but the folders)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--data_folder",
+        required=True,
+        help="VIVOS folder holding train/waves and test/waves (required)",
+    )
+    p.add_argument(
+        "--save_folder",
+        required=True,
+        help="where the WAV cache, manifests and reports go (required)",
+    )
+    options = [
+        ("--sample_rate", int, 8000, "sample rate (Hz) of the cached WAVs"),
+        ("--seg_dur", float, 3.0, "longest segment of a manifest row (s)"),
+        (
+            "--min_dur",
+            float,
+            1.0,
+            "shortest segment kept (a shorter tail is dropped), and "
+            "shortest utterance kept after trimming (s)",
+        ),
+        (
+            "--valid_ratio",
+            float,
+            0.1,
+            "share of each train speaker's utterances put in valid.csv",
+        ),
+        (
+            "--num_trials",
+            int,
+            DEFAULT_NUM_TRIALS,
+            "trials in trials.txt, half target (all balanced pairs if "
+            "fewer exist)",
+        ),
+        ("--seed", int, 1234, "seed of the train/valid split and trials"),
+        (
+            "--num_workers",
+            int,
+            1,
+            "processes converting audio (the outputs do not depend on it)",
+        ),
+        (
+            "--trim_db",
+            float,
+            40.0,
+            "silence threshold below the utterance's loudness (dB); "
+            "0 disables trimming",
+        ),
+        (
+            "--trim_margin",
+            float,
+            0.1,
+            "seconds kept before and after the speech when trimming",
+        ),
+    ]
+    for flag, kind, default, text in options:
+        p.add_argument(
+            flag,
+            type=kind,
+            default=default,
+            help=f"{text} (default: {default})",
+        )
+    return p.parse_args(argv)
+
+
+def report(summary: dict) -> str:
+    """What the user reads once the preparation is done."""
+    lines = [f"prepared {summary['save_folder']}"]
+    for split in ("train", "valid", "test"):
+        lines.append(
+            f"  {split:5s}: {summary['speakers'][split]:4d} speakers, "
+            f"{summary['utterances'][split]:6d} utterances, "
+            f"{summary['segments'][split]:6d} segments, "
+            f"{summary['hours_in_segments'][split]:.2f} h"
+        )
+    lines.append(
+        f"  audio: {summary['hours_before_trim']['total']:.2f} h before "
+        f"trimming, {summary['hours_after_trim']['total']:.2f} h after"
+    )
+    conv = summary["converted"]
+    lines.append(
+        f"  converted: {conv['downmixed']} downmixed to mono, "
+        f"{conv['other_sample_rate']} at another sample rate than 16 kHz"
+    )
+    files = summary["files"]
+    lines.append(
+        f"  skipped: {summary['skipped']}"
+        + (f" (see {files['skipped.csv']})" if summary["skipped"] else "")
+    )
+    trials = summary["trials"]
+    lines.append(
+        f"  trials: {trials['target']} target, {trials['nontarget']} "
+        f"non-target in {files['trials.txt']}"
+    )
+    lines.append("manifests:")
+    for name in ("train.csv", "valid.csv", "test.csv"):
+        lines.append(f"  {files[name]}")
+    lines.append(f"summary: {files['prep_summary.json']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the options, prepares the data and prints the summary."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s: %(message)s"
+    )
+    logging.getLogger("deep_speaker_sb").setLevel(logging.INFO)
+    summary = prepare_vivos(
+        args.data_folder,
+        args.save_folder,
+        sample_rate=args.sample_rate,
+        seg_dur=args.seg_dur,
+        min_dur=args.min_dur,
+        valid_ratio=args.valid_ratio,
+        num_trials=args.num_trials,
+        seed=args.seed,
+        num_workers=args.num_workers,
+        trim_db=args.trim_db,
+        trim_margin=args.trim_margin,
+    )
+    print(report(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,406 @@
+"""Tests of the VIVOS preparation (data_prep.py, deep_speaker_sb.data).
+
+Hand-made corpora (tones framed by known silence, and broken files) check
+trimming and bad input; the shared ``tiny_prepared`` fixture (the
+synthetic corpus) checks the manifests, splits and trials.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from deep_speaker_sb.cli import run_cli
+from deep_speaker_sb.data import vivos
+from deep_speaker_sb.data.trials import make_trials
+from deep_speaker_sb.data.vivos import (
+    CSV_FIELDS,
+    VivosError,
+    prepare_vivos,
+    segment_bounds,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SR_IN = 16000
+
+
+# --------------------------------------------------------------------------
+# Hand-made corpora
+# --------------------------------------------------------------------------
+
+
+def framed_tone(
+    tone_s: float,
+    silence_s: float = 1.0,
+    sr: int = SR_IN,
+    freq: float = 300.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """``silence_s`` of faint noise, a tone, ``silence_s`` of faint noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(tone_s * sr)) / sr
+    tone = 0.5 * np.sin(2 * np.pi * freq * t)
+    pad = np.zeros(int(silence_s * sr))
+    x = np.concatenate([pad, tone, pad])
+    x += 1e-4 * rng.standard_normal(len(x))  # about -80 dBFS of noise
+    return x.astype(np.float32)
+
+
+def make_corpus(
+    root: Path, speakers: dict[str, dict[str, list[float]]]
+) -> Path:
+    """VIVOS layout: ``speakers[split][spk]`` lists tone lengths (s)."""
+    for split, spks in speakers.items():
+        prompts, genders = [], []
+        for s_idx, (spk, tones) in enumerate(sorted(spks.items())):
+            genders.append(f"{spk} {'mf'[s_idx % 2]}")
+            folder = root / split / "waves" / spk
+            folder.mkdir(parents=True, exist_ok=True)
+            for u_idx, tone_s in enumerate(tones, start=1):
+                utt = f"{spk}_R{u_idx:03d}"
+                x = framed_tone(tone_s, freq=200 + 50 * s_idx, seed=u_idx)
+                sf.write(folder / f"{utt}.wav", x, SR_IN, subtype="PCM_16")
+                prompts.append(f"{utt} XIN CHÀO {u_idx}")
+        (root / split / "prompts.txt").write_text(
+            "\n".join(prompts) + "\n", encoding="utf-8"
+        )
+        (root / split / "genders.txt").write_text(
+            "\n".join(genders) + "\n", encoding="utf-8"
+        )
+    return root
+
+
+SMALL = {
+    "train": {"SPKA": [2.0, 2.5, 1.5], "SPKB": [2.0, 3.5]},
+    "test": {"DEVA": [2.0, 2.0], "DEVB": [1.5, 2.0]},
+}
+
+
+@pytest.fixture
+def small_corpus(tmp_path: Path) -> Path:
+    return make_corpus(tmp_path / "vivos", SMALL)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def stem(row: dict[str, str]) -> str:
+    return Path(row["wav"]).stem
+
+
+# --------------------------------------------------------------------------
+# Pieces
+# --------------------------------------------------------------------------
+
+
+def test_segmentation_arithmetic():
+    def durs(seconds):
+        bounds = segment_bounds(int(seconds * 8000), 8000, 3.0, 1.0)
+        return [(b - a) / 8000 for a, b in bounds]
+
+    assert durs(7.5) == [3.0, 3.0, 1.5]
+    assert durs(6.5) == [3.0, 3.0]
+    assert durs(3.0) == [3.0]
+    assert durs(1.0) == [1.0]
+    assert durs(0.99) == []
+    bounds = segment_bounds(60000, 8000, 3.0, 1.0)
+    assert all(
+        a2 == b1 for (_, b1), (a2, _) in zip(bounds, bounds[1:], strict=False)
+    )
+
+
+def test_make_trials_rules():
+    utt2spk = {f"S{s}_U{u}": f"S{s}" for s in range(5) for u in range(6)}
+    trials = make_trials(utt2spk, 40, seed=3)
+    labels = [t[0] for t in trials]
+    assert len(trials) == 40 and sum(labels) == 20
+    keys = {frozenset((a, b)) for _, a, b in trials}
+    assert len(keys) == 40  # no duplicate pair, in either order
+    for label, a, b in trials:
+        assert a != b
+        assert label == int(utt2spk[a] == utt2spk[b])
+    targets = {utt2spk[a] for lab, a, _ in trials if lab}
+    assert targets == set(utt2spk.values())
+    assert trials == make_trials(utt2spk, 40, seed=3)
+    assert trials != make_trials(utt2spk, 40, seed=4)
+    # more asked than possible: every balanced pair, still no duplicate
+    everything = make_trials(utt2spk, 10**6, seed=0)
+    assert len(everything) == 2 * 5 * 15
+    assert len({frozenset(t[1:]) for t in everything}) == len(everything)
+
+
+# --------------------------------------------------------------------------
+# The prepared synthetic corpus (shared fixture)
+# --------------------------------------------------------------------------
+
+
+def test_manifest_columns_and_types(tiny_prepared: Path):
+    for name in ("train.csv", "valid.csv", "test.csv"):
+        path = tiny_prepared / name
+        with open(path, encoding="utf-8") as f:
+            assert f.readline().strip() == ",".join(CSV_FIELDS)
+        rows = read_csv(path)
+        assert rows, name
+        infos = {}
+        for k_row in rows:
+            dur = float(k_row["duration"])
+            start, stop = int(k_row["start"]), int(k_row["stop"])
+            assert 1.0 <= dur <= 3.0
+            assert stop - start == round(dur * 8000)
+            assert k_row["wav"].startswith("{data_root}/wavs/")
+            utt = stem(k_row)
+            assert k_row["spk_id"] == utt.rpartition("_")[0]
+            assert k_row["ID"].rpartition("_")[0] == utt
+            assert k_row["gender"] in ("m", "f")
+            wav = Path(k_row["wav"].replace("{data_root}", str(tiny_prepared)))
+            if wav not in infos:
+                infos[wav] = sf.info(str(wav))
+            info = infos[wav]
+            assert (info.samplerate, info.channels) == (8000, 1)
+            assert info.subtype == "PCM_16"
+            assert 0 <= start < stop <= info.frames
+
+
+def test_splits_are_disjoint(tiny_prepared: Path):
+    rows = {n: read_csv(tiny_prepared / f"{n}.csv") for n in SPLIT_NAMES}
+    spks = {n: {r["spk_id"] for r in rows[n]} for n in SPLIT_NAMES}
+    utts = {n: {stem(r) for r in rows[n]} for n in SPLIT_NAMES}
+    assert not spks["test"] & (spks["train"] | spks["valid"])
+    assert not utts["train"] & utts["valid"]
+    assert spks["valid"] == spks["train"]  # each speaker keeps a valid utt
+    assert all("/wavs/test/" in r["wav"] for r in rows["test"])
+    ids = [r["ID"] for n in SPLIT_NAMES for r in rows[n]]
+    assert len(ids) == len(set(ids))
+
+
+SPLIT_NAMES = ("train", "valid", "test")
+
+
+def test_trials_file(tiny_prepared: Path):
+    test_rows = read_csv(tiny_prepared / "test.csv")
+    utt2spk = {stem(r): r["spk_id"] for r in test_rows}
+    lines = (tiny_prepared / "trials.txt").read_text().splitlines()
+    trials = [(int(a), b, c) for a, b, c in (line.split() for line in lines)]
+    assert trials
+    assert sum(t[0] for t in trials) * 2 == len(trials)
+    covered = {utt2spk[u] for _, a, b in trials for u in (a, b)}
+    assert covered == set(utt2spk.values())
+    assert len({frozenset(t[1:]) for t in trials}) == len(trials)
+    for label, a, b in trials:
+        assert label == int(utt2spk[a] == utt2spk[b]) and a != b
+    assert trials == make_trials(utt2spk, len(trials), seed=1)
+
+
+# --------------------------------------------------------------------------
+# Hand-made corpora: trimming, idempotency, interruption, bad input
+# --------------------------------------------------------------------------
+
+
+def test_trimming_removes_known_silence(small_corpus: Path, tmp_path: Path):
+    save = tmp_path / "prep"
+    prepare_vivos(small_corpus, save, trim_margin=0.1, num_trials=20)
+    for spk, tones in SMALL["train"].items():
+        for u_idx, tone_s in enumerate(tones, start=1):
+            wav = save / "wavs" / "train" / spk / f"{spk}_R{u_idx:03d}.wav"
+            info = sf.info(str(wav))
+            assert info.samplerate == 8000 and info.channels == 1
+            # 1 s of silence on each side is gone, a 0.1 s margin is kept
+            assert abs(info.duration - (tone_s + 0.2)) < 0.03, wav.name
+    summary = (save / "prep_summary.json").read_text()
+    assert '"skipped": 0' in summary
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(folder)): p.stat().st_mtime_ns
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_idempotent_and_redone_on_change(
+    small_corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    save = tmp_path / "prep"
+    first = prepare_vivos(small_corpus, save, num_trials=20)
+    before = _mtimes(save)
+    assert "options.json" in before and "trials.txt" in before
+    with caplog.at_level(logging.INFO, logger="deep_speaker_sb"):
+        again = prepare_vivos(small_corpus, save, num_trials=20)
+    assert "already prepared, skipping" in caplog.text
+    assert _mtimes(save) == before
+    assert again == first
+
+    # a manifest option changed: manifests redone, cached WAVs reused
+    prepare_vivos(small_corpus, save, num_trials=20, seg_dur=2.0)
+    after = _mtimes(save)
+    assert after["train.csv"] != before["train.csv"]
+    wavs = [k for k in before if k.endswith(".wav")]
+    assert wavs and all(after[k] == before[k] for k in wavs)
+    assert max(float(r["duration"]) for r in read_csv(save / "train.csv")) == 2
+
+    # an audio option changed: the WAVs are remade
+    prepare_vivos(small_corpus, save, num_trials=20, sample_rate=16000)
+    wav = next(save.rglob("*.wav"))
+    assert sf.info(str(wav)).samplerate == 16000
+
+
+def test_interrupted_write_leaves_no_partial_file(
+    small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    save = tmp_path / "prep"
+    real_write = vivos._write_csv
+
+    def failing_write(path, fieldnames, rows):
+        if Path(path).name != "train.csv":
+            return real_write(path, fieldnames, rows)
+
+        def some_rows_then_fail():
+            for i, row in enumerate(rows):
+                if i == 2:
+                    raise OSError("disk full (simulated)")
+                yield row
+
+        return real_write(path, fieldnames, some_rows_then_fail())
+
+    monkeypatch.setattr(vivos, "_write_csv", failing_write)
+    with pytest.raises(OSError, match="simulated"):
+        prepare_vivos(small_corpus, save, num_trials=20)
+    names = {p.name for p in save.iterdir()}
+    assert "train.csv" not in names and "options.json" not in names
+    assert not [n for n in names if n.endswith(".tmp")]
+
+    monkeypatch.setattr(vivos, "_write_csv", real_write)
+    summary = prepare_vivos(small_corpus, save, num_trials=20)
+    assert summary["utterances"]["train"] + summary["utterances"]["valid"] == 5
+    assert (save / "train.csv").is_file() and (save / "options.json").is_file()
+
+
+def test_bad_input_is_skipped_or_converted(tmp_path: Path):
+    root = make_corpus(tmp_path / "vivos", SMALL)
+    waves = root / "train" / "waves" / "SPKA"
+    # broken or useless files
+    (waves / "SPKA_BAD1.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
+    (waves / "SPKA_BAD2.wav").write_bytes(b"")
+    sf.write(waves / "SPKA_EMPTY.wav", np.zeros(0), SR_IN)
+    sf.write(waves / "SPKA_SHORT.wav", framed_tone(0.5), SR_IN)
+    sf.write(waves / "SPKA_ZERO.wav", np.zeros(3 * SR_IN), SR_IN)
+    # files to convert
+    stereo = np.stack([framed_tone(2.0), framed_tone(2.0, seed=9)], axis=1)
+    sf.write(waves / "SPKA_STEREO.wav", stereo, SR_IN)
+    sf.write(waves / "SPKA_22K.wav", framed_tone(2.0, sr=22050), 22050)
+    # a speaker without gender, a WAV without prompt, a prompt without WAV
+    other = root / "train" / "waves" / "SPKC"
+    other.mkdir()
+    sf.write(other / "SPKC_R001.wav", framed_tone(2.0), SR_IN)
+    sf.write(other / "SPKC_R002.wav", framed_tone(2.0), SR_IN)
+    with open(root / "train" / "prompts.txt", "a", encoding="utf-8") as f:
+        f.write("SPKC_R001 MỘT\nSPKA_R099 KHÔNG CÓ FILE\n")
+    # a train speaker among the test ones, a name that is not <SPK>_<UTT>
+    (root / "test" / "waves" / "SPKA").mkdir()
+    sf.write(root / "test/waves/SPKA/SPKA_T001.wav", framed_tone(2.0), SR_IN)
+    sf.write(root / "test/waves/DEVA/NOSPEAKER.wav", framed_tone(2.0), SR_IN)
+
+    save = tmp_path / "prep"
+    summary = prepare_vivos(root, save, num_trials=20)
+    reasons = {r["utt_id"]: r["reason"] for r in read_csv(save / "skipped.csv")}
+    assert reasons["SPKA_BAD1"].startswith("unreadable")
+    assert reasons["SPKA_BAD2"].startswith("unreadable")
+    assert reasons["SPKA_EMPTY"].startswith("empty")
+    assert reasons["SPKA_SHORT"].startswith("too short after trimming")
+    assert reasons["SPKA_ZERO"].startswith("silent")
+    assert reasons["SPKA_R099"] == "prompt without wav"
+    assert reasons["SPKA_T001"].startswith("test speaker also in train")
+    assert reasons["NOSPEAKER"].startswith("bad utterance id")
+    assert len(reasons) == summary["skipped"] == 8
+    test_spks = {r["spk_id"] for r in read_csv(save / "test.csv")}
+    assert test_spks == {"DEVA", "DEVB"}
+    assert not list(save.rglob("SPKA_BAD1.wav"))
+
+    rows = read_csv(save / "train.csv") + read_csv(save / "valid.csv")
+    by_utt = {stem(r): r for r in rows}
+    for utt in ("SPKA_STEREO", "SPKA_22K"):
+        wav = save / "wavs" / "train" / "SPKA" / f"{utt}.wav"
+        info = sf.info(str(wav))
+        assert (info.samplerate, info.channels) == (8000, 1)
+        assert abs(info.duration - 2.2) < 0.03
+        assert utt in by_utt
+    assert summary["converted"] == {"downmixed": 1, "other_sample_rate": 1}
+    assert by_utt["SPKC_R001"]["gender"] == "unknown"
+    assert by_utt["SPKC_R001"]["words"] == "MỘT"
+    assert by_utt["SPKC_R002"]["words"] == ""
+    assert summary["speakers_without_gender"] == ["SPKC"]
+    assert summary["wavs_without_prompt"] == 3  # STEREO, 22K, SPKC_R002
+
+
+def test_bad_options_raise(small_corpus: Path, tmp_path: Path):
+    with pytest.raises(VivosError, match="min_dur"):
+        prepare_vivos(small_corpus, tmp_path / "p", seg_dur=1.0, min_dur=2.0)
+    with pytest.raises(VivosError, match="not a VIVOS folder"):
+        prepare_vivos(small_corpus / "train", tmp_path / "p")
+    with pytest.raises(VivosError, match="not found"):
+        prepare_vivos(tmp_path / "nope", tmp_path / "p")
+    # never empties a wavs/ folder that the preparation did not make
+    (tmp_path / "mine" / "wavs").mkdir(parents=True)
+    (tmp_path / "mine" / "wavs" / "keep.wav").write_bytes(b"x")
+    with pytest.raises(VivosError, match="not made by"):
+        prepare_vivos(small_corpus, tmp_path / "mine")
+    assert (tmp_path / "mine" / "wavs" / "keep.wav").is_file()
+
+
+# --------------------------------------------------------------------------
+# The command line
+# --------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "data_prep.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("kind", ["missing", "not_vivos"])
+def test_cli_error_is_one_line(tmp_path: Path, kind: str):
+    folder = tmp_path / "nope"
+    if kind == "not_vivos":
+        (folder / "train").mkdir(parents=True)
+    proc = _cli("--data_folder", str(folder), "--save_folder", str(tmp_path))
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert str(folder) in lines[0]
+
+
+def test_cli_prepares_and_prints(
+    small_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+):
+    spec = importlib.util.spec_from_file_location(
+        "data_prep", REPO / "data_prep.py"
+    )
+    data_prep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(data_prep)
+    save = tmp_path / "prep"
+    argv = ["--data_folder", str(small_corpus), "--save_folder", str(save)]
+    argv += ["--num_workers", "2", "--num_trials", "20"]
+    assert run_cli(lambda: data_prep.main(argv)) == 0
+    out = capsys.readouterr().out
+    assert str(save.resolve() / "train.csv") in out
+    assert "test :    2 speakers" in out
+    assert (save / "trials.txt").is_file()
