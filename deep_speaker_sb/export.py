@@ -1,0 +1,493 @@
+"""Writes the self-contained pretrained folder of a trained Deep Speaker.
+
+The folder (``<output_folder>/pretrained/``, see ``docs/DESIGN.md``) holds
+
+- ``hyperparams.yaml``: the inference hyperparameters (features, sentence
+  mean/variance normalization, ResCNN, an audio normalizer to the model's
+  sample rate, ``modules`` and a ``pretrainer`` whose paths point into the
+  folder);
+- ``embedding_model.ckpt`` and ``mean_var_norm.ckpt``: the weights and the
+  normalizer's statistics;
+- ``threshold.json``: the decision threshold on cosine similarity (the one
+  place it is stored; :class:`deep_speaker_sb.inference.DeepSpeaker` reads
+  it);
+- ``model_card.md``: data, epochs, validation EER, threshold, model size and
+  features.
+
+It is built in a temporary sibling folder and renamed into place, so an
+interrupted export never leaves a half-written folder behind.  Load it with
+``DeepSpeaker.from_hparams(source=folder)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from speechbrain.processing.features import InputNormalization
+from speechbrain.utils.logger import get_logger
+
+from deep_speaker_sb.features import Features
+from deep_speaker_sb.lobes.rescnn import ResCNN
+from deep_speaker_sb.utils import Pathlike, atomic_write, write_json
+
+logger = get_logger(__name__)
+
+HPARAMS_FILE = "hyperparams.yaml"
+EMBEDDING_CKPT = "embedding_model.ckpt"
+NORM_CKPT = "mean_var_norm.ckpt"
+THRESHOLD_FILE = "threshold.json"
+CARD_FILE = "model_card.md"
+
+#: Every file an export folder must hold.
+REQUIRED_FILES = (
+    HPARAMS_FILE,
+    EMBEDDING_CKPT,
+    NORM_CKPT,
+    THRESHOLD_FILE,
+    CARD_FILE,
+)
+
+#: How to make an export, for error messages.
+HOW_TO_EXPORT = (
+    "train and export a model with `python train_triplet.py "
+    "hparams/triplet.yaml` (it writes results/triplet/<seed>/pretrained)"
+)
+
+
+def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DataParallel / DDP wrapper, if any."""
+    return getattr(module, "module", module)
+
+
+def _yaml_value(value: Any) -> str:
+    """One YAML flow value (JSON is valid YAML for these types)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "null"
+    if isinstance(value, tuple):
+        value = list(value)
+    return json.dumps(value)
+
+
+def _params(config: dict[str, Any]) -> list[str]:
+    """Indented ``key: value`` lines of constructor arguments."""
+    return [f"    {key}: {_yaml_value(value)}" for key, value in config.items()]
+
+
+def norm_config(mean_var_norm: InputNormalization) -> dict[str, Any]:
+    """Constructor arguments of an ``InputNormalization`` instance.
+
+    Example
+    -------
+    >>> norm_config(InputNormalization(norm_type="sentence", std_norm=False))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'norm_type': 'sentence', 'std_norm': False, 'length_dim': 1,
+     'update_until_epoch': 2, 'avoid_padding_norm': False, 'epsilon': 1e-10}
+    """
+    until = mean_var_norm.update_until_epoch
+    return {
+        "norm_type": mean_var_norm.norm_type,
+        "std_norm": bool(mean_var_norm.std_norm),
+        "length_dim": int(mean_var_norm.length_dim),
+        "update_until_epoch": None if math.isinf(until) else int(until),
+        "avoid_padding_norm": bool(mean_var_norm.avoid_padding_norm),
+        "epsilon": float(mean_var_norm.epsilon),
+    }
+
+
+def hparams_text(
+    folder: Pathlike,
+    features_config: dict[str, Any],
+    norm_cfg: dict[str, Any],
+    model_config: dict[str, Any],
+) -> str:
+    """The inference ``hyperparams.yaml`` of an export folder.
+
+    Arguments
+    ---------
+    folder : Pathlike
+        The final export folder (``pretrained_path`` in the file;
+        :meth:`DeepSpeaker.from_hparams` overrides it with the folder it
+        loads from, so the folder can be moved).
+    features_config, norm_cfg, model_config : dict
+        Constructor arguments of ``Features``, ``InputNormalization`` and
+        ``ResCNN``.
+
+    Returns
+    -------
+    str
+        HyperPyYAML text.
+
+    Example
+    -------
+    >>> from hyperpyyaml import load_hyperpyyaml
+    >>> text = hparams_text("/tmp/x", Features().config,
+    ...                     {"norm_type": "sentence"},
+    ...                     ResCNN(channels=(4,), emb_dim=8).config)
+    >>> hp = load_hyperpyyaml(text)
+    >>> hp["sample_rate"], type(hp["embedding_model"]).__name__
+    (8000, 'ResCNN')
+    >>> hp["pretrainer"].paths["embedding_model"]
+    '/tmp/x/embedding_model.ckpt'
+    """
+    feats = dict(features_config)
+    sample_rate = int(feats.pop("sample_rate"))
+    lines = [
+        "# Deep Speaker (ResCNN) speaker embeddings: inference hyperparameters",
+        "# written by deep_speaker_sb.export.  Load this folder with",
+        "#   from deep_speaker_sb.inference import DeepSpeaker",
+        "#   model = DeepSpeaker.from_hparams(source=<this folder>)",
+        "# (the decision threshold is in threshold.json).",
+        "",
+        "# Folder holding the checkpoints (overridden by",
+        "# DeepSpeaker.from_hparams with the folder it loads from).",
+        f"pretrained_path: {_yaml_value(str(Path(folder).absolute()))}",
+        f"sample_rate: {sample_rate}",
+        f"threshold_file: !ref <pretrained_path>/{THRESHOLD_FILE}",
+        "",
+        "# Any input rate / channel count -> mono at the model's rate",
+        "audio_normalizer: !new:speechbrain.dataio.preprocess.AudioNormalizer",
+        "    sample_rate: !ref <sample_rate>",
+        "    mix: avg-to-mono",
+        "",
+        "compute_features: !new:deep_speaker_sb.features.Features",
+        "    sample_rate: !ref <sample_rate>",
+    ]
+    lines += _params(feats)
+    lines += [
+        "",
+        "mean_var_norm: !new:speechbrain.processing.features."
+        "InputNormalization",
+    ]
+    lines += _params(norm_cfg)
+    lines += ["", "embedding_model: !new:deep_speaker_sb.lobes.rescnn.ResCNN"]
+    lines += _params(model_config)
+    lines += [
+        "",
+        "modules:",
+        "    compute_features: !ref <compute_features>",
+        "    mean_var_norm: !ref <mean_var_norm>",
+        "    embedding_model: !ref <embedding_model>",
+        "",
+        "pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer",
+        "    loadables:",
+        "        embedding_model: !ref <embedding_model>",
+        "        mean_var_norm: !ref <mean_var_norm>",
+        "    paths:",
+        f"        embedding_model: !ref <pretrained_path>/{EMBEDDING_CKPT}",
+        f"        mean_var_norm: !ref <pretrained_path>/{NORM_CKPT}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def card_text(
+    card: dict[str, Any],
+    threshold: float,
+    n_params: int,
+    features_config: dict[str, Any],
+    model_config: dict[str, Any],
+    norm_cfg: dict[str, Any],
+) -> str:
+    """The ``model_card.md`` of an export.
+
+    ``card`` keys shown first when present: ``data``, ``epochs``,
+    ``valid_eer`` (fraction), ``seed``; any other key follows as is.
+
+    Example
+    -------
+    >>> text = card_text({"data": "VIVOS", "epochs": 3, "valid_eer": 0.05},
+    ...                  0.61, 1000, Features().config,
+    ...                  {"channels": [4]}, {"norm_type": "sentence"})
+    >>> "| validation EER | 5.00% |" in text
+    True
+    """
+    rows = []
+    card = dict(card)
+    if "data" in card:
+        rows.append(("training data", _fmt(card.pop("data"))))
+    if "epochs" in card:
+        rows.append(("epochs", _fmt(card.pop("epochs"))))
+    if "valid_eer" in card:
+        eer = card.pop("valid_eer")
+        text = f"{100 * eer:.2f}%" if isinstance(eer, (int, float)) else eer
+        rows.append(("validation EER", str(text)))
+    rows.append(
+        ("decision threshold", f"{threshold:.4f} (accept if cosine > it)")
+    )
+    rows.append(
+        (
+            "model size",
+            f"{n_params:,} parameters ({4 * n_params / 2**20:.1f} MiB float32)",
+        )
+    )
+    rows.append(("features", _fmt(features_config)))
+    rows.append(("normalization", _fmt(norm_cfg)))
+    rows.append(("ResCNN", _fmt(model_config)))
+    rows += [(str(k), _fmt(v)) for k, v in card.items()]
+    stamp = datetime.datetime.now(datetime.timezone.utc)
+    lines = [
+        "# Deep Speaker (ResCNN) speaker embeddings",
+        "",
+        "Speaker embeddings trained with softmax pre-training and triplet",
+        "loss on cosine similarity (Li et al. 2017, *Deep Speaker*).",
+        "",
+        "| | |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    lines += [
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from deep_speaker_sb.inference import DeepSpeaker",
+        'model = DeepSpeaker.from_hparams(source="<this folder>")',
+        'emb = model.encode_file("speech.wav")  # any rate, any channels',
+        'score, same = model.verify_files("a.wav", "b.wav")',
+        "```",
+        "",
+        f"Exported {stamp:%Y-%m-%d %H:%M} UTC by deep_speaker_sb.export.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _save_state(module: torch.nn.Module, path: Path) -> None:
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    with atomic_write(path, "wb") as f:
+        torch.save(state, f)
+
+
+def _save_norm(norm: InputNormalization, path: Path) -> None:
+    stats = {
+        k: v.detach().cpu() if torch.is_tensor(v) else v
+        for k, v in norm._statistics_dict().items()
+    }
+    with atomic_write(path, "wb") as f:
+        torch.save(stats, f)
+
+
+def export_pretrained(
+    folder: Pathlike,
+    *,
+    compute_features: Features,
+    mean_var_norm: InputNormalization,
+    embedding_model: ResCNN,
+    threshold: float,
+    card: dict[str, Any],
+) -> Path:
+    """Writes the self-contained pretrained folder (replacing any old one).
+
+    Arguments
+    ---------
+    folder : Pathlike
+        The export folder, e.g. ``results/triplet/<seed>/pretrained``.
+    compute_features : Features
+        The feature front end (its ``config`` is written).
+    mean_var_norm : InputNormalization
+        The feature normalizer (its arguments and statistics are written).
+    embedding_model : ResCNN
+        The trained model (its ``config`` and weights are written; a
+        DataParallel / DDP wrapper is looked through).
+    threshold : float
+        Decision threshold on cosine similarity (accept when above), e.g.
+        the validation EER threshold.
+    card : dict
+        Model card facts: ``data``, ``epochs``, ``valid_eer`` and any
+        other ``key: value`` to show.
+
+    Returns
+    -------
+    Path
+        The export folder.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "pretrained"
+    >>> folder = export_pretrained(
+    ...     out,
+    ...     compute_features=Features(),
+    ...     mean_var_norm=InputNormalization(norm_type="sentence"),
+    ...     embedding_model=ResCNN(channels=(4, 8), emb_dim=16,
+    ...                            blocks_per_stage=1),
+    ...     threshold=0.5,
+    ...     card={"data": "demo", "epochs": 1, "valid_eer": 0.1},
+    ... )
+    >>> sorted(p.name for p in folder.iterdir())
+    ... # doctest: +NORMALIZE_WHITESPACE
+    ['embedding_model.ckpt', 'hyperparams.yaml', 'mean_var_norm.ckpt',
+     'model_card.md', 'threshold.json']
+    >>> read_threshold(folder)
+    0.5
+    """
+    threshold = float(threshold)
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold}")
+    folder = Path(folder).absolute()
+    model = _unwrap(embedding_model)
+    norm = _unwrap(mean_var_norm)
+    feats = _unwrap(compute_features)
+    features_config = dict(feats.config)
+    model_config = dict(model.config)
+    norm_cfg = norm_config(norm)
+    n_params = sum(p.numel() for p in model.parameters())
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent)
+    )
+    old = None
+    try:
+        with atomic_write(tmp / HPARAMS_FILE) as f:
+            f.write(
+                hparams_text(folder, features_config, norm_cfg, model_config)
+            )
+        _save_state(model, tmp / EMBEDDING_CKPT)
+        _save_norm(norm, tmp / NORM_CKPT)
+        write_json(
+            tmp / THRESHOLD_FILE,
+            {
+                "threshold": threshold,
+                "score": "cosine similarity",
+                "accept": "score > threshold",
+            },
+        )
+        with atomic_write(tmp / CARD_FILE) as f:
+            f.write(
+                card_text(
+                    card,
+                    threshold,
+                    n_params,
+                    features_config,
+                    model_config,
+                    norm_cfg,
+                )
+            )
+        os.chmod(tmp, 0o755)
+        if folder.exists():
+            old = Path(
+                tempfile.mkdtemp(
+                    prefix=f".{folder.name}.old-", dir=folder.parent
+                )
+            )
+            os.replace(folder, old / folder.name)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not folder.exists():
+            with contextlib.suppress(OSError):
+                os.replace(old / folder.name, folder)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    logger.info("exported the pretrained model to %s", folder)
+    return folder
+
+
+def missing_files(folder: Pathlike) -> list[str]:
+    """The required export files absent from ``folder``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> missing_files(tempfile.mkdtemp())[:2]
+    ['hyperparams.yaml', 'embedding_model.ckpt']
+    """
+    folder = Path(folder)
+    return [n for n in REQUIRED_FILES if not (folder / n).is_file()]
+
+
+def check_export_folder(folder: Pathlike) -> Path:
+    """Checks that ``folder`` is a complete export; returns it.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the missing folder or file and how to make it.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"model folder not found: {folder}; {HOW_TO_EXPORT}, or give "
+            "an existing export folder"
+        )
+    missing = missing_files(folder)
+    if missing:
+        raise FileNotFoundError(
+            f"model folder {folder} is incomplete: {', '.join(missing)} "
+            f"missing; {HOW_TO_EXPORT}"
+        )
+    return folder
+
+
+def read_threshold(folder: Pathlike) -> float:
+    """The decision threshold stored in ``<folder>/threshold.json``."""
+    path = Path(folder) / THRESHOLD_FILE
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))["threshold"]
+        return float(value)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} missing; {HOW_TO_EXPORT}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"{path} is not a valid threshold file: {exc}"
+        ) from exc
+
+
+def latest_export(results: Pathlike = "results/triplet") -> Path:
+    """The most recently written ``<results>/*/pretrained`` folder.
+
+    Arguments
+    ---------
+    results : Pathlike
+        The triplet stage's results root.
+
+    Raises
+    ------
+    FileNotFoundError
+        When no export exists there.
+
+    Example
+    -------
+    >>> import tempfile, pathlib, os
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for seed, t in (("1", 100), ("2", 200)):
+    ...     (root / seed / "pretrained").mkdir(parents=True)
+    ...     _ = (root / seed / "pretrained" / HPARAMS_FILE).write_text("")
+    ...     os.utime(root / seed / "pretrained" / HPARAMS_FILE, (t, t))
+    >>> latest_export(root).parent.name
+    '2'
+    """
+    results = Path(results)
+    found = [
+        p.parent
+        for p in results.glob(f"*/pretrained/{HPARAMS_FILE}")
+        if p.is_file()
+    ]
+    if not found:
+        raise FileNotFoundError(
+            f"no trained model in {results}/*/pretrained; {HOW_TO_EXPORT}, "
+            "or give --model DIR"
+        )
+    return max(found, key=lambda p: (p / HPARAMS_FILE).stat().st_mtime)

@@ -1,0 +1,432 @@
+"""``DeepSpeaker``: the pretrained speaker-embedding interface.
+
+Loads an export folder (see :mod:`deep_speaker_sb.export`) offline with
+``DeepSpeaker.from_hparams(source=folder)`` and embeds audio of any sample
+rate and channel count: files are read with soundfile, mixed to mono and
+resampled to the model's rate (8 kHz) by the folder's audio normalizer.
+
+Example
+-------
+>>> import tempfile, pathlib, torch
+>>> from speechbrain.processing.features import InputNormalization
+>>> from deep_speaker_sb.export import export_pretrained
+>>> from deep_speaker_sb.features import Features
+>>> from deep_speaker_sb.lobes.rescnn import ResCNN
+>>> folder = export_pretrained(
+...     pathlib.Path(tempfile.mkdtemp()) / "pretrained",
+...     compute_features=Features(),
+...     mean_var_norm=InputNormalization(norm_type="sentence"),
+...     embedding_model=ResCNN(channels=(4, 8), emb_dim=16,
+...                            blocks_per_stage=1),
+...     threshold=0.5, card={})
+>>> model = DeepSpeaker.from_hparams(source=folder,
+...                                  run_opts={"device": "cpu"})
+>>> model.encode_batch(torch.rand(2, 16000)).shape
+torch.Size([2, 16])
+>>> model.threshold
+0.5
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import soundfile as sf
+import torch
+from speechbrain.inference.interfaces import Pretrained
+from speechbrain.utils.data_utils import batch_pad_right
+from speechbrain.utils.fetching import FetchConfig
+from speechbrain.utils.logger import get_logger
+
+from deep_speaker_sb.export import (
+    HPARAMS_FILE,
+    check_export_folder,
+    read_threshold,
+)
+from deep_speaker_sb.utils import Pathlike
+
+logger = get_logger(__name__)
+
+
+def read_audio(path: Pathlike) -> tuple[torch.Tensor, int]:
+    """Reads an audio file with soundfile.
+
+    Returns
+    -------
+    (signal, sample_rate)
+        ``signal`` is float32 ``[time, channels]``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the file does not exist.
+    ValueError
+        When it cannot be decoded or holds no samples.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"cannot read audio file {path}: {msg}") from None
+    if data.shape[0] == 0:
+        raise ValueError(f"audio file {path} holds no samples")
+    return torch.from_numpy(data), int(sr)
+
+
+def audio_duration(path: Pathlike) -> float:
+    """Duration in seconds from the header (0.0 when unreadable)."""
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, TypeError, ValueError):
+        return 0.0
+    return info.frames / max(info.samplerate, 1)
+
+
+class DeepSpeaker(Pretrained):
+    """Deep Speaker (ResCNN) speaker embeddings and cosine verification.
+
+    Build it with :meth:`from_hparams` on an export folder.  Embeddings are
+    L2-normalized ``[emb_dim]`` vectors; two utterances are judged to come
+    from the same speaker when their cosine similarity exceeds
+    :attr:`threshold` (from the folder's ``threshold.json``).
+
+    Arguments
+    ---------
+    *args, **kwargs
+        Forwarded to :class:`speechbrain.inference.interfaces.Pretrained`.
+    """
+
+    MODULES_NEEDED = ["compute_features", "mean_var_norm", "embedding_model"]
+    HPARAMS_NEEDED = ["sample_rate", "audio_normalizer", "threshold_file"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        missing = [m for m in self.MODULES_NEEDED if m not in self.mods]
+        if missing:
+            raise ValueError(f"hyperparams lack module(s) {missing}")
+        self.sample_rate = int(self.hparams.sample_rate)
+        self.threshold = read_threshold(
+            Path(self.hparams.threshold_file).parent
+        )
+
+    @classmethod
+    def from_hparams(
+        cls,
+        source: Pathlike,
+        hparams_file: str = HPARAMS_FILE,
+        savedir: Pathlike | None = None,
+        overrides: dict | None = None,
+        **kwargs,
+    ) -> DeepSpeaker:
+        """Loads an export folder, offline.
+
+        Arguments
+        ---------
+        source : Pathlike
+            A local export folder (checked to be complete first).
+        hparams_file : str
+            The hyperparameters file inside it.
+        savedir : Pathlike, optional
+            Where SpeechBrain links the files; by default the folder itself
+            (nothing is copied).
+        overrides : dict, optional
+            HyperPyYAML overrides (``pretrained_path`` defaults to
+            ``source`` so that a moved folder still loads).
+        **kwargs
+            Forwarded (e.g. ``run_opts={"device": "cuda"}``).
+
+        Returns
+        -------
+        DeepSpeaker
+        """
+        folder = check_export_folder(source).absolute()
+        overrides = {"pretrained_path": str(folder), **(overrides or {})}
+        kwargs.setdefault("fetch_config", FetchConfig(allow_network=False))
+        return super().from_hparams(
+            source=str(folder),
+            hparams_file=hparams_file,
+            savedir=str(savedir if savedir is not None else folder),
+            overrides=overrides,
+            **kwargs,
+        )
+
+    def load_audio(self, path: Pathlike, savedir=None) -> torch.Tensor:
+        """Reads a file (soundfile) as mono ``[time]`` at the model's rate.
+
+        Arguments
+        ---------
+        path : Pathlike
+            Any file soundfile reads (WAV, FLAC, ...), any rate/channels.
+        savedir : None
+            Unused (kept for the parent's signature).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[time]`` float32 on the CPU.
+        """
+        del savedir
+        signal, sr = read_audio(path)
+        if signal.shape[1] == 1:
+            signal = signal[:, 0]
+        return self.audio_normalizer(signal, sr)
+
+    def encode_batch(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Embeds waveforms at the model's sample rate.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``[batch, time]`` (or ``[time]``) mono audio at
+            :attr:`sample_rate`, padded at the end.
+        wav_lens : torch.Tensor, optional
+            ``[batch]`` relative lengths in ``(0, 1]``; padding does not
+            change an embedding (up to the last feature frame).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[batch, emb_dim]`` L2-normalized embeddings.
+        """
+        if wavs.dim() == 1:
+            wavs = wavs.unsqueeze(0)
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0])
+        wavs = wavs.to(self.device, torch.float32)
+        wav_lens = wav_lens.to(self.device, torch.float32)
+        with torch.no_grad():
+            feats = self.mods.compute_features(wavs)
+            feats = self.mods.mean_var_norm(feats, wav_lens)
+            emb = self.mods.embedding_model(feats, wav_lens)
+        return emb.float()
+
+    def forward(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Same as :meth:`encode_batch`."""
+        return self.encode_batch(wavs, wav_lens)
+
+    def encode_file(self, path: Pathlike) -> torch.Tensor:
+        """Embedding ``[emb_dim]`` of a whole audio file (any rate/channels).
+
+        The result is on the CPU.
+        """
+        return self.encode_batch(self.load_audio(path))[0].cpu()
+
+    def encode_files(
+        self,
+        paths: Sequence[Pathlike],
+        batch_size: int = 32,
+        max_batch_seconds: float = 600.0,
+    ) -> torch.Tensor:
+        """Embeds many files, batched with padding and relative lengths.
+
+        Files are sorted by duration so that each batch pads little; the
+        result follows the order of ``paths``.
+
+        Arguments
+        ---------
+        paths : sequence of Pathlike
+            Audio files (any rate/channels).
+        batch_size : int
+            Most files per batch.
+        max_batch_seconds : float
+            Most padded audio seconds per batch (bounds the memory).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[len(paths), emb_dim]`` on the CPU.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        paths = [Path(p) for p in paths]
+        order = sorted(
+            range(len(paths)), key=lambda i: audio_duration(paths[i])
+        )
+        out: list[torch.Tensor | None] = [None] * len(paths)
+        batch: list[tuple[int, torch.Tensor]] = []
+
+        def flush():
+            wavs, lens = batch_pad_right([w for _, w in batch])
+            embs = self.encode_batch(wavs, lens).cpu()
+            for (i, _), e in zip(batch, embs, strict=True):
+                out[i] = e
+            batch.clear()
+
+        for i in order:
+            wav = self.load_audio(paths[i])
+            longest = max([len(w) for _, w in batch] + [len(wav)])
+            padded = longest * (len(batch) + 1) / self.sample_rate
+            if batch and (
+                len(batch) >= batch_size or padded > max_batch_seconds
+            ):
+                flush()
+            batch.append((i, wav))
+        if batch:
+            flush()
+        if not out:
+            return torch.empty(0, self.emb_dim)
+        return torch.stack(out)
+
+    @property
+    def emb_dim(self) -> int:
+        """The embedding dimension."""
+        return int(self.hparams.embedding_model.config["emb_dim"])
+
+    @staticmethod
+    def similarity(emb_a: torch.Tensor, emb_b: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity over the last dimension (broadcasting).
+
+        Example
+        -------
+        >>> DeepSpeaker.similarity(torch.tensor([1.0, 0.0]),
+        ...                        torch.tensor([1.0, 1.0]))
+        tensor(0.7071)
+        """
+        return torch.nn.functional.cosine_similarity(
+            emb_a.float(), emb_b.float(), dim=-1, eps=1e-8
+        )
+
+    def verify_files(
+        self, path_a: Pathlike, path_b: Pathlike
+    ) -> tuple[float, bool]:
+        """Cosine score of two files and the decision at :attr:`threshold`.
+
+        Returns
+        -------
+        (score, same_speaker) : tuple of (float, bool)
+        """
+        embs = self.encode_files([path_a, path_b], batch_size=1)
+        score = float(self.similarity(embs[0], embs[1]))
+        return score, score > self.threshold
+
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+
+
+def manifest_utterances(csv_path: Pathlike) -> dict[str, tuple[str, Path]]:
+    """Utterances of a prepared manifest (``test.csv``, ``train.csv``).
+
+    The utterance id of a row is the stem of its ``wav`` path (see
+    ``docs/DESIGN.md``); ``{data_root}`` is the manifest's folder.  Each
+    utterance appears once, in the order of the manifest.
+
+    Arguments
+    ---------
+    csv_path : Pathlike
+        A manifest with at least the ``wav`` and ``spk_id`` columns.
+
+    Returns
+    -------
+    dict
+        Utterance id -> (speaker id, wav path).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "test.csv").write_text(
+    ...     "ID,duration,wav,start,stop,spk_id,gender,words\\n"
+    ...     "A_1_0,3.0,{data_root}/wavs/test/A/A_1.wav,0,24000,A,m,x\\n"
+    ...     "A_1_1,1.0,{data_root}/wavs/test/A/A_1.wav,24000,32000,A,m,x\\n"
+    ...     "B_1_0,2.0,{data_root}/wavs/test/B/B_1.wav,0,16000,B,f,y\\n")
+    >>> utts = manifest_utterances(d / "test.csv")
+    >>> list(utts), utts["B_1"][0], utts["B_1"][1].name
+    (['A_1', 'B_1'], 'B', 'B_1.wav')
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(
+            f"manifest not found: {csv_path}; prepare the data with "
+            "`python data_prep.py` (or give --csv)"
+        )
+    root = str(csv_path.parent)
+    utts: dict[str, tuple[str, Path]] = {}
+    with open(csv_path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"wav", "spk_id"} - set(reader.fieldnames or ())
+        if missing:
+            raise ValueError(
+                f"{csv_path} lacks column(s) {sorted(missing)}; is it a "
+                "manifest written by data_prep.py?"
+            )
+        for row in reader:
+            wav = Path(row["wav"].replace("{data_root}", root))
+            utts.setdefault(wav.stem, (row["spk_id"], wav))
+    return utts
+
+
+def speaker_utterances(
+    utts: dict[str, tuple[str, Path]],
+) -> dict[str, list[Path]]:
+    """Speaker id -> wav paths, from :func:`manifest_utterances` output.
+
+    Example
+    -------
+    >>> speaker_utterances({"a": ("S1", Path("a.wav")),
+    ...                     "b": ("S1", Path("b.wav"))})
+    {'S1': [PosixPath('a.wav'), PosixPath('b.wav')]}
+    """
+    spk2wavs: dict[str, list[Path]] = {}
+    for spk, wav in utts.values():
+        spk2wavs.setdefault(spk, []).append(wav)
+    return spk2wavs
+
+
+def enrolment_folder(folder: Pathlike) -> dict[str, list[Path]]:
+    """Speaker id -> audio files of a folder laid out as ``<SPK>/<f>.wav``.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / "S1").mkdir()
+    >>> _ = (d / "S1" / "x.wav").write_bytes(b"")
+    >>> {k: [p.name for p in v] for k, v in enrolment_folder(d).items()}
+    {'S1': ['x.wav']}
+    """
+    folder = Path(folder)
+    spk2wavs = {
+        spk.name: sorted(
+            p for p in spk.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES
+        )
+        for spk in sorted(folder.iterdir())
+        if spk.is_dir()
+    }
+    spk2wavs = {k: v for k, v in spk2wavs.items() if v}
+    if not spk2wavs:
+        raise ValueError(
+            f"no enrolment audio in {folder}: expected <SPK>/<file>.wav"
+        )
+    return spk2wavs
+
+
+def speaker_models(
+    model: DeepSpeaker,
+    spk2wavs: dict[str, list[Path]],
+    batch_size: int = 32,
+) -> tuple[list[str], torch.Tensor]:
+    """Mean (re-normalized) embedding of each speaker's files.
+
+    Returns
+    -------
+    (speakers, embeddings)
+        Speaker ids and their ``[n_speakers, emb_dim]`` embeddings.
+    """
+    speakers = sorted(spk2wavs)
+    paths = [p for s in speakers for p in spk2wavs[s]]
+    embs = model.encode_files(paths, batch_size=batch_size)
+    means, start = [], 0
+    for s in speakers:
+        n = len(spk2wavs[s])
+        means.append(embs[start : start + n].mean(dim=0))
+        start += n
+    return speakers, torch.nn.functional.normalize(torch.stack(means), dim=1)

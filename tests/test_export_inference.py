@@ -1,0 +1,291 @@
+"""Export -> DeepSpeaker.from_hparams round trip, audio handling, scoring.
+
+A narrow untrained model stands in for a trained one: nothing here trains,
+downloads or needs a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.processing.features import InputNormalization
+from speechbrain.utils.metric_stats import EER, minDCF
+
+from deep_speaker_sb import export as export_mod
+from deep_speaker_sb import scoring
+from deep_speaker_sb.export import export_pretrained, latest_export
+from deep_speaker_sb.features import Features
+from deep_speaker_sb.inference import DeepSpeaker
+from deep_speaker_sb.lobes.rescnn import ResCNN
+
+SR = 8000
+
+
+def _narrow_parts(seed: int = 0):
+    torch.manual_seed(seed)
+    feats = Features(kind="fbank", sample_rate=SR, n_mels=32)
+    norm = InputNormalization(norm_type="sentence", std_norm=True)
+    model = ResCNN(n_mels=32, channels=(8, 16), emb_dim=24, blocks_per_stage=1)
+    # Non-trivial batch-norm statistics, so that the export must carry them.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return feats.eval(), norm.eval(), model.eval()
+
+
+def _speech_like(sr: int, seconds: float, seed: int) -> np.ndarray:
+    """Band-limited (< 3.5 kHz) test signal, defined in continuous time."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(sr * seconds)) / sr
+    f0 = rng.uniform(90, 220)
+    sig = sum(
+        rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * k * f0 * t + k)
+        for k in range(1, int(3400 // f0))
+    )
+    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * rng.uniform(2, 5) * t)
+    return (0.3 * sig * envelope / np.abs(sig).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    feats, norm, model = _narrow_parts()
+    folder = tmp_path_factory.mktemp("exp") / "pretrained"
+    export_pretrained(
+        folder,
+        compute_features=feats,
+        mean_var_norm=norm,
+        embedding_model=model,
+        threshold=0.3,
+        card={"data": "unit test", "epochs": 0, "valid_eer": 0.5},
+    )
+    return folder, (feats, norm, model)
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    folder, _ = exported
+    return DeepSpeaker.from_hparams(source=folder, run_opts={"device": "cpu"})
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("wavs")
+    out = {}
+    for i, secs in enumerate((1.5, 2.0, 3.2)):
+        x = _speech_like(SR, secs, seed=i)
+        sf.write(d / f"u{i}.wav", x, SR, subtype="PCM_16")
+        out[f"u{i}"] = d / f"u{i}.wav"
+    x16 = _speech_like(16000, 2.0, seed=0)
+    stereo = np.stack([1.2 * x16, 0.8 * x16], axis=1)  # mean = x16
+    sf.write(d / "stereo16k.wav", stereo, 16000, subtype="PCM_16")
+    sf.write(d / "mono8k.wav", _speech_like(SR, 2.0, 0), SR, subtype="PCM_16")
+    out["stereo16k"] = d / "stereo16k.wav"
+    out["mono8k"] = d / "mono8k.wav"
+    (d / "broken.wav").write_bytes(b"RIFF....WAVEjunk")
+    out["broken"] = d / "broken.wav"
+    return out
+
+
+def test_export_folder_is_complete_and_loadable(exported):
+    folder, (feats, norm, model) = exported
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        export_mod.REQUIRED_FILES
+    )
+    leftovers = [p.name for p in folder.parent.iterdir() if p != folder]
+    assert leftovers == []
+    hp = load_hyperpyyaml((folder / "hyperparams.yaml").read_text())
+    assert hp["embedding_model"].config == model.config
+    assert hp["compute_features"].config == feats.config
+    assert hp["mean_var_norm"].norm_type == "sentence"
+    assert hp["audio_normalizer"].sample_rate == SR
+    assert set(hp["modules"]) == set(DeepSpeaker.MODULES_NEEDED)
+    assert Path(hp["pretrainer"].paths["embedding_model"]).parent == folder
+    assert export_mod.read_threshold(folder) == 0.3
+    # the threshold is stored once, in threshold.json only
+    assert "0.3" not in (folder / "hyperparams.yaml").read_text()
+    card = (folder / "model_card.md").read_text()
+    for fact in ("unit test", "50.00%", "0.3000", "parameters", "fbank"):
+        assert fact in card
+
+
+def test_loaded_model_matches_in_memory_model(exported, loaded, monkeypatch):
+    folder, (feats, norm, model) = exported
+    assert loaded.threshold == 0.3 and loaded.sample_rate == SR
+    wavs = torch.stack(
+        [torch.from_numpy(_speech_like(SR, 1.0, s)) for s in (3, 4)]
+    )
+    lens = torch.tensor([1.0, 0.7])
+    with torch.no_grad():
+        f = norm(feats(wavs), lens)
+        want = model(f, lens)
+    got = loaded.encode_batch(wavs, lens)
+    assert got.shape == (2, 24)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_moved_folder_loads_offline(exported, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to reach the HF hub")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    folder, (_, _, model) = exported
+    moved = tmp_path / "elsewhere" / "model"
+    shutil.copytree(folder, moved)
+    shutil.move(str(folder), str(folder) + ".hidden")  # old path now absent
+    try:
+        ds = DeepSpeaker.from_hparams(
+            source=moved, savedir=tmp_path / "cache", run_opts={"device": "cpu"}
+        )
+    finally:
+        shutil.move(str(folder) + ".hidden", str(folder))
+    x = torch.from_numpy(_speech_like(SR, 1.0, 9))[None]
+    ref = DeepSpeaker.from_hparams(source=folder, run_opts={"device": "cpu"})
+    torch.testing.assert_close(ds.encode_batch(x), ref.encode_batch(x))
+
+
+def test_same_file_scores_one(loaded, wavs):
+    score, same = loaded.verify_files(wavs["u1"], wavs["u1"])
+    assert math.isclose(score, 1.0, abs_tol=1e-5) and same
+
+
+def test_resampling_and_downmix(loaded, wavs):
+    assert loaded.load_audio(wavs["stereo16k"]).dim() == 1
+    a = loaded.encode_file(wavs["stereo16k"])
+    b = loaded.encode_file(wavs["mono8k"])
+    other = loaded.encode_file(wavs["u2"])
+    sim = float(loaded.similarity(a, b))
+    assert sim > 0.99, sim
+    assert sim > float(loaded.similarity(b, other))
+
+
+def test_batched_files_match_single_files(loaded, wavs):
+    paths = [wavs["u2"], wavs["u0"], wavs["u1"]]  # unsorted lengths
+    batched = loaded.encode_files(paths, batch_size=3)
+    single = torch.stack([loaded.encode_file(p) for p in paths])
+    assert batched.shape == (3, 24)
+    cos = torch.nn.functional.cosine_similarity(batched, single, dim=1)
+    assert bool((cos > 0.999).all()), cos
+
+
+def test_reexport_replaces_and_failed_export_keeps_old(
+    exported, tmp_path, monkeypatch
+):
+    _, (feats, norm, model) = exported
+    folder = tmp_path / "runs" / "7" / "pretrained"
+    kw = dict(compute_features=feats, mean_var_norm=norm, card={})
+    export_pretrained(folder, embedding_model=model, threshold=0.1, **kw)
+    export_pretrained(folder, embedding_model=model, threshold=0.2, **kw)
+    assert export_mod.read_threshold(folder) == 0.2
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_mod, "_save_norm", boom)
+    with pytest.raises(KeyboardInterrupt):
+        export_pretrained(folder, embedding_model=model, threshold=0.9, **kw)
+    assert export_mod.read_threshold(folder) == 0.2
+    assert [p.name for p in folder.parent.iterdir()] == ["pretrained"]
+    assert latest_export(tmp_path / "runs") == folder
+
+
+def test_incomplete_folder_and_bad_audio(exported, loaded, wavs, tmp_path):
+    folder, _ = exported
+    broken = tmp_path / "pretrained"
+    shutil.copytree(folder, broken)
+    (broken / "mean_var_norm.ckpt").unlink()
+    with pytest.raises(FileNotFoundError, match="mean_var_norm.ckpt.*train"):
+        DeepSpeaker.from_hparams(source=broken)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        DeepSpeaker.from_hparams(source=tmp_path / "nope")
+    with pytest.raises(ValueError, match="cannot read audio"):
+        loaded.encode_file(wavs["broken"])
+
+
+# ------------------------------------------------------------- scoring
+
+
+def test_eer_and_min_dcf_by_hand():
+    # Accept when score > t.  At t = 0.5: 1 of 4 targets missed (0.45),
+    # 1 of 4 non-targets accepted (0.6): FRR = FAR = 0.25.
+    pos = torch.tensor([0.9, 0.8, 0.7, 0.45])
+    neg = torch.tensor([0.6, 0.4, 0.2, 0.1])
+    m = scoring.verification_metrics([1] * 4 + [0] * 4, torch.cat([pos, neg]))
+    assert m["eer"] == pytest.approx(0.25)
+    assert m["n_target"] == 4 and m["n_nontarget"] == 4
+    # p_target 0.01: rejecting everything above 0.6 costs 0.01 * 1/4 (miss
+    # 0.45) and nothing else; accepting nothing costs 0.01 -> min 0.0025.
+    assert m["min_dcf_0.01"] == pytest.approx(0.0025)
+    # p_target 0.05: same point, 0.05 * 1/4.
+    assert m["min_dcf_0.05"] == pytest.approx(0.0125)
+
+
+def test_fast_metrics_equal_speechbrain(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    pos = torch.randn(300, generator=g) + 1.5
+    neg = torch.randn(500, generator=g)
+    pos[:20] = neg[:20]  # ties across classes
+    want_eer = EER(pos, neg)
+    want_dcf = minDCF(pos, neg, p_target=0.05)
+    monkeypatch.setattr(scoring, "SPEECHBRAIN_METRICS_LIMIT", 0)
+    assert scoring.compute_eer(pos, neg) == pytest.approx(want_eer)
+    got = scoring.compute_min_dcf(pos, neg, p_target=0.05)
+    assert got == pytest.approx(want_dcf)
+
+
+def test_snorm_by_hand():
+    emb = {"e": torch.tensor([1.0, 0.0]), "t": torch.tensor([0.6, 0.8])}
+    cohort = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    got = scoring.snorm_scores([(1, "e", "t")], emb, cohort)
+    raw = 0.6
+    ce = torch.tensor([1.0, 0.0, -1.0])
+    ct = torch.tensor([0.6, 0.8, -0.6])
+    want = 0.5 * ((raw - ce.mean()) / ce.std() + (raw - ct.mean()) / ct.std())
+    assert float(got[0]) == pytest.approx(float(want), abs=1e-6)
+    top = scoring.snorm_scores([(1, "e", "t")], emb, cohort, top_n=2)
+    ce2, ct2 = torch.tensor([1.0, 0.0]), torch.tensor([0.8, 0.6])
+    want2 = 0.5 * (
+        (raw - ce2.mean()) / ce2.std() + (raw - ct2.mean()) / ct2.std()
+    )
+    assert float(top[0]) == pytest.approx(float(want2), abs=1e-6)
+
+
+def test_san_sap_pairs_by_hand():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    b = torch.tensor([[-1.0, 0.0], [0.0, 2.0]])
+    sap = scoring.pair_scores(a)  # 3 distinct pairs
+    assert sap.tolist() == pytest.approx([0.0, 2**-0.5, 2**-0.5])
+    san = scoring.pair_scores(a, b)  # 3 x 2 pairs
+    assert san.tolist() == pytest.approx(
+        [-1.0, 0.0, 0.0, 1.0, -(2**-0.5), 2**-0.5]
+    )
+    with pytest.raises(ValueError):
+        scoring.pair_scores(a[:1])
+
+
+def test_trial_scoring_paths_agree(monkeypatch):
+    g = torch.Generator().manual_seed(1)
+    emb = {f"u{i}": torch.randn(16, generator=g) for i in range(30)}
+    ids = sorted(emb)
+    trials = [(i % 2, ids[i % 30], ids[(7 * i) % 30]) for i in range(200)]
+    want = torch.stack(
+        [
+            scoring.cosine_scores(emb[a][None], emb[b][None])[0]
+            for _, a, b in trials
+        ]
+    )
+    torch.testing.assert_close(scoring.score_trials(trials, emb), want)
+    monkeypatch.setattr(scoring, "PAIR_MATRIX_LIMIT", 0)
+    got = scoring.score_trials(trials, emb, batch_size=7)
+    torch.testing.assert_close(got, want)
