@@ -1,0 +1,1 @@
+"""Data: the synthetic demo corpus, VIVOS preparation, trials, samplers."""
