@@ -1,0 +1,277 @@
+"""The triplet stage end to end on tiny data: init, EER, resume, export."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.processing.features import InputNormalization
+from speechbrain.utils.checkpoints import Checkpointer
+
+from deep_speaker_sb.brains.softmax import compute_embeddings
+from deep_speaker_sb.brains.triplet import (
+    dataio_prep,
+    init_from_softmax,
+    load_best,
+)
+from deep_speaker_sb.cli import UserError, run_cli
+from deep_speaker_sb.lobes.rescnn import ResCNN
+
+ROOT = Path(__file__).resolve().parents[1]
+YAML = ROOT / "hparams" / "triplet.yaml"
+
+# A narrow model (the same in the fake softmax checkpoint and the YAML).
+MODEL = {"n_mels": 24, "channels": [4, 8], "emb_dim": 16, "blocks_per_stage": 1}
+MODEL_ARGS = [
+    "--n_mels=24",
+    "--channels=[4, 8]",
+    "--emb_dim=16",
+    "--blocks_per_stage=1",
+]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location(
+        "train_triplet", ROOT / "train_triplet.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def model_section(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    match = re.search(r"^# Features\n.*?(?=^# (?!Model)\S)", text, re.S | re.M)
+    assert match, f"no features/model section in {path}"
+    return match.group(0)
+
+
+def test_model_section_identical_to_softmax_yaml():
+    section = model_section(YAML)
+    assert "embedding_model: !new:" in section
+    assert section == model_section(ROOT / "hparams" / "softmax.yaml")
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_corpus, tmp_path_factory) -> Path:
+    """tiny_corpus prepared with two or more valid utterances a speaker."""
+    from deep_speaker_sb.data.vivos import prepare_vivos
+
+    save = tmp_path_factory.mktemp("triplet_prep") / "vivos8k"
+    prepare_vivos(tiny_corpus, save, seed=1, valid_ratio=0.34)
+    return save
+
+
+def fake_softmax(folder: Path, accs=(0.2, 0.8)) -> list[dict]:
+    """Softmax-stage checkpoints (as train_softmax.py names them)."""
+    states = []
+    for acc in accs:
+        torch.manual_seed(int(acc * 100))
+        model = ResCNN(**MODEL)
+        Checkpointer(
+            folder,
+            recoverables={
+                "embedding_model": model,
+                "normalizer": InputNormalization(norm_type="sentence"),
+            },
+        ).save_checkpoint(meta={"ACC": acc, "epoch": 1})
+        states.append(model.state_dict())
+    return states
+
+
+def test_init_from_softmax_takes_best_accuracy(tmp_path):
+    states = fake_softmax(tmp_path / "save")
+    model = ResCNN(**MODEL)
+    modules = {
+        "embedding_model": model,
+        "mean_var_norm": InputNormalization(norm_type="sentence"),
+    }
+    ckpt = init_from_softmax(tmp_path / "save", modules)
+    assert ckpt.meta["ACC"] == 0.8
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, states[1][key]), key
+    wrong = {**modules, "embedding_model": ResCNN(**{**MODEL, "emb_dim": 8})}
+    with pytest.raises(UserError, match="does not fit the model"):
+        init_from_softmax(tmp_path / "save", wrong)
+
+
+def run_main(argv: list[str]) -> tuple[int, str]:
+    script = load_script()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = run_cli(lambda: script.main(argv))
+    return code, err.getvalue()
+
+
+def base_args(prepared: Path, out: Path, softmax: Path) -> list[str]:
+    return [
+        str(YAML),
+        f"--prep_folder={prepared}",
+        f"--output_folder={out}",
+        f"--softmax_ckpt_folder={softmax}",
+        "--device=cpu",
+        "--num_workers=0",
+        "--n_speakers=4",
+        "--n_per_speaker=2",
+        "--batches_per_epoch=3",
+        "--lr=0.001",
+        *MODEL_ARGS,
+    ]
+
+
+def test_missing_softmax_checkpoint_is_one_line(prepared, tmp_path):
+    args = base_args(prepared, tmp_path / "out", tmp_path / "nothing")
+    code, err = run_main(args)
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert "no softmax checkpoint" in err
+    assert "train_softmax.py" in err and "init_from: scratch" in err
+
+
+def test_too_few_valid_utterances_is_clear(prepared, tmp_path):
+    # A valid.csv with one utterance per speaker gives no target trial.
+    lines = (prepared / "valid.csv").read_text().splitlines()
+    kept, seen = [lines[0]], set()
+    for line in lines[1:]:
+        spk = line.split(",")[5]
+        utt = line.split(",")[2]
+        if spk not in seen or utt == kept[-1].split(",")[2]:
+            seen.add(spk)
+            kept.append(line)
+    (tmp_path / "valid.csv").write_text("\n".join(kept) + "\n")
+    hparams = {
+        "prep_folder": prepared,
+        "train_annotation": prepared / "train.csv",
+        "valid_annotation": tmp_path / "valid.csv",
+        "sentence_len": 3.0,
+        "sample_rate": 8000,
+        "n_speakers": 2,
+        "n_per_speaker": 2,
+        "batches_per_epoch": None,
+        "small_speakers": "replace",
+        "num_valid_trials": 100,
+        "seed": 1,
+    }
+    with pytest.raises(UserError, match="larger valid_ratio"):
+        dataio_prep(hparams)
+    hparams["valid_annotation"] = prepared / "valid.csv"
+    train, valid, sampler = dataio_prep(hparams)
+    # One item per utterance (not per segment).
+    assert len(valid) == len({line.split(",")[2] for line in lines[1:]})
+    assert len(sampler) == len(train) // 4
+
+
+def test_train_resume_and_export(prepared, tmp_path):
+    softmax = tmp_path / "softmax_save"
+    fake_softmax(softmax)
+    out = tmp_path / "triplet"
+    args = base_args(prepared, out, softmax)
+
+    code, err = run_main([*args, "--number_of_epochs=2"])
+    assert code == 0, err
+    log = (out / "train_log.txt").read_text().splitlines()
+    assert [line.split(",")[0] for line in log] == [
+        "epoch: 0",
+        "epoch: 1",
+        "epoch: 2",
+    ]
+    assert "init: softmax" in log[0] and "valid EER" in log[0]
+    for line in log[1:]:
+        for key in ("train loss", "train SAP", "train SAN", "valid EER"):
+            assert key in line, line
+    export = out / "pretrained"
+    assert (export / "threshold.json").is_file()
+
+    # Resume: only epoch 3 runs; the softmax weights are not reloaded.
+    code, err = run_main([*args, "--number_of_epochs=3"])
+    assert code == 0, err
+    log = (out / "train_log.txt").read_text().splitlines()
+    assert [line.split(",")[0] for line in log][3:] == ["epoch: 3"]
+
+    # The export is the best-EER checkpoint and loads back.
+    with open(out / "hyperparams.yaml", encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f)
+    best = load_best(out / "save", hparams["modules"])
+    eers = [
+        float(re.search(r"valid EER: ([\d.e+-]+)", line)[1]) for line in log
+    ]
+    assert best.meta["EER"] == pytest.approx(min(eers[1:]), abs=1e-3)
+    exported = torch.load(export / "embedding_model.ckpt")
+    for key, value in hparams["embedding_model"].state_dict().items():
+        assert torch.equal(value, exported[key]), key
+
+    from deep_speaker_sb.inference import DeepSpeaker
+
+    model = DeepSpeaker.from_hparams(source=export)
+    assert model.threshold == pytest.approx(best.meta["threshold"])
+    wav = next((prepared / "wavs" / "train").rglob("*.wav"))
+    from speechbrain.dataio.dataio import read_audio
+
+    sig = read_audio(str(wav)).unsqueeze(0)
+    for module in hparams["modules"].values():
+        module.eval()
+    with torch.no_grad():
+        ours = compute_embeddings(hparams["modules"], sig, torch.ones(1))
+    theirs = model.encode_file(wav)
+    assert torch.allclose(ours[0], theirs, atol=1e-5)
+
+    # Export only: no training, the folder is written again.
+    (export / "model_card.md").unlink()
+    code, err = run_main([*args, "--number_of_epochs=3", "--export_only"])
+    assert code == 0, err
+    assert (export / "model_card.md").is_file()
+    assert len((out / "train_log.txt").read_text().splitlines()) == 4
+
+
+def test_export_takes_lowest_eer_not_last(tmp_path):
+    from deep_speaker_sb.brains.triplet import export_best
+    from deep_speaker_sb.export import read_threshold
+    from deep_speaker_sb.features import Features
+
+    states = {}
+    for epoch, eer in enumerate((5.0, 3.0, 4.0), start=1):
+        torch.manual_seed(epoch)
+        model = ResCNN(**MODEL)
+        Checkpointer(
+            tmp_path / "save",
+            recoverables={
+                "embedding_model": model,
+                "normalizer": InputNormalization(norm_type="sentence"),
+            },
+        ).save_checkpoint(
+            meta={"EER": eer, "threshold": epoch / 10, "epoch": epoch}
+        )
+        states[epoch] = model.state_dict()
+    model = ResCNN(**MODEL)
+    norm = InputNormalization(norm_type="sentence")
+    hparams = {
+        "save_folder": tmp_path / "save",
+        "output_folder": tmp_path,
+        "pretrained_folder": tmp_path / "pretrained",
+        "modules": {"embedding_model": model, "mean_var_norm": norm},
+        "compute_features": Features(n_mels=24),
+        "mean_var_norm": norm,
+        "embedding_model": model,
+        "prep_folder": "data",
+        "number_of_epochs": 3,
+        "init_from": "scratch",
+        "mining": "semihard",
+        "margin": 0.1,
+        "n_speakers": 2,
+        "n_per_speaker": 2,
+        "lr": 0.001,
+        "lr_final": 0.0001,
+        "seed": 1,
+    }
+    folder = export_best(hparams)
+    assert read_threshold(folder) == pytest.approx(0.2)
+    exported = torch.load(folder / "embedding_model.ckpt")
+    for key, value in states[2].items():
+        assert torch.equal(value, exported[key]), key
+    assert "best: epoch 2" in (folder / "model_card.md").read_text()

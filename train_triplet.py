@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Deep Speaker stage 2: triplet-loss fine-tuning of the ResCNN.
+
+Starts from the best checkpoint of the softmax stage (``init_from:
+softmax``, the default) or from random weights (``init_from: scratch``),
+scores the validation trials once before training (logged as epoch 0),
+trains on P speakers x K segments batches with the cosine triplet loss,
+keeps the checkpoint with the lowest validation EER and exports it to
+``<output_folder>/pretrained``.  Running the same command again resumes;
+``--export_only`` re-exports the best checkpoint without training.
+
+Usage:
+    python train_triplet.py hparams/triplet.yaml
+    python train_triplet.py hparams/triplet.yaml --mining hardest \\
+        --n_speakers 8 --n_per_speaker 4
+    python train_triplet.py hparams/triplet.yaml --export_only
+    torchrun --nproc_per_node=4 train_triplet.py hparams/triplet.yaml
+    # SpeechBrain run options: --device cpu, --precision bf16, ...
+
+Authors
+ * deep-speaker-sb contributors
+"""
+
+from __future__ import annotations
+
+import sys
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from deep_speaker_sb.brains.triplet import (
+    TripletBrain,
+    dataio_prep,
+    export_best,
+    init_from_softmax,
+    load_initial_stats,
+    make_train_loader,
+    save_initial_stats,
+)
+from deep_speaker_sb.cli import UserError, run_cli
+
+INIT_CHOICES = ("softmax", "scratch")
+
+
+def _pop_flag(argv: list[str], flag: str) -> tuple[list[str], bool]:
+    """Removes a bare ``--flag`` (one not followed by a value)."""
+    out, found = [], False
+    for i, arg in enumerate(argv):
+        nxt = argv[i + 1] if i + 1 < len(argv) else "--"
+        if arg == flag and nxt.startswith("--"):
+            found = True
+            continue
+        out.append(arg)
+    return out, found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the triplet stage (or only the export); returns the status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    argv, export_flag = _pop_flag(argv, "--export_only")
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    if hparams["init_from"] not in INIT_CHOICES:
+        raise UserError(
+            f"init_from must be one of {', '.join(INIT_CHOICES)}, "
+            f"got {hparams['init_from']!r}"
+        )
+    export_only = export_flag or bool(hparams["export_only"])
+
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    if not export_only:
+        train(hparams, run_opts)
+
+    run_on_main(export_best, args=[hparams])
+    if if_main_process():
+        _print_summary(hparams)
+    return 0
+
+
+def train(hparams: dict, run_opts: dict) -> None:
+    """Initializes (on a fresh start), scores epoch 0, trains."""
+    train_data, valid_data, sampler = dataio_prep(hparams)
+    checkpointer = hparams["checkpointer"]
+    fresh = checkpointer.find_checkpoint() is None
+    if fresh and hparams["init_from"] == "softmax":
+        init_from_softmax(hparams["softmax_ckpt_folder"], hparams["modules"])
+
+    brain = TripletBrain(
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=checkpointer,
+    )
+    if fresh:
+        # Epoch 0: the validation EER of the initial (softmax) model.
+        brain.evaluate(
+            valid_data,
+            # a copy: evaluate() adds keys to the dict it is given
+            test_loader_kwargs=dict(hparams["valid_dataloader_options"]),
+            progressbar=False,
+        )
+        run_on_main(
+            save_initial_stats,
+            args=[hparams["output_folder"], brain.valid_stats],
+        )
+
+    # The sampler is rank-aware: SpeechBrain must not wrap it for DDP, so
+    # the DataLoader is built here; fit() calls train_sampler.set_epoch().
+    brain.train_sampler = sampler
+    brain.fit(
+        brain.hparams.epoch_counter,
+        make_train_loader(
+            train_data, sampler, **hparams["train_dataloader_options"]
+        ),
+        valid_data,
+        valid_loader_kwargs=hparams["valid_dataloader_options"],
+    )
+
+
+def _print_summary(hparams: dict) -> None:
+    best = hparams["checkpointer"].find_checkpoint(min_key="EER")
+    initial = load_initial_stats(hparams["output_folder"])
+    if initial is not None:
+        print(
+            f"validation EER before triplet training "
+            f"({hparams['init_from']} init): {initial['EER']:.2f}%"
+        )
+    print(
+        f"best validation EER after triplet training: "
+        f"{best.meta['EER']:.2f}% (epoch {best.meta.get('epoch', '?')}, "
+        f"threshold {best.meta['threshold']:.4f}); exported to "
+        f"{hparams['pretrained_folder']}"
+    )
+    if initial is not None and best.meta["EER"] > initial["EER"]:
+        print(
+            "warning: triplet training did not improve on the initial "
+            "model; try mining: semihard, a lower lr or more epochs"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
