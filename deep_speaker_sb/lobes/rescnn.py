@@ -1,0 +1,201 @@
+"""ResCNN: the residual convolutional speaker encoder of Deep Speaker.
+
+Li et al., "Deep Speaker: an End-to-End Neural Speaker Embedding System"
+(2017).  Four stages, each a 5x5 convolution with stride 2 followed by batch
+normalization, a clipped ReLU ``min(max(x, 0), 20)`` and a few residual
+blocks (two 3x3 convolutions with batch normalization and clipped ReLU, and
+an identity skip).  The frequency axis is folded into the features
+(channels x frequency, as in the paper's reshape), the frames are averaged
+over time, an affine layer maps them to the embedding, and the embedding is
+L2-normalized.
+
+Padding never changes an utterance's embedding: every convolution's input
+is zero beyond each sentence's length (exactly what the convolution's own
+zero padding gives an utterance processed alone), and the time average uses
+only the valid frames.  In eval mode an utterance embedded alone equals the
+same utterance embedded in a batch with longer ones.
+
+Authors
+ * deep-speaker-sb contributors
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from speechbrain.utils.logger import get_logger
+from torch import Tensor, nn
+
+logger = get_logger(__name__)
+
+
+def _mask_time(x: Tensor, n_frames: Tensor) -> Tensor:
+    """Zeroes frames ``t >= n_frames[b]`` of ``x`` ``[B, C, T, F]``."""
+    t = torch.arange(x.shape[2], device=x.device)
+    keep = t[None, :] < n_frames[:, None]
+    return x * keep[:, None, :, None].to(x.dtype)
+
+
+def _downsampled(n, kernel: int = 5, stride: int = 2, pad: int = 2):
+    """Output length of a strided convolution for input length ``n``."""
+    return (n + 2 * pad - kernel) // stride + 1
+
+
+class ClippedReLU(nn.Module):
+    """``min(max(x, 0), clip)``.
+
+    Arguments
+    ---------
+    clip : float
+        The upper bound.
+
+    Example
+    -------
+    >>> ClippedReLU(20.0)(torch.tensor([-1.0, 5.0, 30.0]))
+    tensor([ 0.,  5., 20.])
+    """
+
+    def __init__(self, clip: float = 20.0):
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Clamps ``x`` to ``[0, clip]``."""
+        return torch.clamp(x, min=0.0, max=self.clip)
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and clipped ReLU, identity skip.
+
+    Arguments
+    ---------
+    channels : int
+        Input and output channels.
+    clip : float
+        Clipped ReLU bound.
+
+    Example
+    -------
+    >>> block = ResBlock(8)
+    >>> x = torch.rand(2, 8, 10, 16)
+    >>> block(x, torch.tensor([10, 7])).shape
+    torch.Size([2, 8, 10, 16])
+    """
+
+    def __init__(self, channels: int, clip: float = 20.0):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.act = ClippedReLU(clip)
+
+    def forward(self, x: Tensor, n_frames: Tensor) -> Tensor:
+        """``x`` ``[B, C, T, F]`` zero beyond ``n_frames`` -> same shape."""
+        h = _mask_time(self.act(self.bn1(self.conv1(x))), n_frames)
+        h = self.bn2(self.conv2(h))
+        return _mask_time(self.act(h + x), n_frames)
+
+
+class ResCNN(nn.Module):
+    """The Deep Speaker ResCNN embedding model.
+
+    Arguments
+    ---------
+    n_mels : int
+        Number of input features per frame.
+    channels : sequence of int
+        Channels of the four (or any number of) stages.
+    emb_dim : int
+        Embedding dimension.
+    blocks_per_stage : int
+        Residual blocks after each strided convolution.
+    clip : float
+        Clipped ReLU bound.
+
+    Example
+    -------
+    >>> model = ResCNN(channels=(8, 16, 32, 64), emb_dim=32)
+    >>> emb = model(torch.rand(2, 200, 64))
+    >>> emb.shape
+    torch.Size([2, 32])
+    >>> torch.allclose(emb.norm(dim=1), torch.ones(2))
+    True
+    """
+
+    def __init__(
+        self,
+        n_mels: int = 64,
+        channels: Sequence[int] = (64, 128, 256, 512),
+        emb_dim: int = 512,
+        blocks_per_stage: int = 3,
+        clip: float = 20.0,
+    ):
+        super().__init__()
+        channels = [int(c) for c in channels]
+        if not channels:
+            raise ValueError("ResCNN needs at least one stage (channels)")
+        self.config: dict[str, Any] = {
+            "n_mels": int(n_mels),
+            "channels": list(channels),
+            "emb_dim": int(emb_dim),
+            "blocks_per_stage": int(blocks_per_stage),
+            "clip": float(clip),
+        }
+        self.act = ClippedReLU(clip)
+        self.convs = nn.ModuleList()
+        self.bns = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        in_ch, freq = 1, int(n_mels)
+        for ch in channels:
+            self.convs.append(
+                nn.Conv2d(in_ch, ch, 5, stride=2, padding=2, bias=False)
+            )
+            self.bns.append(nn.BatchNorm2d(ch))
+            self.stages.append(
+                nn.ModuleList(
+                    ResBlock(ch, clip) for _ in range(blocks_per_stage)
+                )
+            )
+            in_ch, freq = ch, _downsampled(freq)
+        self.out_freq = freq
+        self.affine = nn.Linear(in_ch * freq, emb_dim)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Embeds a batch of feature sequences.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            Features ``[batch, time, n_mels]``.
+        lengths : torch.Tensor, optional
+            Relative lengths ``[batch]`` in ``(0, 1]`` (SpeechBrain style);
+            ``None`` means every sentence fills the batch.
+
+        Returns
+        -------
+        torch.Tensor
+            L2-normalized embeddings ``[batch, emb_dim]``.
+        """
+        if x.dim() != 3:
+            raise ValueError(f"ResCNN expects [batch, time, feats], {x.shape}")
+        batch, time = x.shape[0], x.shape[1]
+        if lengths is None:
+            n = torch.full((batch,), time, device=x.device, dtype=torch.long)
+        else:
+            n = torch.round(lengths.to(x.device).float() * time).long()
+            n = n.clamp(min=1, max=time)
+        h = _mask_time(x.unsqueeze(1), n)  # [B, 1, T, F]
+        stages = zip(self.convs, self.bns, self.stages, strict=True)
+        for conv, bn, blocks in stages:
+            n = _downsampled(n)
+            h = _mask_time(self.act(bn(conv(h))), n)
+            for block in blocks:
+                h = block(h, n)
+        # [B, C, T', F'] -> [B, T', C * F'], the paper's reshape
+        h = h.permute(0, 2, 1, 3).flatten(2)
+        h = h.sum(dim=1) / n[:, None].to(h.dtype)  # masked time average
+        emb = self.affine(h)
+        return nn.functional.normalize(emb, p=2.0, dim=1)

@@ -1,0 +1,223 @@
+"""End-to-end tests of softmax pre-training (train_softmax.py), like a user.
+
+A narrow ResCNN trains on the tiny shared corpus; every run starts
+``train_softmax.py`` in a subprocess (``torchrun`` for DDP), as a user
+would.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from speechbrain.dataio.encoder import CategoricalEncoder
+
+from deep_speaker_sb.lobes.rescnn import ResCNN
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # 1 thread per process
+NARROW = [
+    "--channels", "[8, 16, 32, 64]",
+    "--emb_dim", "32",
+    "--batch_size", "8",
+    "--lr", "0.003",
+    "--lr_final", "0.003",
+    "--num_workers", "0",
+    "--device", "cpu",
+    "--noprogressbar",
+]  # fmt: skip
+
+
+def _args(corpus: Path, prep: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        str(ROOT / "hparams" / "softmax.yaml"),
+        "--data_folder", str(corpus),
+        "--prep_folder", str(prep),
+        "--output_folder", str(out),
+        *NARROW,
+        *extra,
+    ]  # fmt: skip
+
+
+def _log_epochs(train_log: Path) -> list[dict[str, float]]:
+    """Parses ``train_log.txt`` into one dict per epoch line."""
+    rows = []
+    for line in train_log.read_text().splitlines():
+        epoch = re.search(r"epoch: (\d+)", line)
+        loss = re.search(r"train loss: ([\d.e+-]+)", line)
+        acc = re.search(r"valid ACC: ([\d.e+-]+)", line)
+        rows.append(
+            {
+                "epoch": int(epoch.group(1)),
+                "train_loss": float(loss.group(1)),
+                "valid_acc": float(acc.group(1)),
+            }
+        )
+    return rows
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    return sorted((out / "save").glob("CKPT+*"))
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Runs train_softmax.py as a user would; checks it succeeded."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train_softmax.py"), *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_train_then_resume(tiny_corpus, tmp_path):
+    """1 epoch, then the same command with 2 epochs resumes at epoch 2."""
+    out = tmp_path / "out"
+    prep = tmp_path / "prep"  # this run prepares its own copy of the data
+    first = _run(
+        _args(tiny_corpus, prep, out, "--number_of_epochs", "1"), tmp_path
+    )
+    assert (prep / "train.csv").is_file()
+    assert "best validation accuracy" in first.stdout
+    assert [r["epoch"] for r in _log_epochs(out / "train_log.txt")] == [1]
+
+    _run(
+        _args(tiny_corpus, prep, out, "--number_of_epochs", "2"), tmp_path
+    )  # same data options: preparation is skipped, training resumes
+    epochs = _log_epochs(out / "train_log.txt")
+    assert [r["epoch"] for r in epochs] == [1, 2]  # epoch 1 not redone
+    assert epochs[1]["train_loss"] < epochs[0]["train_loss"]
+    log = (out / "log.txt").read_text()
+    assert log.count("Going into epoch 1") == 1
+    assert log.count("Going into epoch 2") == 1
+
+    labels = CategoricalEncoder()
+    labels.load(out / "save" / "label_encoder.txt")
+    assert len(labels) == 4  # the 4 training speakers
+    assert (out / "hyperparams.yaml").is_file()
+    ckpts = _checkpoints(out)
+    assert ckpts and (ckpts[-1] / "embedding_model.ckpt").is_file()
+    model = ResCNN(channels=(8, 16, 32, 64), emb_dim=32)
+    state = torch.load(ckpts[-1] / "embedding_model.ckpt", map_location="cpu")
+    model.load_state_dict(state)
+
+
+def test_ddp_two_processes_gloo_cpu(tiny_corpus, tiny_prepared, tmp_path):
+    """torchrun --nproc_per_node=2 with gloo on CPU trains one model."""
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run",
+        "--standalone", "--nproc_per_node=2",
+        str(ROOT / "train_softmax.py"),
+        *_args(tiny_corpus, tiny_prepared, out),
+        "--skip_prep", "True",
+        "--number_of_epochs", "1",
+        "--distributed_backend", "gloo",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True,
+        timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("best validation accuracy") == 1  # rank 0 only
+    assert [r["epoch"] for r in _log_epochs(out / "train_log.txt")] == [1]
+    ckpts = _checkpoints(out)
+    assert len(ckpts) == 1
+    state = torch.load(ckpts[0] / "embedding_model.ckpt", map_location="cpu")
+    assert not any(k.startswith("module.") for k in state)
+    ResCNN(channels=(8, 16, 32, 64), emb_dim=32).load_state_dict(state)
+
+
+def _copy_prepared(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _run_expecting_error(args: list[str], cwd: Path) -> str:
+    """Runs the script as a user would; returns its one ``error:`` line."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train_softmax.py"), *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
+    return errors[0]
+
+
+def test_missing_wav_is_one_error_line(tiny_corpus, tiny_prepared, tmp_path):
+    prep = _copy_prepared(tiny_prepared, tmp_path / "prep")
+    with open(prep / "train.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    gone = rows[0]["wav"].replace("{data_root}", str(prep))
+    os.remove(gone)
+    msg = _run_expecting_error(
+        _args(tiny_corpus, prep, tmp_path / "out", "--skip_prep", "True"),
+        tmp_path,
+    )
+    assert gone in msg and "data_prep" in msg
+    assert not (tmp_path / "out" / "save").exists() or not _checkpoints(
+        tmp_path / "out"
+    )
+
+
+def test_empty_manifest_is_one_error_line(tiny_corpus, tiny_prepared, tmp_path):
+    prep = _copy_prepared(tiny_prepared, tmp_path / "prep")
+    header = (prep / "train.csv").read_text().splitlines()[0]
+    (prep / "train.csv").write_text(header + "\n")
+    msg = _run_expecting_error(
+        _args(tiny_corpus, prep, tmp_path / "out", "--skip_prep", "True"),
+        tmp_path,
+    )
+    assert "train.csv" in msg and "no rows" in msg
+
+
+def test_unknown_validation_speaker_is_one_error_line(
+    tiny_corpus, tiny_prepared, tmp_path
+):
+    prep = _copy_prepared(tiny_prepared, tmp_path / "prep")
+    with open(prep / "train.csv", newline="", encoding="utf-8") as f:
+        first_spk = next(csv.DictReader(f))["spk_id"]
+    # drop a speaker from train.csv only: its validation rows are unknown
+    train = (prep / "train.csv").read_text().splitlines()
+    train = [train[0]] + [r for r in train[1:] if f",{first_spk}," not in r]
+    (prep / "train.csv").write_text("\n".join(train) + "\n")
+    msg = _run_expecting_error(
+        _args(tiny_corpus, prep, tmp_path / "out", "--skip_prep", "True"),
+        tmp_path,
+    )
+    assert "validation speakers" in msg and first_spk in msg
+
+
+@pytest.mark.parametrize("bad", ["nope"])
+def test_bad_feature_type_is_one_error_line(
+    tiny_corpus, tiny_prepared, tmp_path, bad
+):
+    msg = _run_expecting_error(
+        _args(
+            tiny_corpus,
+            tiny_prepared,
+            tmp_path / "out",
+            "--skip_prep",
+            "True",
+            "--feature_type",
+            bad,
+        ),  # fmt: skip
+        tmp_path,
+    )
+    assert "fbank" in msg

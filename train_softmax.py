@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Deep Speaker stage 1: softmax pre-training of the ResCNN.
+
+Prepares VIVOS (unless ``--skip_prep true``; preparation is idempotent),
+then trains the embedding model and a speaker classifier on the training
+speakers, validating speaker accuracy on held-out utterances.  Running the
+same command again resumes from the last checkpoint.
+
+Usage:
+    python train_softmax.py hparams/softmax.yaml --data_folder /data/vivos
+    torchrun --nproc_per_node=4 train_softmax.py hparams/softmax.yaml \\
+        --data_folder /data/vivos
+    # any YAML key can be overridden: --channels "[8, 16, 32, 64]" ...
+    # SpeechBrain run options: --device cpu, --precision bf16, ...
+
+Authors
+ * deep-speaker-sb contributors
+"""
+
+from __future__ import annotations
+
+import sys
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import if_main_process, run_on_main
+
+from deep_speaker_sb.brains.softmax import SoftmaxBrain, dataio_prep
+from deep_speaker_sb.cli import run_cli
+from deep_speaker_sb.data.vivos import prepare_vivos
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs softmax pre-training; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    if not hparams["skip_prep"]:
+        run_on_main(
+            prepare_vivos,
+            kwargs={
+                "data_folder": hparams["data_folder"],
+                "save_folder": hparams["prep_folder"],
+                "sample_rate": hparams["sample_rate"],
+                "seg_dur": hparams["seg_dur"],
+                "min_dur": hparams["min_dur"],
+                "valid_ratio": hparams["valid_ratio"],
+                "num_trials": hparams["num_trials"],
+                "seed": hparams["prep_seed"],
+                "num_workers": hparams["prep_workers"],
+            },
+        )
+    train_data, valid_data, label_encoder = dataio_prep(hparams)
+
+    classifier = hparams["classifier"](n_speakers=len(label_encoder))
+    hparams["checkpointer"].add_recoverable("classifier", classifier)
+    brain = SoftmaxBrain(
+        modules={**hparams["modules"], "classifier": classifier},
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    brain.fit(
+        brain.hparams.epoch_counter,
+        train_data,
+        valid_data,
+        train_loader_kwargs=hparams["dataloader_options"],
+        valid_loader_kwargs=hparams["valid_dataloader_options"],
+    )
+
+    best = hparams["checkpointer"].find_checkpoint(max_key="ACC")
+    if best is not None and if_main_process():
+        print(
+            f"best validation accuracy: {100 * best.meta['ACC']:.2f}% "
+            f"(epoch {best.meta.get('epoch', '?')}, {len(label_encoder)} "
+            f"speakers); checkpoints in {hparams['save_folder']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
