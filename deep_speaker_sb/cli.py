@@ -32,7 +32,7 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def run_cli(main: Callable[[], int | None]) -> int:
-    """Runs ``main()`` and turns expected errors into one line and exit 1.
+    r"""Runs ``main()`` and turns expected errors into one line and exit 1.
 
     Arguments
     ---------
