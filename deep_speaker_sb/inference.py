@@ -40,6 +40,7 @@ from speechbrain.utils.data_utils import batch_pad_right
 from speechbrain.utils.fetching import FetchConfig
 from speechbrain.utils.logger import get_logger
 
+from deep_speaker_sb.data.vivos import resolve_wav
 from deep_speaker_sb.export import (
     HPARAMS_FILE,
     check_export_folder,
@@ -359,7 +360,7 @@ def manifest_utterances(csv_path: Pathlike) -> dict[str, tuple[str, Path]]:
                 "manifest written by data_prep.py?"
             )
         for row in reader:
-            wav = Path(row["wav"].replace("{data_root}", root))
+            wav = Path(resolve_wav(row["wav"], root))
             utts.setdefault(wav.stem, (row["spk_id"], wav))
     return utts
 

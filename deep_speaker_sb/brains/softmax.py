@@ -42,6 +42,7 @@ from speechbrain.utils.logger import get_logger
 from torch import Tensor
 
 from deep_speaker_sb.cli import UserError
+from deep_speaker_sb.data.vivos import resolve_wav
 from deep_speaker_sb.utils import Pathlike
 
 logger = get_logger(__name__)
@@ -146,22 +147,6 @@ def check_valid_speakers(
             f"validation speakers {shown} never occur in the training "
             f"manifest, so they cannot be classified; {_PREP_HINT}"
         )
-
-
-def resolve_wav(path: str, data_root: Pathlike) -> str:
-    """Substitutes the prepared folder for ``{data_root}`` in a wav path.
-
-    The manifests write ``{data_root}/wavs/...`` (see docs/DESIGN.md);
-    SpeechBrain's own ``from_csv`` only substitutes ``$data_root``, so
-    both spellings are handled here.
-
-    Example
-    -------
-    >>> resolve_wav("{data_root}/wavs/a.wav", "/data/vivos8k")
-    '/data/vivos8k/wavs/a.wav'
-    """
-    root = str(data_root)
-    return path.replace("{data_root}", root).replace("$data_root", root)
 
 
 def manifest_dataset(

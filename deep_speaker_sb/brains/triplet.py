@@ -37,11 +37,11 @@ from deep_speaker_sb.brains.softmax import (
     compute_embeddings,
     manifest_dataset,
     plain_batchnorm_on_cpu,
-    resolve_wav,
 )
 from deep_speaker_sb.cli import UserError
 from deep_speaker_sb.data.sampler import SpeakerBatchSampler
 from deep_speaker_sb.data.trials import make_trials
+from deep_speaker_sb.data.vivos import resolve_wav
 from deep_speaker_sb.scoring import compute_eer, score_trials
 from deep_speaker_sb.utils import Pathlike, write_json
 
@@ -340,6 +340,28 @@ def _load_parts(checkpointer: Checkpointer, ckpt: Checkpoint) -> None:
         ) from exc
 
 
+def _load_best_parts(
+    folder: Path,
+    modules: Mapping[str, torch.nn.Module],
+    key: Mapping[str, str],
+    missing: str,
+) -> Checkpoint:
+    """Loads the model parts of the best checkpoint in ``folder``.
+
+    ``key`` is ``{"max_key": ...}`` or ``{"min_key": ...}`` for
+    ``Checkpointer.find_checkpoint``; ``missing`` is the error message
+    when there is no such checkpoint.
+    """
+    ckpt = None
+    if folder.is_dir():
+        checkpointer = _part_checkpointer(folder, modules)
+        ckpt = checkpointer.find_checkpoint(**key)
+    if ckpt is None:
+        raise UserError(missing)
+    _load_parts(checkpointer, ckpt)
+    return ckpt
+
+
 def init_from_softmax(
     softmax_ckpt_folder: Pathlike, modules: Mapping[str, torch.nn.Module]
 ) -> Checkpoint:
@@ -377,16 +399,13 @@ def init_from_softmax(
     deep_speaker_sb.cli.UserError: no softmax checkpoint in ...
     """
     folder = Path(softmax_ckpt_folder)
-    ckpt = None
-    if folder.is_dir():
-        checkpointer = _part_checkpointer(folder, modules)
-        ckpt = checkpointer.find_checkpoint(max_key="ACC")
-    if ckpt is None:
-        raise UserError(
-            f"no softmax checkpoint in {folder}: run train_softmax.py first "
-            "(same seed), or set softmax_ckpt_folder, or init_from: scratch"
-        )
-    _load_parts(checkpointer, ckpt)
+    ckpt = _load_best_parts(
+        folder,
+        modules,
+        {"max_key": "ACC"},
+        f"no softmax checkpoint in {folder}: run train_softmax.py first "
+        "(same seed), or set softmax_ckpt_folder, or init_from: scratch",
+    )
     logger.info(
         "initialized the embedding model from %s (validation ACC %s)",
         ckpt.path,
@@ -418,17 +437,13 @@ def load_best(
         If no checkpoint with a validation EER exists.
     """
     folder = Path(save_folder)
-    ckpt = None
-    if folder.is_dir():
-        checkpointer = _part_checkpointer(folder, modules)
-        ckpt = checkpointer.find_checkpoint(min_key="EER")
-    if ckpt is None:
-        raise UserError(
-            f"no triplet checkpoint with a validation EER in {folder}: "
-            "train first (python train_triplet.py hparams/triplet.yaml)"
-        )
-    _load_parts(checkpointer, ckpt)
-    return ckpt
+    return _load_best_parts(
+        folder,
+        modules,
+        {"min_key": "EER"},
+        f"no triplet checkpoint with a validation EER in {folder}: "
+        "train first (python train_triplet.py hparams/triplet.yaml)",
+    )
 
 
 def save_initial_stats(

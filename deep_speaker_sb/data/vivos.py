@@ -82,6 +82,24 @@ CSV_FIELDS = [
 SKIPPED_FIELDS = ["path", "utt_id", "reason"]
 #: Placeholder for the save folder in the ``wav`` column.
 DATA_ROOT = "{data_root}"
+
+
+def resolve_wav(path: str, data_root: Pathlike) -> str:
+    """Substitutes the prepared folder for ``{data_root}`` in a wav path.
+
+    The manifests write ``{data_root}/wavs/...`` (see docs/DESIGN.md);
+    SpeechBrain's own ``from_csv`` only substitutes ``$data_root``, so
+    both spellings are handled here.
+
+    Example
+    -------
+    >>> resolve_wav("{data_root}/wavs/a.wav", "/data/vivos8k")
+    '/data/vivos8k/wavs/a.wav'
+    """
+    root = str(data_root)
+    return path.replace(DATA_ROOT, root).replace("$data_root", root)
+
+
 #: Sample rate of the VIVOS recordings; other rates are counted as
 #: conversions in the summary.
 VIVOS_SAMPLE_RATE = 16000
