@@ -15,9 +15,46 @@ RESULTS=$DEMO_DIR/results
 
 step() { printf '\n=== %s ===\n' "$*"; }
 
-step "1/2 generating the synthetic demo corpus (VIVOS layout, 16 kHz)"
-"$PY" -m deep_speaker_sb.data.synthetic --out "$CORPUS"
+step "1/5 generating the synthetic demo corpus (VIVOS layout, 16 kHz)"
+# 30 training + 10 unseen test speakers, 30 utterances each.
+"$PY" -m deep_speaker_sb.data.synthetic --out "$CORPUS" \
+    --n-train-speakers 30 --n-test-speakers 10 --utts-per-speaker 30
 
-step "2/2 preparing 8 kHz silence-trimmed manifests"
+step "2/5 preparing 8 kHz silence-trimmed manifests"
 "$PY" data_prep.py --data_folder "$CORPUS" --save_folder "$PREP" \
     --num_workers 2
+
+# The demo's narrow ResCNN (the paper's is [64,128,256,512], 3 blocks, 512).
+# Both training stages must get the same model overrides.
+MODEL=(--channels "[8, 16, 32, 64]" --blocks_per_stage 1 --emb_dim 64)
+
+step "3/5 softmax pre-training (narrow ResCNN, CPU)"
+"$PY" train_softmax.py hparams/softmax.yaml --data_folder "$CORPUS" \
+    --prep_folder "$PREP" --skip_prep True \
+    --output_folder "$RESULTS/softmax/1986" "${MODEL[@]}" \
+    --sentence_len 2.0 --dropout 0.3 --lr 0.002 --lr_final 0.0001 \
+    --number_of_epochs 40 --num_workers 0 --device cpu \
+    | tee "$DEMO_DIR/softmax.out"
+
+step "4/5 triplet training from the best softmax checkpoint"
+"$PY" train_triplet.py hparams/triplet.yaml --prep_folder "$PREP" \
+    --softmax_ckpt_folder "$RESULTS/softmax/1986/save" \
+    --output_folder "$RESULTS/triplet/1986" "${MODEL[@]}" \
+    --number_of_epochs 4 --num_workers 0 --device cpu \
+    | tee "$DEMO_DIR/triplet.out"
+
+step "5/5 verification on the unseen test speakers"
+V=(--model "$RESULTS/triplet/1986/pretrained" --csv "$PREP/test.csv")
+"$PY" verify.py "${V[@]}" --trials "$PREP/trials.txt" \
+    | tee "$DEMO_DIR/verify.out"
+"$PY" verify.py "${V[@]}" --spk VIVOSDEV01,VIVOSDEV02
+"$PY" verify.py "${V[@]}" --spk VIVOSDEV01,VIVOSDEV01
+WAV=$(find "$PREP/wavs/test/VIVOSDEV03" -name '*.wav' | sort | head -n 1)
+"$PY" verify.py "${V[@]}" --wav "$WAV" --enrol "$PREP/test.csv"
+
+step "summary"
+grep -h "best validation accuracy" "$DEMO_DIR/softmax.out"
+grep -h "validation EER" "$DEMO_DIR/triplet.out"
+grep -h -E "^(EER|minDCF)" "$DEMO_DIR/verify.out" | sed 's/^/test trials: /'
+grep -h "^wrote" "$DEMO_DIR/verify.out"
+echo "pretrained model: $RESULTS/triplet/1986/pretrained"
