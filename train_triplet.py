@@ -33,6 +33,7 @@ from deep_speaker_sb.brains.triplet import (
     TripletBrain,
     dataio_prep,
     export_best,
+    export_initial,
     init_from_softmax,
     load_initial_stats,
     make_train_loader,
@@ -111,6 +112,7 @@ def train(hparams: dict, run_opts: dict) -> None:
             save_initial_stats,
             args=[hparams["output_folder"], brain.valid_stats],
         )
+        run_on_main(export_initial, args=[hparams, brain.valid_stats])
 
     # The sampler is rank-aware: SpeechBrain must not wrap it for DDP, so
     # the DataLoader is built here; fit() calls train_sampler.set_epoch().

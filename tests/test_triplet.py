@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import json
 import re
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from deep_speaker_sb.brains.triplet import (
     dataio_prep,
     init_from_softmax,
     load_best,
+    load_initial_stats,
 )
 from deep_speaker_sb.cli import UserError, run_cli
 from deep_speaker_sb.lobes.rescnn import ResCNN
@@ -169,7 +171,7 @@ def test_too_few_valid_utterances_is_clear(prepared, tmp_path):
 
 def test_train_resume_and_export(prepared, tmp_path):
     softmax = tmp_path / "softmax_save"
-    fake_softmax(softmax)
+    softmax_states = fake_softmax(softmax)
     out = tmp_path / "triplet"
     args = base_args(prepared, out, softmax)
 
@@ -187,6 +189,16 @@ def test_train_resume_and_export(prepared, tmp_path):
             assert key in line, line
     export = out / "pretrained"
     assert (export / "threshold.json").is_file()
+    # The model before triplet training is exported too: the weights of
+    # the best (max ACC) softmax checkpoint, with the epoch-0 threshold.
+    initial = out / "pretrained_init"
+    init_state = torch.load(initial / "embedding_model.ckpt")
+    for key, value in softmax_states[1].items():
+        assert torch.equal(value, init_state[key]), key
+    init_threshold = json.loads((initial / "threshold.json").read_text())
+    assert init_threshold["threshold"] == pytest.approx(
+        load_initial_stats(out)["threshold"], abs=1e-5
+    )
 
     # Resume: only epoch 3 runs; the softmax weights are not reloaded.
     code, err = run_main([*args, "--number_of_epochs=3"])

@@ -462,6 +462,67 @@ def load_initial_stats(output_folder: Pathlike) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _export(
+    hparams: Mapping[str, Any],
+    folder: Pathlike,
+    threshold: float,
+    card: dict[str, Any],
+) -> Path:
+    """Exports the modules of ``hparams`` as they are now (see
+    :func:`deep_speaker_sb.export.export_pretrained`), with the card
+    entries every export of this stage shares."""
+    from deep_speaker_sb.export import export_pretrained
+
+    card = {
+        "data": str(hparams["prep_folder"]),
+        "init_from": hparams["init_from"],
+        **card,
+        "seed": hparams["seed"],
+    }
+    if hparams["init_from"] == "softmax":
+        card["softmax checkpoints"] = str(hparams["softmax_ckpt_folder"])
+    return Path(
+        export_pretrained(
+            folder,
+            compute_features=hparams["compute_features"],
+            mean_var_norm=hparams["mean_var_norm"],
+            embedding_model=hparams["embedding_model"],
+            threshold=float(threshold),
+            card=card,
+        )
+    )
+
+
+def export_initial(
+    hparams: Mapping[str, Any], stats: Mapping[str, Any]
+) -> Path:
+    """Exports the model before triplet training (the softmax embeddings)
+    to ``init_pretrained_folder``, so that it can be scored with
+    ``verify.py`` beside the triplet model.
+
+    Arguments
+    ---------
+    hparams : mapping
+        The triplet stage's hyperparameters, modules freshly initialized.
+    stats : mapping
+        The epoch-0 validation stats (``EER`` in %, ``threshold``).
+
+    Returns
+    -------
+    Path
+        The export folder.
+    """
+    card = {
+        "epochs": "0 triplet (the initial model)",
+        "valid_eer": float(stats["EER"]) / 100,
+    }
+    folder = _export(
+        hparams, hparams["init_pretrained_folder"], stats["threshold"], card
+    )
+    logger.info("exported the initial model to %s", folder)
+    return folder
+
+
 def export_best(hparams: Mapping[str, Any]) -> Path:
     """Exports the best-EER checkpoint to ``pretrained_folder``.
 
@@ -480,36 +541,24 @@ def export_best(hparams: Mapping[str, Any]) -> Path:
     Path
         The export folder.
     """
-    from deep_speaker_sb.export import export_pretrained
-
     best = load_best(hparams["save_folder"], hparams["modules"])
     card = {
-        "data": str(hparams["prep_folder"]),
         "epochs": f"{hparams['number_of_epochs']} triplet "
         f"(best: epoch {best.meta.get('epoch')})",
         "valid_eer": float(best.meta["EER"]) / 100,
-        "init_from": hparams["init_from"],
         "mining": hparams["mining"],
         "margin": hparams["margin"],
         "batch": f"{hparams['n_speakers']} speakers x "
         f"{hparams['n_per_speaker']} segments",
         "lr": f"{hparams['lr']} -> {hparams['lr_final']}",
-        "seed": hparams["seed"],
     }
-    if hparams["init_from"] == "softmax":
-        card["softmax checkpoints"] = str(hparams["softmax_ckpt_folder"])
     initial = load_initial_stats(hparams["output_folder"])
     if initial is not None:
         card["validation EER before triplet training"] = (
             f"{float(initial['EER']):.2f}%"
         )
-    folder = export_pretrained(
-        hparams["pretrained_folder"],
-        compute_features=hparams["compute_features"],
-        mean_var_norm=hparams["mean_var_norm"],
-        embedding_model=hparams["embedding_model"],
-        threshold=float(best.meta["threshold"]),
-        card=card,
+    folder = _export(
+        hparams, hparams["pretrained_folder"], best.meta["threshold"], card
     )
     logger.info(
         "exported epoch %s (validation EER %.2f%%) to %s",
@@ -517,4 +566,4 @@ def export_best(hparams: Mapping[str, Any]) -> Path:
         best.meta["EER"],
         folder,
     )
-    return Path(folder)
+    return folder
