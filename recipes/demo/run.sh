@@ -61,7 +61,7 @@ WAV=$(find "$PREP/wavs/test/VIVOSDEV03" -name '*.wav' | sort | head -n 1)
 
 step "summary"
 grep -h "best validation accuracy" "$DEMO_DIR/softmax.out"
-grep -h "validation EER" "$DEMO_DIR/triplet.out"
+grep -h -E "^(best )?validation EER" "$DEMO_DIR/triplet.out"
 grep -h -E "^(EER|minDCF)" "$DEMO_DIR/verify_init.out" \
     | sed 's/^/test trials, softmax only:    /'
 grep -h -E "^(EER|minDCF)" "$DEMO_DIR/verify.out" \
