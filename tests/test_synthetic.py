@@ -132,6 +132,14 @@ def test_cli(tmp_path, capsys):
     assert done.returncode == 0, done.stderr
     assert str(out) in done.stdout and "2 wav files" in done.stdout
     assert len(_wavs(out)) == 2
+    # The options also take SpeechBrain's underscore spelling.
+    under = tmp_path / "under"
+    opts_ = ["--n_train_speakers", "2", "--n_test_speakers", "1"]
+    assert main(["--out", str(under), *opts_, "--utts_per_speaker", "1"]) in (
+        0,
+        None,
+    )
+    assert len(_wavs(under)) == 3
     # A user mistake is one error line and exit status 1.
     bad = ["--out", str(out / "train" / "prompts.txt")]
     assert run_cli(lambda: main(bad)) == 1

@@ -778,13 +778,41 @@ def main(argv: list[str] | None = None) -> int:
         description="Write a synthetic speaker corpus in the VIVOS layout.",
     )
     parser.add_argument("--out", required=True, help="corpus root folder")
-    parser.add_argument("--n-train-speakers", type=int, default=30)
-    parser.add_argument("--n-test-speakers", type=int, default=10)
-    parser.add_argument("--utts-per-speaker", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sample-rate", type=int, default=16000)
+    # Both spellings: data_prep.py and SpeechBrain use underscores.
+    parser.add_argument(
+        "--n-train-speakers",
+        "--n_train_speakers",
+        type=int,
+        default=30,
+        help="training speakers VIVOSSPK01.. (default: 30)",
+    )
+    parser.add_argument(
+        "--n-test-speakers",
+        "--n_test_speakers",
+        type=int,
+        default=10,
+        help="unseen test speakers VIVOSDEV01.. (default: 10)",
+    )
+    parser.add_argument(
+        "--utts-per-speaker",
+        "--utts_per_speaker",
+        type=int,
+        default=20,
+        help="utterances of 2-5 s per speaker (default: 20)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="corpus seed (default: 0)"
+    )
+    parser.add_argument(
+        "--sample-rate",
+        "--sample_rate",
+        type=int,
+        default=16000,
+        help="sample rate of the WAVs, Hz (default: 16000, as VIVOS)",
+    )
     parser.add_argument(
         "--num-workers",
+        "--num_workers",
         type=int,
         default=min(2, os.cpu_count() or 1),
         help="processes (the corpus does not depend on it)",
