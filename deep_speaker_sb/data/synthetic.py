@@ -271,6 +271,23 @@ class _Plan:
         track.append((t0 + ramp, value))
         track.append((t1 - ramp, value))
 
+    def nasal(
+        self,
+        rng: np.random.Generator,
+        t: float,
+        dur: tuple[float, float],
+        rate: float,
+        amp: float,
+        scale: np.ndarray,
+    ) -> float:
+        """Adds a random nasal at ``t``, ``rate`` times a duration drawn
+        from ``dur`` (s) long; returns its end."""
+        name = str(rng.choice(list(_NASALS)))
+        d = rate * rng.uniform(*dur)
+        self.level(self.voice_amp, t, t + d, amp)
+        self.formants.append((t + d / 2, np.array(_NASALS[name]) * scale))
+        return t + d
+
 
 def _plan_utterance(
     voice: Voice, rng: np.random.Generator
@@ -311,11 +328,7 @@ def _plan_utterance(
             plan.level(plan.asp_amp, t, t + d, 0.5)
             t += d
         elif onset == "nasal":
-            name = str(rng.choice(list(_NASALS)))
-            d = rate * rng.uniform(0.05, 0.09)
-            plan.level(plan.voice_amp, t, t + d, 0.35 * stress)
-            plan.formants.append((t + d / 2, np.array(_NASALS[name]) * scale))
-            t += d
+            t = plan.nasal(rng, t, (0.05, 0.09), rate, 0.35 * stress, scale)
         elif onset == "h":
             d = rate * rng.uniform(0.05, 0.09)
             plan.level(plan.asp_amp, t, t + d, 0.6)
@@ -332,11 +345,7 @@ def _plan_utterance(
         t += d
         coda = rng.choice(["", "nasal", "stop"], p=[0.5, 0.3, 0.2])
         if coda == "nasal":
-            name = str(rng.choice(list(_NASALS)))
-            d = rate * rng.uniform(0.04, 0.08)
-            plan.level(plan.voice_amp, t, t + d, 0.3 * stress)
-            plan.formants.append((t + d / 2, np.array(_NASALS[name]) * scale))
-            t += d
+            t = plan.nasal(rng, t, (0.04, 0.08), rate, 0.3 * stress, scale)
         elif coda == "stop":  # unreleased, as in Vietnamese
             t += rate * rng.uniform(0.03, 0.06)
         tone = _TONES[int(rng.integers(len(_TONES)))]
