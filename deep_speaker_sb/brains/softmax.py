@@ -358,6 +358,31 @@ class SpeakerClassifier(torch.nn.Module):
         return torch.log_softmax(self.scale * x @ w.t(), dim=-1)
 
 
+def anneal_and_log(
+    brain: sb.Brain, epoch: int, valid_stats: Mapping[str, Any]
+) -> None:
+    """End of a validation epoch, shared by both stages' brains: steps
+    ``hparams.lr_annealing`` and logs the epoch's train and valid stats.
+
+    Arguments
+    ---------
+    brain : speechbrain.Brain
+        Has ``optimizer``, ``train_stats`` and ``hparams.lr_annealing`` /
+        ``hparams.train_logger``.
+    epoch : int
+        The epoch that ends.
+    valid_stats : mapping
+        The validation stats to log.
+    """
+    old_lr, new_lr = brain.hparams.lr_annealing(epoch)
+    sb.nnet.schedulers.update_learning_rate(brain.optimizer, new_lr)
+    brain.hparams.train_logger.log_stats(
+        stats_meta={"epoch": epoch, "lr": old_lr},
+        train_stats=brain.train_stats,
+        valid_stats=valid_stats,
+    )
+
+
 class SoftmaxBrain(sb.Brain):
     """Trains ``embedding_model`` + ``classifier`` to classify speakers.
 
@@ -402,13 +427,7 @@ class SoftmaxBrain(sb.Brain):
         acc = self.n_correct / max(self.n_total, 1)
         stats = {"loss": stage_loss, "ACC": round(acc, 6)}
         if stage == sb.Stage.VALID:
-            old_lr, new_lr = self.hparams.lr_annealing(epoch)
-            sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": old_lr},
-                train_stats=self.train_stats,
-                valid_stats=stats,
-            )
+            anneal_and_log(self, epoch, stats)
             self.checkpointer.save_and_keep_only(
                 meta={"ACC": acc, "epoch": epoch}, max_keys=["ACC"]
             )

@@ -32,6 +32,7 @@ from speechbrain.utils.logger import get_logger
 from torch import Tensor
 
 from deep_speaker_sb.brains.softmax import (
+    anneal_and_log,
     audio_pipeline,
     check_manifest,
     compute_embeddings,
@@ -136,13 +137,7 @@ class TripletBrain(sb.Brain):
                 valid_stats=stats,
             )
             return
-        old_lr, new_lr = self.hparams.lr_annealing(epoch)
-        sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
-        self.hparams.train_logger.log_stats(
-            stats_meta={"epoch": epoch, "lr": old_lr},
-            train_stats=self.train_stats,
-            valid_stats=stats,
-        )
+        anneal_and_log(self, epoch, stats)
         self.checkpointer.save_and_keep_only(
             meta={"EER": stats["EER"], "threshold": threshold, "epoch": epoch},
             min_keys=["EER"],
