@@ -67,16 +67,23 @@ def _checkpoints(out: Path) -> list[Path]:
     return sorted((out / "save").glob("CKPT+*"))
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """Runs train_softmax.py as a user would; checks it succeeded."""
-    proc = subprocess.run(
+def _launch(
+    args: list[str], cwd: Path, timeout: int
+) -> subprocess.CompletedProcess:
+    """Runs train_softmax.py as a user would."""
+    return subprocess.run(
         [sys.executable, str(ROOT / "train_softmax.py"), *args],
         cwd=cwd,
         env=ENV,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
     )
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Runs train_softmax.py as a user would; checks it succeeded."""
+    proc = _launch(args, cwd, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -146,14 +153,7 @@ def _copy_prepared(src: Path, dst: Path) -> Path:
 
 def _run_expecting_error(args: list[str], cwd: Path) -> str:
     """Runs the script as a user would; returns its one ``error:`` line."""
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "train_softmax.py"), *args],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _launch(args, cwd, timeout=120)
     errors = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert len(errors) == 1 and "Traceback" not in proc.stderr
