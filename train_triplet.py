@@ -39,7 +39,8 @@ from deep_speaker_sb.brains.triplet import (
     make_train_loader,
     save_initial_stats,
 )
-from deep_speaker_sb.cli import UserError, run_cli
+from deep_speaker_sb.cli import run_cli
+from deep_speaker_sb.errors import UserError
 
 INIT_CHOICES = ("softmax", "scratch")
 

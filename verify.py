@@ -31,7 +31,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local folders only
 
 import torch  # noqa: E402
 
-from deep_speaker_sb.cli import UserError, run_cli  # noqa: E402
+from deep_speaker_sb.cli import run_cli  # noqa: E402
+from deep_speaker_sb.errors import UserError  # noqa: E402
 from deep_speaker_sb.export import (  # noqa: E402
     check_export_folder,
     latest_export,

@@ -1,8 +1,10 @@
 """What every command-line script shares: one error line, non-zero exit.
 
-The library raises exceptions whose messages tell the user what to do;
-:func:`run_cli` turns the expected ones into a single ``error: ...`` line
-on stderr and exit status 1 instead of a traceback.
+The library raises :class:`~deep_speaker_sb.errors.UserError` (and its
+subclasses) with messages that tell the user what to do; :func:`run_cli`
+turns them into a single ``error: ...`` line on stderr and exit status 1
+instead of a traceback.  Any other exception is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -10,29 +12,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from speechbrain.utils.logger import get_logger
-
-logger = get_logger(__name__)
-
-
-class UserError(Exception):
-    """A mistake of the user's (bad path, bad option, bad data).
-
-    Its message is printed as one line by :func:`run_cli`.
-    """
-
-
-#: Exceptions a script reports as one line instead of a traceback.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
-    UserError,
-    FileNotFoundError,
-    NotADirectoryError,
-    ValueError,
-)
+from deep_speaker_sb.errors import UserError
 
 
 def run_cli(main: Callable[[], int | None]) -> int:
-    r"""Runs ``main()`` and turns expected errors into one line and exit 1.
+    r"""Runs ``main()`` and turns user errors into one line and exit 1.
 
     Arguments
     ---------
@@ -55,11 +39,16 @@ def run_cli(main: Callable[[], int | None]) -> int:
     ...     code = run_cli(bad)
     >>> code, err.getvalue()
     (1, 'error: no such folder: /nope\n')
+    >>> def bug():
+    ...     raise KeyError("a bug keeps its traceback")
+    >>> run_cli(bug)
+    Traceback (most recent call last):
+    ...
+    KeyError: 'a bug keeps its traceback'
     """
     try:
         code = main()
-    except EXPECTED_ERRORS as exc:
-        logger.debug("command failed", exc_info=True)
+    except UserError as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"error: {msg}", file=sys.stderr)
         return 1

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from deep_speaker_sb.cli import UserError, run_cli
+from deep_speaker_sb.cli import run_cli
 from deep_speaker_sb.data.synthetic import OPTIONS_FILE, generate_corpus, main
+from deep_speaker_sb.errors import UserError
 
 SMALL = dict(n_train_speakers=1, n_test_speakers=1, utts_per_speaker=2)
 

@@ -22,7 +22,8 @@ from deep_speaker_sb.brains.triplet import (
     load_best,
     load_initial_stats,
 )
-from deep_speaker_sb.cli import UserError, run_cli
+from deep_speaker_sb.cli import run_cli
+from deep_speaker_sb.errors import UserError
 from deep_speaker_sb.lobes.rescnn import ResCNN
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -41,8 +41,8 @@ from speechbrain.utils.data_pipeline import provides, takes
 from speechbrain.utils.logger import get_logger
 from torch import Tensor
 
-from deep_speaker_sb.cli import UserError
 from deep_speaker_sb.data.vivos import resolve_wav
+from deep_speaker_sb.errors import UserError
 from deep_speaker_sb.utils import Pathlike
 
 logger = get_logger(__name__)
@@ -87,7 +87,7 @@ def check_manifest(
     >>> check_manifest(d / "train.csv", d)
     Traceback (most recent call last):
     ...
-    deep_speaker_sb.cli.UserError: manifest ... has no rows; ...
+    deep_speaker_sb.errors.UserError: manifest ... has no rows; ...
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -137,7 +137,7 @@ def check_valid_speakers(
     >>> check_valid_speakers([{"spk_id": "A"}], [{"spk_id": "B"}])
     Traceback (most recent call last):
     ...
-    deep_speaker_sb.cli.UserError: validation speakers ['B'] ...
+    deep_speaker_sb.errors.UserError: validation speakers ['B'] ...
     """
     train_spk = {r["spk_id"] for r in train_rows}
     unknown = sorted({r["spk_id"] for r in valid_rows} - train_spk)

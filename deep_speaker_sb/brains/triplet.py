@@ -39,10 +39,10 @@ from deep_speaker_sb.brains.softmax import (
     manifest_dataset,
     plain_batchnorm_on_cpu,
 )
-from deep_speaker_sb.cli import UserError
 from deep_speaker_sb.data.sampler import SpeakerBatchSampler
 from deep_speaker_sb.data.trials import make_trials
 from deep_speaker_sb.data.vivos import resolve_wav
+from deep_speaker_sb.errors import UserError
 from deep_speaker_sb.scoring import compute_eer, score_trials
 from deep_speaker_sb.utils import Pathlike, write_json
 
@@ -391,7 +391,7 @@ def init_from_softmax(
     >>> init_from_softmax(tempfile.mkdtemp(), modules)
     Traceback (most recent call last):
     ...
-    deep_speaker_sb.cli.UserError: no softmax checkpoint in ...
+    deep_speaker_sb.errors.UserError: no softmax checkpoint in ...
     """
     folder = Path(softmax_ckpt_folder)
     ckpt = _load_best_parts(

@@ -54,7 +54,8 @@ import numpy as np
 import soundfile as sf
 from speechbrain.utils.logger import get_logger
 
-from deep_speaker_sb.cli import UserError, run_cli
+from deep_speaker_sb.cli import run_cli
+from deep_speaker_sb.errors import UserError
 from deep_speaker_sb.utils import (
     Pathlike,
     atomic_write,

@@ -55,8 +55,8 @@ from scipy.signal import firwin, resample_poly
 from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
-from deep_speaker_sb.cli import UserError
 from deep_speaker_sb.data.trials import make_trials
+from deep_speaker_sb.errors import UserError
 from deep_speaker_sb.utils import (
     Pathlike,
     atomic_write,

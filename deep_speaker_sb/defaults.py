@@ -1,0 +1,20 @@
+"""Default folders of the recipe, in one place.
+
+The YAML files take them with ``!name:deep_speaker_sb.defaults.<NAME>``
+and the command-line scripts and error messages from here, so that a
+changed default changes everywhere.
+
+Example
+-------
+>>> PREP_FOLDER, f"{RESULTS_ROOT}/triplet/<seed>/{PRETRAINED_DIR}"
+('data/vivos8k', 'results/triplet/<seed>/pretrained')
+"""
+
+#: Where ``data_prep.py`` / ``train_softmax.py`` put the prepared data.
+PREP_FOLDER = "data/vivos8k"
+#: The root of the stages' output folders (``<root>/<stage>/<seed>``).
+RESULTS_ROOT = "results"
+#: The triplet stage's results (``<seed>/pretrained`` below it).
+TRIPLET_RESULTS = f"{RESULTS_ROOT}/triplet"
+#: The export folder's name inside a triplet output folder.
+PRETRAINED_DIR = "pretrained"

@@ -1,0 +1,61 @@
+"""Audio -> embedding: the one path that every caller takes.
+
+Training validation, the triplet loss, the pretrained interface
+(:class:`deep_speaker_sb.inference.DeepSpeaker`) and any export all embed
+waveforms with :func:`compute_embeddings`: features, then feature
+normalization, then the ResCNN.
+
+Authors
+ * deep-speaker-sb contributors
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+#: The modules :func:`compute_embeddings` needs, in the order it runs them.
+EMBEDDING_MODULES = ("compute_features", "mean_var_norm", "embedding_model")
+
+
+def compute_embeddings(
+    modules: Mapping[str, torch.nn.Module], wavs: Tensor, lens: Tensor
+) -> Tensor:
+    """Waveforms -> features -> normalization -> ResCNN embedding.
+
+    Arguments
+    ---------
+    modules : mapping
+        Holds ``compute_features`` (:class:`~deep_speaker_sb.features.
+        Features`), ``mean_var_norm`` (SpeechBrain's
+        ``InputNormalization``) and ``embedding_model`` (the ResCNN); a
+        ``torch.nn.ModuleDict`` or a plain dict.
+    wavs : torch.Tensor
+        Padded waveforms ``[batch, samples]`` at the model's sample rate.
+    lens : torch.Tensor
+        Relative lengths ``[batch]`` in ``(0, 1]``.
+
+    Returns
+    -------
+    torch.Tensor
+        L2-normalized embeddings ``[batch, emb_dim]``.
+
+    Example
+    -------
+    >>> from speechbrain.processing.features import InputNormalization
+    >>> from deep_speaker_sb.features import Features
+    >>> from deep_speaker_sb.lobes.rescnn import ResCNN
+    >>> modules = dict(
+    ...     compute_features=Features(),
+    ...     mean_var_norm=InputNormalization(norm_type="sentence"),
+    ...     embedding_model=ResCNN(channels=(4, 4, 4, 4), emb_dim=8),
+    ... )
+    >>> emb = compute_embeddings(modules, torch.rand(2, 8000), torch.ones(2))
+    >>> emb.shape, bool(emb.norm(dim=1).allclose(torch.ones(2)))
+    (torch.Size([2, 8]), True)
+    """
+    feats = modules["compute_features"](wavs)
+    feats = modules["mean_var_norm"](feats, lens)
+    return modules["embedding_model"](feats, lens)
