@@ -1,18 +1,61 @@
-"""Shared fixtures: a tiny generated corpus and its prepared manifests.
+"""Shared fixtures and helpers of the test suite.
 
-Both are session-scoped so the end-to-end tests of every stage reuse one
-corpus (a few speakers, a few short utterances) instead of each making
-their own.
+- :func:`tiny_corpus` / :func:`tiny_prepared`: one tiny generated corpus
+  and its prepared manifests, session-scoped so that the end-to-end tests
+  of every stage reuse them;
+- :func:`load_script`: a top-level script (``verify.py``, ...) imported
+  as a module, to call its functions in-process;
+- :func:`run_script`: a top-level script run in a subprocess, as a user
+  runs it (one thread per process).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 
 torch.set_num_threads(1)
+
+#: The repository root (where the scripts are).
+ROOT = Path(__file__).resolve().parents[1]
+#: The environment of script subprocesses: one thread per process.
+SCRIPT_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def load_script(name: str) -> ModuleType:
+    """Imports the top-level script ``name`` (e.g. ``"verify.py"``)."""
+    path = ROOT / name
+    spec = importlib.util.spec_from_file_location(
+        f"_script_{path.stem}", path
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script(
+    name: str,
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
+    """Runs ``python <ROOT>/<name> *args``; captures text output."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / name), *map(str, args)],
+        cwd=cwd,
+        env=SCRIPT_ENV if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")
