@@ -7,13 +7,13 @@ scores the validation trials once before training (logged as epoch 0),
 trains on P speakers x K segments batches with the cosine triplet loss,
 keeps the checkpoint with the lowest validation EER and exports it to
 ``<output_folder>/pretrained``.  Running the same command again resumes;
-``--export_only`` re-exports the best checkpoint without training.
+``--export_only True`` re-exports the best checkpoint without training.
 
 Usage:
     python train_triplet.py hparams/triplet.yaml
     python train_triplet.py hparams/triplet.yaml --mining hardest \\
-        --n_speakers 8 --n_per_speaker 4
-    python train_triplet.py hparams/triplet.yaml --export_only
+        --speakers_per_batch 8 --n_per_speaker 4
+    python train_triplet.py hparams/triplet.yaml --export_only True
     torchrun --nproc_per_node=4 train_triplet.py hparams/triplet.yaml
     # SpeechBrain run options: --device cpu, --precision bf16, ...
 
@@ -32,52 +32,40 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 from deep_speaker_sb.brains.triplet import (
     TripletBrain,
     dataio_prep,
-    export_best,
-    export_initial,
     init_from_softmax,
-    load_initial_stats,
     make_train_loader,
-    save_initial_stats,
 )
 from deep_speaker_sb.cli import run_cli
-from deep_speaker_sb.errors import UserError
+from deep_speaker_sb.errors import ConfigError
+from deep_speaker_sb.export import (
+    export_best,
+    export_initial,
+    load_initial_stats,
+    save_initial_stats,
+)
 
 INIT_CHOICES = ("softmax", "scratch")
-
-
-def _pop_flag(argv: list[str], flag: str) -> tuple[list[str], bool]:
-    """Removes a bare ``--flag`` (one not followed by a value)."""
-    out, found = [], False
-    for i, arg in enumerate(argv):
-        nxt = argv[i + 1] if i + 1 < len(argv) else "--"
-        if arg == flag and nxt.startswith("--"):
-            found = True
-            continue
-        out.append(arg)
-    return out, found
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the triplet stage (or only the export); returns the status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    argv, export_flag = _pop_flag(argv, "--export_only")
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     if hparams["init_from"] not in INIT_CHOICES:
-        raise UserError(
+        raise ConfigError(
             f"init_from must be one of {', '.join(INIT_CHOICES)}, "
             f"got {hparams['init_from']!r}"
         )
-    export_only = export_flag or bool(hparams["export_only"])
 
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
-    if not export_only:
+    if not hparams["export_only"]:
         train(hparams, run_opts)
 
     run_on_main(export_best, args=[hparams])
@@ -134,11 +122,11 @@ def _print_summary(hparams: dict) -> None:
     if initial is not None:
         print(
             f"validation EER before triplet training "
-            f"({hparams['init_from']} init): {initial['EER']:.2f}%"
+            f"({hparams['init_from']} init): {100 * initial['EER']:.2f}%"
         )
     print(
         f"best validation EER after triplet training: "
-        f"{best.meta['EER']:.2f}% (epoch {best.meta.get('epoch', '?')}, "
+        f"{100 * best.meta['EER']:.2f}% (epoch {best.meta.get('epoch', '?')}, "
         f"threshold {best.meta['threshold']:.4f}); exported to "
         f"{hparams['pretrained_folder']}"
     )

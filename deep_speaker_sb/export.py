@@ -17,6 +17,11 @@ The folder (``<output_folder>/pretrained/``, see ``docs/DESIGN.md``) holds
 It is built in a temporary sibling folder and renamed into place, so an
 interrupted export never leaves a half-written folder behind.  Load it with
 ``DeepSpeaker.from_hparams(source=folder)``.
+
+The triplet stage exports through :func:`export_best` (the checkpoint with
+the lowest validation EER) and :func:`export_initial` (the model before
+triplet training, for comparison); both write the model card from the
+stage's hyperparameters.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ import torch
 from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.logger import get_logger
 
+from deep_speaker_sb.checkpoints import load_best_parts
+from deep_speaker_sb.defaults import PRETRAINED_DIR, TRIPLET_RESULTS
+from deep_speaker_sb.errors import DataError, MissingFileError
 from deep_speaker_sb.features import Features
 from deep_speaker_sb.lobes.rescnn import ResCNN
 from deep_speaker_sb.utils import Pathlike, atomic_write, write_json
@@ -59,7 +67,8 @@ REQUIRED_FILES = (
 #: How to make an export, for error messages.
 HOW_TO_EXPORT = (
     "train and export a model with `python train_triplet.py "
-    "hparams/triplet.yaml` (it writes results/triplet/<seed>/pretrained)"
+    f"hparams/triplet.yaml` (it writes {TRIPLET_RESULTS}/<seed>/"
+    f"{PRETRAINED_DIR})"
 )
 
 
@@ -423,18 +432,18 @@ def check_export_folder(folder: Pathlike) -> Path:
 
     Raises
     ------
-    FileNotFoundError
+    MissingFileError
         Naming the missing folder or file and how to make it.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"model folder not found: {folder}; {HOW_TO_EXPORT}, or give "
             "an existing export folder"
         )
     missing = missing_files(folder)
     if missing:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"model folder {folder} is incomplete: {', '.join(missing)} "
             f"missing; {HOW_TO_EXPORT}"
         )
@@ -448,14 +457,12 @@ def read_threshold(folder: Pathlike) -> float:
         value = json.loads(path.read_text(encoding="utf-8"))["threshold"]
         return float(value)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} missing; {HOW_TO_EXPORT}") from None
+        raise MissingFileError(f"{path} missing; {HOW_TO_EXPORT}") from None
     except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(
-            f"{path} is not a valid threshold file: {exc}"
-        ) from exc
+        raise DataError(f"{path} is not a valid threshold file: {exc}") from exc
 
 
-def latest_export(results: Pathlike = "results/triplet") -> Path:
+def latest_export(results: Pathlike = TRIPLET_RESULTS) -> Path:
     """The most recently written ``<results>/*/pretrained`` folder.
 
     Arguments
@@ -465,7 +472,7 @@ def latest_export(results: Pathlike = "results/triplet") -> Path:
 
     Raises
     ------
-    FileNotFoundError
+    MissingFileError
         When no export exists there.
 
     Example
@@ -473,21 +480,169 @@ def latest_export(results: Pathlike = "results/triplet") -> Path:
     >>> import tempfile, pathlib, os
     >>> root = pathlib.Path(tempfile.mkdtemp())
     >>> for seed, t in (("1", 100), ("2", 200)):
-    ...     (root / seed / "pretrained").mkdir(parents=True)
-    ...     _ = (root / seed / "pretrained" / HPARAMS_FILE).write_text("")
-    ...     os.utime(root / seed / "pretrained" / HPARAMS_FILE, (t, t))
+    ...     (root / seed / PRETRAINED_DIR).mkdir(parents=True)
+    ...     _ = (root / seed / PRETRAINED_DIR / HPARAMS_FILE).write_text("")
+    ...     os.utime(root / seed / PRETRAINED_DIR / HPARAMS_FILE, (t, t))
     >>> latest_export(root).parent.name
     '2'
     """
     results = Path(results)
     found = [
         p.parent
-        for p in results.glob(f"*/pretrained/{HPARAMS_FILE}")
+        for p in results.glob(f"*/{PRETRAINED_DIR}/{HPARAMS_FILE}")
         if p.is_file()
     ]
     if not found:
-        raise FileNotFoundError(
-            f"no trained model in {results}/*/pretrained; {HOW_TO_EXPORT}, "
+        raise MissingFileError(
+            f"no trained model in {results}/*/{PRETRAINED_DIR}; "
+            f"{HOW_TO_EXPORT}, "
             "or give --model DIR"
         )
     return max(found, key=lambda p: (p / HPARAMS_FILE).stat().st_mtime)
+
+
+# --------------------------------------------------------------------------
+# The triplet stage's exports
+# --------------------------------------------------------------------------
+
+#: In a triplet output folder: the validation stats of the initial model.
+INITIAL_STATS_FILE = "initial_valid_stats.json"
+
+
+def save_initial_stats(output_folder: Pathlike, stats: dict[str, Any]) -> None:
+    """Saves the validation stats of the initial model (epoch 0), which
+    :func:`export_best` puts in the model card and the recipe prints.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> load_initial_stats(d) is None
+    True
+    >>> save_initial_stats(d, {"EER": 0.25, "threshold": 0.5})
+    >>> load_initial_stats(d)
+    {'EER': 0.25, 'threshold': 0.5}
+    """
+    write_json(Path(output_folder) / INITIAL_STATS_FILE, dict(stats))
+
+
+def load_initial_stats(output_folder: Pathlike) -> dict[str, Any] | None:
+    """The stats saved by :func:`save_initial_stats`, or None."""
+    path = Path(output_folder) / INITIAL_STATS_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _export_stage(
+    hparams: dict[str, Any],
+    folder: Pathlike,
+    threshold: float,
+    card: dict[str, Any],
+) -> Path:
+    """Exports the modules of ``hparams`` as they are now, with the card
+    entries every export of the triplet stage shares."""
+    card = {
+        "data": str(hparams["prep_folder"]),
+        "init_from": hparams["init_from"],
+        **card,
+        "seed": hparams["seed"],
+    }
+    if hparams["init_from"] == "softmax":
+        card["softmax checkpoints"] = str(hparams["softmax_ckpt_folder"])
+    return export_pretrained(
+        folder,
+        compute_features=hparams["compute_features"],
+        mean_var_norm=hparams["mean_var_norm"],
+        embedding_model=hparams["embedding_model"],
+        threshold=float(threshold),
+        card=card,
+    )
+
+
+def export_initial(hparams: dict[str, Any], stats: dict[str, Any]) -> Path:
+    """Exports the model before triplet training (the softmax embeddings)
+    to ``init_pretrained_folder``, so that it can be scored with
+    ``verify.py`` beside the triplet model.
+
+    Arguments
+    ---------
+    hparams : dict
+        The triplet stage's hyperparameters, modules freshly initialized.
+    stats : dict
+        The epoch-0 validation stats (``EER`` as a fraction,
+        ``threshold``).
+
+    Returns
+    -------
+    Path
+        The export folder.
+    """
+    card = {
+        "epochs": "0 triplet (the initial model)",
+        "valid_eer": float(stats["EER"]),
+    }
+    folder = _export_stage(
+        hparams, hparams["init_pretrained_folder"], stats["threshold"], card
+    )
+    logger.info("exported the initial model to %s", folder)
+    return folder
+
+
+def export_best(hparams: dict[str, Any]) -> Path:
+    """Exports the triplet stage's best-EER checkpoint to
+    ``pretrained_folder``.
+
+    Loads the best checkpoint's model parts into ``hparams``' modules,
+    then calls :func:`export_pretrained` with its validation EER threshold
+    and a model card (which also gives the EER of the initial model when
+    :func:`save_initial_stats` saved it).
+
+    Arguments
+    ---------
+    hparams : dict
+        The triplet stage's hyperparameters.
+
+    Returns
+    -------
+    Path
+        The export folder.
+
+    Raises
+    ------
+    MissingFileError
+        If no checkpoint with a validation EER exists.
+    """
+    best = load_best_parts(
+        hparams["save_folder"],
+        hparams["modules"],
+        min_key="EER",
+        missing=f"no triplet checkpoint with a validation EER in "
+        f"{hparams['save_folder']}: train first (python train_triplet.py "
+        "hparams/triplet.yaml)",
+    )
+    card = {
+        "epochs": f"{hparams['number_of_epochs']} triplet "
+        f"(best: epoch {best.meta.get('epoch')})",
+        "valid_eer": float(best.meta["EER"]),
+        "mining": hparams["mining"],
+        "margin": hparams["margin"],
+        "batch": f"{hparams['speakers_per_batch']} speakers x "
+        f"{hparams['n_per_speaker']} segments",
+        "lr": f"{hparams['lr']} -> {hparams['lr_final']}",
+    }
+    initial = load_initial_stats(hparams["output_folder"])
+    if initial is not None:
+        card["validation EER before triplet training"] = (
+            f"{100 * float(initial['EER']):.2f}%"
+        )
+    folder = _export_stage(
+        hparams, hparams["pretrained_folder"], best.meta["threshold"], card
+    )
+    logger.info(
+        "exported epoch %s (validation EER %.2f%%) to %s",
+        best.meta.get("epoch"),
+        100 * best.meta["EER"],
+        folder,
+    )
+    return folder

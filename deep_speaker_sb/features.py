@@ -14,10 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from speechbrain.lobes.features import MFCC, Fbank
-from speechbrain.utils.logger import get_logger
 from torch import Tensor, nn
 
-logger = get_logger(__name__)
+from deep_speaker_sb.errors import ConfigError
 
 KINDS = ("fbank", "mfcc")
 
@@ -57,7 +56,7 @@ class Features(nn.Module):
     ):
         super().__init__()
         if kind not in KINDS:
-            raise ValueError(
+            raise ConfigError(
                 f"feature kind must be one of {KINDS}, got {kind!r}"
             )
         self.config: dict[str, Any] = {
@@ -73,7 +72,7 @@ class Features(nn.Module):
             self.n_features = int(n_mels)
         else:
             if n_mfcc > n_mels:
-                raise ValueError(
+                raise ConfigError(
                     f"n_mfcc ({n_mfcc}) must not exceed n_mels ({n_mels})"
                 )
             self.compute = MFCC(

@@ -17,11 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from speechbrain.utils.logger import get_logger
-
 Pathlike = str | os.PathLike
 
-logger = get_logger(__name__)
 
 OPTIONS_FILE = "options.json"
 

@@ -49,7 +49,7 @@ def test_pools_cover_each_speaker_before_repeating():
 
 def test_small_speakers_replace_or_skip():
     labels = ["a"] * 5 + ["b"]
-    with pytest.raises(ValueError, match="lower n_speakers"):
+    with pytest.raises(ValueError, match="lower speakers_per_batch"):
         SpeakerBatchSampler(labels, 2, 3, small_speakers="skip")
     sampler = SpeakerBatchSampler(labels, 2, 3, num_batches=4)
     for batch in sampler:

@@ -20,9 +20,8 @@ import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 
 from deep_speaker_sb.lobes.rescnn import ResCNN
+from tests.conftest import ROOT, SCRIPT_ENV, run_script
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # 1 thread per process
 NARROW = [
     "--channels", "[8, 16, 32, 64]",
     "--emb_dim", "32",
@@ -71,14 +70,7 @@ def _launch(
     args: list[str], cwd: Path, timeout: int
 ) -> subprocess.CompletedProcess:
     """Runs train_softmax.py as a user would."""
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train_softmax.py"), *args],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_script("train_softmax.py", *args, cwd=cwd, timeout=timeout)
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -133,7 +125,7 @@ def test_ddp_two_processes_gloo_cpu(tiny_corpus, tiny_prepared, tmp_path):
         "--distributed_backend", "gloo",
     ]  # fmt: skip
     proc = subprocess.run(
-        cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True,
+        cmd, cwd=tmp_path, env=SCRIPT_ENV, capture_output=True, text=True,
         timeout=240,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

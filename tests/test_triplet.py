@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import re
@@ -11,22 +10,20 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.checkpoints import Checkpointer
 
-from deep_speaker_sb.brains.softmax import compute_embeddings
-from deep_speaker_sb.brains.triplet import (
-    dataio_prep,
-    init_from_softmax,
-    load_best,
-    load_initial_stats,
-)
+from deep_speaker_sb.brains.triplet import dataio_prep, init_from_softmax
+from deep_speaker_sb.checkpoints import load_best_parts
 from deep_speaker_sb.cli import run_cli
+from deep_speaker_sb.embedding import compute_embeddings
 from deep_speaker_sb.errors import UserError
+from deep_speaker_sb.export import export_best, load_initial_stats
 from deep_speaker_sb.lobes.rescnn import ResCNN
+from tests.conftest import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 YAML = ROOT / "hparams" / "triplet.yaml"
 
 # A narrow model (the same in the fake softmax checkpoint and the YAML).
@@ -38,27 +35,65 @@ MODEL_ARGS = [
     "--blocks_per_stage=1",
 ]
 
+#: The keys of the features and model sections, which must be the same in
+#: softmax.yaml and triplet.yaml (the triplet stage loads the softmax
+#: stage's weights into the model its YAML builds).
+MODEL_KEYS = (
+    "feature_type",
+    "sample_rate",
+    "n_mels",
+    "n_mfcc",
+    "compute_features",
+    "n_features",
+    "feature_norm",
+    "mean_var_norm",
+    "channels",
+    "emb_dim",
+    "blocks_per_stage",
+    "embedding_model",
+)
 
-def load_script():
-    spec = importlib.util.spec_from_file_location(
-        "train_triplet", ROOT / "train_triplet.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+
+class _TagLoader(yaml.SafeLoader):
+    """Reads HyperPyYAML as plain data: a tagged node becomes
+    ``{"!tag": value}``, so ``!new:``/``!ref`` specs compare as data."""
 
 
-def model_section(path: Path) -> str:
-    text = path.read_text(encoding="utf-8")
-    match = re.search(r"^# Features\n.*?(?=^# (?!Model)\S)", text, re.S | re.M)
-    assert match, f"no features/model section in {path}"
-    return match.group(0)
+def _tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node):
+    if isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_scalar(node)
+    return {f"!{suffix}": value}
+
+
+_TagLoader.add_multi_constructor("!", _tagged)
+
+
+def parsed_yaml(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=_TagLoader)
 
 
 def test_model_section_identical_to_softmax_yaml():
-    section = model_section(YAML)
-    assert "embedding_model: !new:" in section
-    assert section == model_section(ROOT / "hparams" / "softmax.yaml")
+    triplet = parsed_yaml(YAML)
+    softmax = parsed_yaml(ROOT / "hparams" / "softmax.yaml")
+    assert (
+        "!new:deep_speaker_sb.lobes.rescnn.ResCNN"
+        in (triplet["embedding_model"])
+    )
+    for key in MODEL_KEYS:
+        assert key in triplet and key in softmax, key
+        assert triplet[key] == softmax[key], key
+    # and the two stages' checkpoints name the model parts alike
+    for name in ("embedding_model", "normalizer"):
+        spec = "!new:speechbrain.utils.checkpoints.Checkpointer"
+        assert (
+            triplet["checkpointer"][spec]["recoverables"][name]
+            == softmax["checkpointer"][spec]["recoverables"][name]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +140,7 @@ def test_init_from_softmax_takes_best_accuracy(tmp_path):
 
 
 def run_main(argv: list[str]) -> tuple[int, str]:
-    script = load_script()
+    script = load_script("train_triplet.py")
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         code = run_cli(lambda: script.main(argv))
@@ -120,7 +155,7 @@ def base_args(prepared: Path, out: Path, softmax: Path) -> list[str]:
         f"--softmax_ckpt_folder={softmax}",
         "--device=cpu",
         "--num_workers=0",
-        "--n_speakers=4",
+        "--speakers_per_batch=4",
         "--n_per_speaker=2",
         "--batches_per_epoch=3",
         "--lr=0.001",
@@ -154,7 +189,7 @@ def test_too_few_valid_utterances_is_clear(prepared, tmp_path):
         "valid_annotation": tmp_path / "valid.csv",
         "sentence_len": 3.0,
         "sample_rate": 8000,
-        "n_speakers": 2,
+        "speakers_per_batch": 2,
         "n_per_speaker": 2,
         "batches_per_epoch": None,
         "small_speakers": "replace",
@@ -210,7 +245,9 @@ def test_train_resume_and_export(prepared, tmp_path):
     # The export is the best-EER checkpoint and loads back.
     with open(out / "hyperparams.yaml", encoding="utf-8") as f:
         hparams = load_hyperpyyaml(f)
-    best = load_best(out / "save", hparams["modules"])
+    best = load_best_parts(
+        out / "save", hparams["modules"], min_key="EER", missing="none"
+    )
     eers = [
         float(re.search(r"valid EER: ([\d.e+-]+)", line)[1]) for line in log
     ]
@@ -236,19 +273,18 @@ def test_train_resume_and_export(prepared, tmp_path):
 
     # Export only: no training, the folder is written again.
     (export / "model_card.md").unlink()
-    code, err = run_main([*args, "--number_of_epochs=3", "--export_only"])
+    code, err = run_main([*args, "--number_of_epochs=3", "--export_only=True"])
     assert code == 0, err
     assert (export / "model_card.md").is_file()
     assert len((out / "train_log.txt").read_text().splitlines()) == 4
 
 
 def test_export_takes_lowest_eer_not_last(tmp_path):
-    from deep_speaker_sb.brains.triplet import export_best
     from deep_speaker_sb.export import read_threshold
     from deep_speaker_sb.features import Features
 
     states = {}
-    for epoch, eer in enumerate((5.0, 3.0, 4.0), start=1):
+    for epoch, eer in enumerate((0.05, 0.03, 0.04), start=1):
         torch.manual_seed(epoch)
         model = ResCNN(**MODEL)
         Checkpointer(
@@ -276,7 +312,7 @@ def test_export_takes_lowest_eer_not_last(tmp_path):
         "init_from": "scratch",
         "mining": "semihard",
         "margin": 0.1,
-        "n_speakers": 2,
+        "speakers_per_batch": 2,
         "n_per_speaker": 2,
         "lr": 0.001,
         "lr_final": 0.0001,
@@ -287,4 +323,6 @@ def test_export_takes_lowest_eer_not_last(tmp_path):
     exported = torch.load(folder / "embedding_model.ckpt")
     for key, value in states[2].items():
         assert torch.equal(value, exported[key]), key
-    assert "best: epoch 2" in (folder / "model_card.md").read_text()
+    card = (folder / "model_card.md").read_text()
+    assert "best: epoch 2" in card
+    assert "| validation EER | 3.00% |" in card  # EER is a fraction

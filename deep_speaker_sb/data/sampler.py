@@ -31,6 +31,8 @@ import torch
 from speechbrain.utils.logger import get_logger
 from torch.utils.data import Sampler
 
+from deep_speaker_sb.errors import ConfigError
+
 logger = get_logger(__name__)
 
 SMALL_SPEAKER_POLICIES = ("replace", "skip")
@@ -50,13 +52,14 @@ def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
 
 
 class SpeakerBatchSampler(Sampler[list[int]]):
-    """Yields batches of ``n_speakers`` (P) x ``n_per_speaker`` (K) indices.
+    """Yields batches of ``speakers_per_batch`` (P) x ``n_per_speaker`` (K)
+    indices.
 
     Arguments
     ---------
     labels : sequence of str or int
         The speaker of every item of the dataset, in dataset order.
-    n_speakers : int
+    speakers_per_batch : int
         P, distinct speakers per batch (>= 2).
     n_per_speaker : int
         K, segments per speaker in a batch (>= 2).
@@ -93,7 +96,7 @@ class SpeakerBatchSampler(Sampler[list[int]]):
     def __init__(
         self,
         labels: Sequence[str | int],
-        n_speakers: int,
+        speakers_per_batch: int,
         n_per_speaker: int,
         num_batches: int | None = None,
         seed: int = 0,
@@ -101,23 +104,23 @@ class SpeakerBatchSampler(Sampler[list[int]]):
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
-        if n_speakers < 2:
-            raise ValueError(
-                f"n_speakers (P) must be >= 2 to have negatives, "
-                f"got {n_speakers}"
+        if speakers_per_batch < 2:
+            raise ConfigError(
+                f"speakers_per_batch (P) must be >= 2 to have negatives, "
+                f"got {speakers_per_batch}"
             )
         if n_per_speaker < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"n_per_speaker (K) must be >= 2 to have positives, "
                 f"got {n_per_speaker}"
             )
         if small_speakers not in SMALL_SPEAKER_POLICIES:
-            raise ValueError(
+            raise ConfigError(
                 f"small_speakers must be one of {SMALL_SPEAKER_POLICIES}, "
                 f"got {small_speakers!r}"
             )
         self.rank, self.world_size = _dist_info(rank, world_size)
-        self.n_speakers = n_speakers
+        self.speakers_per_batch = speakers_per_batch
         self.n_per_speaker = n_per_speaker
         self.seed = seed
         self.small_speakers = small_speakers
@@ -145,20 +148,20 @@ class SpeakerBatchSampler(Sampler[list[int]]):
             for _, idx in sorted(groups.items(), key=lambda kv: str(kv[0]))
             if small_speakers == "replace" or len(idx) >= n_per_speaker
         ]
-        if len(self._groups) < n_speakers:
+        if len(self._groups) < speakers_per_batch:
             which = "speakers"
             if small_speakers == "skip":
                 which = f"speakers with at least K={n_per_speaker} segments"
-            raise ValueError(
-                f"a batch needs P={n_speakers} distinct speakers but the "
-                f"data have only {len(self._groups)} {which}; lower "
-                "n_speakers"
+            raise ConfigError(
+                f"a batch needs P={speakers_per_batch} distinct speakers but "
+                f"the data have only {len(self._groups)} {which}; lower "
+                "speakers_per_batch"
             )
         if num_batches is None:
-            per_batch = n_speakers * n_per_speaker * self.world_size
+            per_batch = speakers_per_batch * n_per_speaker * self.world_size
             num_batches = max(1, len(labels) // per_batch)
         if num_batches < 1:
-            raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+            raise ConfigError(f"num_batches must be >= 1, got {num_batches}")
         self.num_batches = num_batches
 
     def set_epoch(self, epoch: int) -> None:
@@ -174,7 +177,9 @@ class SpeakerBatchSampler(Sampler[list[int]]):
         n_groups = len(self._groups)
         total = self.num_batches * self.world_size
         for b in range(total):
-            speakers = rng.choice(n_groups, self.n_speakers, replace=False)
+            speakers = rng.choice(
+                n_groups, self.speakers_per_batch, replace=False
+            )
             batch: list[int] = []
             for s in speakers:
                 batch.extend(self._draw(rng, pools, int(s)))

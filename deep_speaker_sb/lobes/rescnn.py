@@ -25,10 +25,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from speechbrain.utils.logger import get_logger
 from torch import Tensor, nn
 
-logger = get_logger(__name__)
+from deep_speaker_sb.errors import ConfigError
 
 
 def _mask_time(x: Tensor, n_frames: Tensor) -> Tensor:
@@ -136,7 +135,7 @@ class ResCNN(nn.Module):
         super().__init__()
         channels = [int(c) for c in channels]
         if not channels:
-            raise ValueError("ResCNN needs at least one stage (channels)")
+            raise ConfigError("ResCNN needs at least one stage (channels)")
         self.config: dict[str, Any] = {
             "n_mels": int(n_mels),
             "channels": list(channels),

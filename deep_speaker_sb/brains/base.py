@@ -1,0 +1,97 @@
+"""What both training stages share: :class:`EmbeddingBrain`.
+
+The softmax and triplet Brains both embed batches of waveforms with
+:func:`deep_speaker_sb.embedding.compute_embeddings`, end a validation
+epoch the same way (anneal the learning rate, log train and valid stats)
+and need plain batch norm when a distributed run trains on CPU.  Each stage
+Brain extends :class:`EmbeddingBrain` and overrides only its own hooks.
+
+Authors
+ * deep-speaker-sb contributors
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import speechbrain as sb
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
+
+from deep_speaker_sb.embedding import compute_embeddings
+
+
+class EmbeddingBrain(sb.Brain):
+    """A Brain whose forward pass is the embedding of a batch of audio.
+
+    Expects the modules ``compute_features``, ``mean_var_norm`` and
+    ``embedding_model`` and the hparams ``lr_annealing`` and
+    ``train_logger``; batches carry ``sig`` (padded waveforms and their
+    relative lengths).
+
+    Example
+    -------
+    >>> import torch
+    >>> from speechbrain.processing.features import InputNormalization
+    >>> from deep_speaker_sb.features import Features
+    >>> from deep_speaker_sb.lobes.rescnn import ResCNN
+    >>> brain = EmbeddingBrain(modules={
+    ...     "compute_features": Features(),
+    ...     "mean_var_norm": InputNormalization(norm_type="sentence"),
+    ...     "embedding_model": ResCNN(channels=(4,), emb_dim=8)})
+    >>> from speechbrain.dataio.batch import PaddedBatch
+    >>> batch = PaddedBatch([{"sig": torch.rand(8000)},
+    ...                      {"sig": torch.rand(6000)}])
+    >>> brain.compute_forward(batch, sb.Stage.VALID).shape
+    torch.Size([2, 8])
+    """
+
+    def compute_forward(self, batch: Any, stage: sb.Stage) -> Tensor:
+        """Embeds a batch of waveforms: ``[batch, emb_dim]``."""
+        batch = batch.to(self.device)
+        wavs, lens = batch.sig
+        return compute_embeddings(self.modules, wavs, lens)
+
+    def log_validation_epoch(
+        self, epoch: int, valid_stats: Mapping[str, Any]
+    ) -> None:
+        """Ends a validation epoch: steps ``hparams.lr_annealing`` and logs
+        the epoch's train stats (``self.train_stats``) and ``valid_stats``.
+
+        Arguments
+        ---------
+        epoch : int
+            The epoch that ends.
+        valid_stats : mapping
+            The validation stats to log.
+        """
+        old_lr, new_lr = self.hparams.lr_annealing(epoch)
+        sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+        self.hparams.train_logger.log_stats(
+            stats_meta={"epoch": epoch, "lr": old_lr},
+            train_stats=self.train_stats,
+            valid_stats=dict(valid_stats),
+        )
+
+    def _wrap_distributed(self) -> None:
+        """Wraps the trainable modules in DDP; on CPU keeps plain batch norm.
+
+        SpeechBrain 1.1 converts every batch norm to ``SyncBatchNorm``
+        before wrapping modules in DDP, and torch runs ``SyncBatchNorm``
+        only on GPU/XPU, so a ``gloo`` run on CPU would fail at its first
+        training step.  On CPU the modules are wrapped without that
+        conversion (each process then normalizes with its own batch
+        statistics, as in plain data parallelism); everything else,
+        GPU runs included, is SpeechBrain's own wrapping.
+        """
+        if not (self.distributed_launch and self.device_type == "cpu"):
+            super()._wrap_distributed()
+            return
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = DistributedDataParallel(
+                    module,
+                    device_ids=None,
+                    find_unused_parameters=self.find_unused_parameters,
+                )
