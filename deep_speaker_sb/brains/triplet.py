@@ -268,13 +268,18 @@ def init_from_softmax(
     -------
     >>> import tempfile
     >>> from speechbrain.processing.features import InputNormalization
+    >>> from speechbrain.utils.checkpoints import Checkpointer
     >>> from deep_speaker_sb.lobes.rescnn import ResCNN
-    >>> modules = {"embedding_model": ResCNN(channels=(4,), emb_dim=8),
-    ...            "mean_var_norm": InputNormalization("sentence")}
-    >>> init_from_softmax(tempfile.mkdtemp(), modules)
-    Traceback (most recent call last):
-    ...
-    deep_speaker_sb.errors.MissingFileError: no softmax checkpoint in ...
+    >>> folder = tempfile.mkdtemp()
+    >>> saver = Checkpointer(folder, {
+    ...     "embedding_model": ResCNN(channels=(4,), emb_dim=8),
+    ...     "normalizer": InputNormalization("sentence")})
+    >>> for acc in (0.9, 0.5):
+    ...     _ = saver.save_checkpoint(meta={"ACC": acc})
+    >>> fresh = {"embedding_model": ResCNN(channels=(4,), emb_dim=8),
+    ...          "mean_var_norm": InputNormalization("sentence")}
+    >>> init_from_softmax(folder, fresh).meta["ACC"]
+    0.9
     """
     ckpt = load_best_parts(
         softmax_ckpt_folder,
