@@ -18,7 +18,8 @@ import logging
 import sys
 
 from deep_speaker_sb.cli import run_cli
-from deep_speaker_sb.data.vivos import DEFAULT_NUM_TRIALS, prepare_vivos
+from deep_speaker_sb.data.prep import DEFAULT_NUM_TRIALS
+from deep_speaker_sb.data.vivos import prepare_vivos
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,18 +1,15 @@
-"""Tests of the VIVOS preparation (data_prep.py, deep_speaker_sb.data).
+"""Tests of the data preparation (data_prep.py, deep_speaker_sb.data).
 
 Hand-made corpora (tones framed by known silence, and broken files) check
 trimming and bad input; the shared ``tiny_prepared`` fixture (the
-synthetic corpus) checks the manifests, splits and trials.
+synthetic corpus) checks the manifests, splits and trials; a listing made
+in the test (no VIVOS layout) checks that the core prepares any corpus.
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +17,20 @@ import pytest
 import soundfile as sf
 
 from deep_speaker_sb.cli import run_cli
-from deep_speaker_sb.data import vivos
-from deep_speaker_sb.data.trials import make_trials
-from deep_speaker_sb.data.vivos import (
-    CSV_FIELDS,
-    VivosError,
-    prepare_vivos,
-    segment_bounds,
+from deep_speaker_sb.data import prep
+from deep_speaker_sb.data.prep import (
+    Listing,
+    PrepOptions,
+    Skipped,
+    SourceUtterance,
+    prepare_corpus,
 )
+from deep_speaker_sb.data.trials import make_trials
+from deep_speaker_sb.data.vivos import list_vivos, prepare_vivos
+from deep_speaker_sb.dataio import CSV_FIELDS, read_manifest
+from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
+from tests.conftest import load_script, run_script
 
-REPO = Path(__file__).resolve().parents[1]
 SR_IN = 16000
 
 
@@ -102,22 +103,6 @@ def stem(row: dict[str, str]) -> str:
 # --------------------------------------------------------------------------
 # Pieces
 # --------------------------------------------------------------------------
-
-
-def test_segmentation_arithmetic():
-    def durs(seconds):
-        bounds = segment_bounds(int(seconds * 8000), 8000, 3.0, 1.0)
-        return [(b - a) / 8000 for a, b in bounds]
-
-    assert durs(7.5) == [3.0, 3.0, 1.5]
-    assert durs(6.5) == [3.0, 3.0]
-    assert durs(3.0) == [3.0]
-    assert durs(1.0) == [1.0]
-    assert durs(0.99) == []
-    bounds = segment_bounds(60000, 8000, 3.0, 1.0)
-    assert all(
-        a2 == b1 for (_, b1), (a2, _) in zip(bounds, bounds[1:], strict=False)
-    )
 
 
 def test_make_trials_rules():
@@ -260,11 +245,11 @@ def test_interrupted_write_leaves_no_partial_file(
     small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     save = tmp_path / "prep"
-    real_write = vivos._write_csv
+    real_write = prep.write_manifest
 
-    def failing_write(path, fieldnames, rows):
+    def failing_write(path, rows):
         if Path(path).name != "train.csv":
-            return real_write(path, fieldnames, rows)
+            return real_write(path, rows)
 
         def some_rows_then_fail():
             for i, row in enumerate(rows):
@@ -272,16 +257,16 @@ def test_interrupted_write_leaves_no_partial_file(
                     raise OSError("disk full (simulated)")
                 yield row
 
-        return real_write(path, fieldnames, some_rows_then_fail())
+        return real_write(path, some_rows_then_fail())
 
-    monkeypatch.setattr(vivos, "_write_csv", failing_write)
+    monkeypatch.setattr(prep, "write_manifest", failing_write)
     with pytest.raises(OSError, match="simulated"):
         prepare_vivos(small_corpus, save, num_trials=20)
     names = {p.name for p in save.iterdir()}
     assert "train.csv" not in names and "options.json" not in names
     assert not [n for n in names if n.endswith(".tmp")]
 
-    monkeypatch.setattr(vivos, "_write_csv", real_write)
+    monkeypatch.setattr(prep, "write_manifest", real_write)
     summary = prepare_vivos(small_corpus, save, num_trials=20)
     assert summary["utterances"]["train"] + summary["utterances"]["valid"] == 5
     assert (save / "train.csv").is_file() and (save / "options.json").is_file()
@@ -345,18 +330,152 @@ def test_bad_input_is_skipped_or_converted(tmp_path: Path):
 
 
 def test_bad_options_raise(small_corpus: Path, tmp_path: Path):
-    with pytest.raises(VivosError, match="min_dur"):
+    with pytest.raises(ConfigError, match="min_dur"):
         prepare_vivos(small_corpus, tmp_path / "p", seg_dur=1.0, min_dur=2.0)
-    with pytest.raises(VivosError, match="not a VIVOS folder"):
+    with pytest.raises(ConfigError, match="num_workers"):
+        prepare_vivos(small_corpus, tmp_path / "p", num_workers=0)
+    with pytest.raises(DataError, match="not a VIVOS folder"):
         prepare_vivos(small_corpus / "train", tmp_path / "p")
-    with pytest.raises(VivosError, match="not found"):
+    with pytest.raises(MissingFileError, match="not found"):
         prepare_vivos(tmp_path / "nope", tmp_path / "p")
+    assert not (tmp_path / "p").exists()
     # never empties a wavs/ folder that the preparation did not make
     (tmp_path / "mine" / "wavs").mkdir(parents=True)
     (tmp_path / "mine" / "wavs" / "keep.wav").write_bytes(b"x")
-    with pytest.raises(VivosError, match="not made by"):
+    with pytest.raises(ConfigError, match="not made by"):
         prepare_vivos(small_corpus, tmp_path / "mine")
     assert (tmp_path / "mine" / "wavs" / "keep.wav").is_file()
+
+
+# --------------------------------------------------------------------------
+# The corpus-neutral core, given a listing made here (no VIVOS layout)
+# --------------------------------------------------------------------------
+
+
+def folder_corpus(root: Path) -> list[SourceUtterance]:
+    """``root/<speaker>/<n>.flac``: two train and two test speakers; bob
+    has no known gender and records at 8 kHz."""
+    speakers = {
+        "alice": ("train", "f", 16000),
+        "bob": ("train", None, 8000),
+        "carol": ("test", "f", 16000),
+        "dave": ("test", "m", 16000),
+    }
+    utts = []
+    for s_idx, (spk, (split, gender, sr)) in enumerate(speakers.items()):
+        (root / spk).mkdir(parents=True)
+        n_utts = 4 if split == "train" else 2
+        for k in range(n_utts):
+            src = root / spk / f"{k}.flac"
+            x = framed_tone(4.0, 0.5, sr=sr, freq=200 + 60 * s_idx, seed=k)
+            sf.write(src, x, sr)
+            utts.append(
+                SourceUtterance(split, f"{spk}-{k}", spk, str(src), gender, "")
+            )
+    return utts
+
+
+def test_core_prepares_a_listing_of_any_corpus(tmp_path: Path):
+    corpus = tmp_path / "corpus"
+    utts = folder_corpus(corpus)
+    broken = corpus / "alice" / "broken.flac"
+    broken.write_bytes(b"not audio at all")
+    utts.append(SourceUtterance("train", "alice-x", "alice", str(broken)))
+    not_audio = Skipped(str(corpus / "README"), "README", "not audio: text")
+    calls = []
+
+    def list_folders(folder: Path) -> Listing:
+        calls.append(folder)
+        return Listing(utts, native_rate=16000, skipped=[not_audio])
+
+    save = tmp_path / "prep"
+    options = PrepOptions(num_trials=4, seg_dur=3.0, min_dur=1.0, seed=5)
+    summary = prepare_corpus(corpus, list_folders, save, options)
+    assert calls == [corpus.resolve()]
+
+    assert summary["speakers"] == {"train": 2, "valid": 2, "test": 2}
+    assert summary["utterances"]["train"] + summary["utterances"]["valid"] == 8
+    assert summary["utterances"]["test"] == 4
+    # 4.0 s of tone + 2 x 0.1 s of margin: one 3 s and one 1.2 s segment
+    assert summary["segments"]["test"] == 8
+    assert summary["converted"] == {"downmixed": 0, "other_sample_rate": 4}
+    assert summary["speakers_without_gender"] == ["bob"]
+    assert summary["wavs_without_prompt"] == 0
+
+    train = read_manifest(save / "train.csv") + read_manifest(
+        save / "valid.csv"
+    )
+    test = read_manifest(save / "test.csv")
+    assert {r.spk_id for r in train} == {"alice", "bob"}
+    assert {r.spk_id for r in test} == {"carol", "dave"}
+    assert sorted({r.utt_id for r in test}) == [
+        "carol-0",
+        "carol-1",
+        "dave-0",
+        "dave-1",
+    ]
+    for row in train + test:
+        assert round(row.duration, 1) in (3.0, 1.2)
+        assert row.stop - row.start == round(row.duration * 8000)
+        assert sf.info(row.wav).samplerate == 8000
+        assert row.gender == {"bob": "unknown", "dave": "m"}.get(
+            row.spk_id, "f"
+        )
+    raw = read_csv(save / "test.csv")
+    assert raw[0]["wav"] == "{data_root}/wavs/test/carol/carol-0.wav"
+
+    reasons = {r["utt_id"]: r["reason"] for r in read_csv(save / "skipped.csv")}
+    assert reasons["README"] == "not audio: text"
+    assert reasons["alice-x"].startswith("unreadable")
+    assert summary["skipped_by_reason"] == {"not audio": 1, "unreadable": 1}
+    utt2spk = {r.utt_id: r.spk_id for r in test}
+    lines = (save / "trials.txt").read_text().splitlines()
+    assert len(lines) == 4
+    for label, a, b in (line.split() for line in lines):
+        assert int(label) == int(utt2spk[a] == utt2spk[b])
+
+    # the second run skips before listing the corpus again
+    assert prepare_corpus(corpus, list_folders, save, options) == summary
+    assert len(calls) == 1
+
+
+def test_core_refuses_an_empty_split_and_bad_listings(tmp_path: Path):
+    utts = folder_corpus(tmp_path / "corpus")
+    train_only = [u for u in utts if u.split == "train"]
+    with pytest.raises(DataError, match="no usable test utterance"):
+        prepare_corpus(
+            tmp_path / "corpus",
+            lambda folder: Listing(train_only, native_rate=16000),
+            tmp_path / "prep",
+            PrepOptions(),
+        )
+    assert (tmp_path / "prep" / "skipped.csv").is_file()
+    assert not (tmp_path / "prep" / "options.json").exists()
+    dev = SourceUtterance("dev", "a-1", "a", "a.wav")
+    with pytest.raises(ValueError, match="split 'dev'"):
+        Listing([dev], native_rate=16000)
+    with pytest.raises(ValueError, match="listed twice"):
+        Listing([utts[0], utts[0]], native_rate=16000)
+
+
+def test_list_vivos_gives_prompts_genders_and_skips(small_corpus: Path):
+    sf.write(
+        small_corpus / "train/waves/SPKB/SPKB_NEW.wav", framed_tone(2.0), SR_IN
+    )
+    with open(small_corpus / "test/prompts.txt", "a", encoding="utf-8") as f:
+        f.write("DEVA_R009 KHÔNG CÓ FILE\n")
+    listing = list_vivos(small_corpus)
+    by_id = {u.utt_id: u for u in listing.utterances}
+    assert listing.native_rate == 16000
+    assert len(by_id) == 10
+    assert by_id["SPKA_R001"].words == "XIN CHÀO 1"
+    assert by_id["SPKA_R001"].gender == "m"
+    assert by_id["SPKB_NEW"].words is None
+    assert by_id["DEVB_R002"].split == "test"
+    assert by_id["DEVB_R002"].src.endswith("test/waves/DEVB/DEVB_R002.wav")
+    assert [(s.utt_id, s.reason) for s in listing.skipped] == [
+        ("DEVA_R009", "prompt without wav")
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -364,23 +483,14 @@ def test_bad_options_raise(small_corpus: Path, tmp_path: Path):
 # --------------------------------------------------------------------------
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "data_prep.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        timeout=120,
-    )
-
-
 @pytest.mark.parametrize("kind", ["missing", "not_vivos"])
 def test_cli_error_is_one_line(tmp_path: Path, kind: str):
     folder = tmp_path / "nope"
     if kind == "not_vivos":
         (folder / "train").mkdir(parents=True)
-    proc = _cli("--data_folder", str(folder), "--save_folder", str(tmp_path))
+    proc = run_script(
+        "data_prep.py", "--data_folder", folder, "--save_folder", tmp_path
+    )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
@@ -391,11 +501,7 @@ def test_cli_error_is_one_line(tmp_path: Path, kind: str):
 def test_cli_prepares_and_prints(
     small_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ):
-    spec = importlib.util.spec_from_file_location(
-        "data_prep", REPO / "data_prep.py"
-    )
-    data_prep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(data_prep)
+    data_prep = load_script("data_prep.py")
     save = tmp_path / "prep"
     argv = ["--data_folder", str(small_corpus), "--save_folder", str(save)]
     argv += ["--num_workers", "2", "--num_trials", "20"]

@@ -1,1 +1,2 @@
-"""Data: the synthetic demo corpus, VIVOS preparation, trials, samplers."""
+"""Data: the corpus-neutral preparation core (:mod:`.prep`), the VIVOS
+listing (:mod:`.vivos`), the synthetic demo corpus, trials, samplers."""
