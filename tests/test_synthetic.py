@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +9,12 @@ import pytest
 import soundfile as sf
 
 from deep_speaker_sb.cli import run_cli
-from deep_speaker_sb.data.synthetic import OPTIONS_FILE, generate_corpus, main
-from deep_speaker_sb.errors import UserError
+from deep_speaker_sb.data import synthetic
+from deep_speaker_sb.data.synthetic import OPTIONS_FILE, generate_corpus
+from deep_speaker_sb.errors import ConfigError, UserError
+from tests.conftest import load_script, run_script
+
+SCRIPT = "recipes/demo/generate_corpus.py"
 
 SMALL = dict(n_train_speakers=1, n_test_speakers=1, utts_per_speaker=2)
 
@@ -117,23 +119,22 @@ def test_refuses_foreign_folder_and_bad_options(tmp_path):
         generate_corpus(tmp_path / "x", sample_rate=4000)
     with pytest.raises(ValueError, match="seed"):
         generate_corpus(tmp_path / "x", seed=-1)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        generate_corpus(a_file, **SMALL)
 
 
 def test_cli(tmp_path, capsys):
     out = tmp_path / "cli"
-    args = [sys.executable, "-m", "deep_speaker_sb.data.synthetic"]
     opts = ["--n-train-speakers", "1", "--n-test-speakers", "1"]
     opts += ["--utts-per-speaker", "1", "--seed", "5"]
-    done = subprocess.run(
-        [*args, "--out", str(out), *opts],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_script(SCRIPT, "--out", out, *opts)
     assert done.returncode == 0, done.stderr
     assert str(out) in done.stdout and "2 wav files" in done.stdout
     assert len(_wavs(out)) == 2
     # The options also take SpeechBrain's underscore spelling.
+    main = load_script(SCRIPT).main
     under = tmp_path / "under"
     opts_ = ["--n_train_speakers", "2", "--n_test_speakers", "1"]
     assert main(["--out", str(under), *opts_, "--utts_per_speaker", "1"]) in (
@@ -146,3 +147,8 @@ def test_cli(tmp_path, capsys):
     assert run_cli(lambda: main(bad)) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "folder" in err
+
+
+def test_library_has_no_command_line():
+    assert not hasattr(synthetic, "main")
+    assert "argparse" not in vars(synthetic)

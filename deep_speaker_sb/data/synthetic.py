@@ -34,18 +34,15 @@ Every utterance is synthesized from its own random generator derived
 from ``(seed, split, speaker, utterance)``, so the corpus is byte-for-byte
 the same for a given seed whatever ``num_workers`` is.
 
-Command line::
+Command line (the demo recipe's script)::
 
-    python -m deep_speaker_sb.data.synthetic --out data/synthetic_vivos
+    python recipes/demo/generate_corpus.py --out data/synthetic_vivos
 """
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
-import os
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -54,8 +51,7 @@ import numpy as np
 import soundfile as sf
 from speechbrain.utils.logger import get_logger
 
-from deep_speaker_sb.cli import run_cli
-from deep_speaker_sb.errors import UserError
+from deep_speaker_sb.errors import ConfigError
 from deep_speaker_sb.utils import (
     Pathlike,
     atomic_write,
@@ -639,7 +635,7 @@ def _is_int(value: object) -> bool:
 def _check_positive(**kwargs: int) -> None:
     for name, value in kwargs.items():
         if not _is_int(value) or value < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"{name} must be a positive integer, got {value!r}"
             )
 
@@ -683,6 +679,12 @@ def generate_corpus(
     Path
         The corpus root ``out``.
 
+    Raises
+    ------
+    ConfigError
+        If an option is out of range, or ``out`` is a file or a folder
+        that holds something else than a corpus of this generator.
+
     Example
     -------
     >>> import tempfile, pathlib
@@ -700,16 +702,16 @@ def generate_corpus(
         num_workers=num_workers,
     )
     if not _is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     if not _is_int(sample_rate) or sample_rate < 8000:
-        raise ValueError(
+        raise ConfigError(
             f"sample_rate must be an integer of at least 8000 Hz, "
             f"got {sample_rate!r}"
         )
     seed, sample_rate = int(seed), int(sample_rate)
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} is a file; give a folder for --out")
+        raise ConfigError(f"{out} is a file; give a folder for the corpus")
     options = _options(
         n_train_speakers=n_train_speakers,
         n_test_speakers=n_test_speakers,
@@ -728,9 +730,9 @@ def generate_corpus(
         return out
     ours = (out / OPTIONS_FILE).is_file() or (out / _PARTIAL_MARK).is_file()
     if out.is_dir() and any(out.iterdir()) and not ours:
-        raise UserError(
+        raise ConfigError(
             f"{out} is not empty and was not made by this generator; "
-            "give an empty or new folder to --out"
+            "give an empty or new folder for the corpus"
         )
     out.mkdir(parents=True, exist_ok=True)
     (out / _PARTIAL_MARK).touch()
@@ -779,72 +781,3 @@ def generate_corpus(
     save_options(out, options, options_file=OPTIONS_FILE)
     (out / _PARTIAL_MARK).unlink()
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m deep_speaker_sb.data.synthetic --out DIR``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m deep_speaker_sb.data.synthetic",
-        description="Write a synthetic speaker corpus in the VIVOS layout.",
-    )
-    parser.add_argument("--out", required=True, help="corpus root folder")
-    # Both spellings: data_prep.py and SpeechBrain use underscores.
-    parser.add_argument(
-        "--n-train-speakers",
-        "--n_train_speakers",
-        type=int,
-        default=30,
-        help="training speakers VIVOSSPK01.. (default: 30)",
-    )
-    parser.add_argument(
-        "--n-test-speakers",
-        "--n_test_speakers",
-        type=int,
-        default=10,
-        help="unseen test speakers VIVOSDEV01.. (default: 10)",
-    )
-    parser.add_argument(
-        "--utts-per-speaker",
-        "--utts_per_speaker",
-        type=int,
-        default=20,
-        help="utterances of 2-5 s per speaker (default: 20)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="corpus seed (default: 0)"
-    )
-    parser.add_argument(
-        "--sample-rate",
-        "--sample_rate",
-        type=int,
-        default=16000,
-        help="sample rate of the WAVs, Hz (default: 16000, as VIVOS)",
-    )
-    parser.add_argument(
-        "--num-workers",
-        "--num_workers",
-        type=int,
-        default=min(2, os.cpu_count() or 1),
-        help="processes (the corpus does not depend on it)",
-    )
-    args = parser.parse_args(argv)
-    root = generate_corpus(
-        args.out,
-        n_train_speakers=args.n_train_speakers,
-        n_test_speakers=args.n_test_speakers,
-        utts_per_speaker=args.utts_per_speaker,
-        seed=args.seed,
-        sample_rate=args.sample_rate,
-        num_workers=args.num_workers,
-    )
-    n_wavs = sum(1 for _ in root.glob("*/waves/*/*.wav"))
-    print(
-        f"Synthetic VIVOS-layout corpus in {root}: {n_wavs} wav files "
-        f"({args.n_train_speakers} train + {args.n_test_speakers} test "
-        f"speakers x {args.utts_per_speaker} utterances)"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

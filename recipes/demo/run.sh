@@ -17,7 +17,7 @@ step() { printf '\n=== %s ===\n' "$*"; }
 
 step "1/5 generating the synthetic demo corpus (VIVOS layout, 16 kHz)"
 # 30 training + 10 unseen test speakers, 30 utterances each.
-"$PY" -m deep_speaker_sb.data.synthetic --out "$CORPUS" \
+"$PY" recipes/demo/generate_corpus.py --out "$CORPUS" \
     --n-train-speakers 30 --n-test-speakers 10 --utts-per-speaker 30
 
 step "2/5 preparing 8 kHz silence-trimmed manifests"
