@@ -29,7 +29,6 @@ torch.Size([2, 16])
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,17 +37,16 @@ import torch
 from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.data_utils import batch_pad_right
 from speechbrain.utils.fetching import FetchConfig
-from speechbrain.utils.logger import get_logger
 
-from deep_speaker_sb.data.vivos import resolve_wav
+from deep_speaker_sb.embedding import EMBEDDING_MODULES, compute_embeddings
+from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
 from deep_speaker_sb.export import (
     HPARAMS_FILE,
     check_export_folder,
     read_threshold,
 )
+from deep_speaker_sb.scoring import cosine_similarity
 from deep_speaker_sb.utils import Pathlike
-
-logger = get_logger(__name__)
 
 
 def read_audio(path: Pathlike) -> tuple[torch.Tensor, int]:
@@ -61,21 +59,21 @@ def read_audio(path: Pathlike) -> tuple[torch.Tensor, int]:
 
     Raises
     ------
-    FileNotFoundError
+    MissingFileError
         When the file does not exist.
-    ValueError
+    DataError
         When it cannot be decoded or holds no samples.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"audio file not found: {path}")
+        raise MissingFileError(f"audio file not found: {path}")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, TypeError, ValueError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"cannot read audio file {path}: {msg}") from None
+        raise DataError(f"cannot read audio file {path}: {msg}") from None
     if data.shape[0] == 0:
-        raise ValueError(f"audio file {path} holds no samples")
+        raise DataError(f"audio file {path} holds no samples")
     return torch.from_numpy(data), int(sr)
 
 
@@ -94,7 +92,8 @@ class DeepSpeaker(Pretrained):
     Build it with :meth:`from_hparams` on an export folder.  Embeddings are
     L2-normalized ``[emb_dim]`` vectors; two utterances are judged to come
     from the same speaker when their cosine similarity exceeds
-    :attr:`threshold` (from the folder's ``threshold.json``).
+    :attr:`threshold` (from the folder's ``threshold.json``);
+    :meth:`similarity` is :func:`deep_speaker_sb.scoring.cosine_similarity`.
 
     Arguments
     ---------
@@ -102,14 +101,17 @@ class DeepSpeaker(Pretrained):
         Forwarded to :class:`speechbrain.inference.interfaces.Pretrained`.
     """
 
-    MODULES_NEEDED = ["compute_features", "mean_var_norm", "embedding_model"]
+    MODULES_NEEDED = list(EMBEDDING_MODULES)
     HPARAMS_NEEDED = ["sample_rate", "audio_normalizer", "threshold_file"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         missing = [m for m in self.MODULES_NEEDED if m not in self.mods]
         if missing:
-            raise ValueError(f"hyperparams lack module(s) {missing}")
+            raise DataError(
+                f"the hyperparameters lack module(s) {missing}; re-export "
+                "the model (deep_speaker_sb.export.export_pretrained)"
+            )
         self.sample_rate = int(self.hparams.sample_rate)
         self.threshold = read_threshold(
             Path(self.hparams.threshold_file).parent
@@ -203,9 +205,7 @@ class DeepSpeaker(Pretrained):
         wavs = wavs.to(self.device, torch.float32)
         wav_lens = wav_lens.to(self.device, torch.float32)
         with torch.no_grad():
-            feats = self.mods.compute_features(wavs)
-            feats = self.mods.mean_var_norm(feats, wav_lens)
-            emb = self.mods.embedding_model(feats, wav_lens)
+            emb = compute_embeddings(self.mods, wavs, wav_lens)
         return emb.float()
 
     def forward(
@@ -247,7 +247,7 @@ class DeepSpeaker(Pretrained):
             ``[len(paths), emb_dim]`` on the CPU.
         """
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         paths = [Path(p) for p in paths]
         order = sorted(
             range(len(paths)), key=lambda i: audio_duration(paths[i])
@@ -282,19 +282,8 @@ class DeepSpeaker(Pretrained):
         """The embedding dimension."""
         return int(self.hparams.embedding_model.config["emb_dim"])
 
-    @staticmethod
-    def similarity(emb_a: torch.Tensor, emb_b: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity over the last dimension (broadcasting).
-
-        Example
-        -------
-        >>> DeepSpeaker.similarity(torch.tensor([1.0, 0.0]),
-        ...                        torch.tensor([1.0, 1.0]))
-        tensor(0.7071)
-        """
-        return torch.nn.functional.cosine_similarity(
-            emb_a.float(), emb_b.float(), dim=-1, eps=1e-8
-        )
+    #: Cosine similarity over the last dimension (broadcasting).
+    similarity = staticmethod(cosine_similarity)
 
     def verify_files(
         self, path_a: Pathlike, path_b: Pathlike
@@ -308,126 +297,3 @@ class DeepSpeaker(Pretrained):
         embs = self.encode_files([path_a, path_b], batch_size=1)
         score = float(self.similarity(embs[0], embs[1]))
         return score, score > self.threshold
-
-
-AUDIO_SUFFIXES = (".wav", ".flac")
-
-
-def manifest_utterances(csv_path: Pathlike) -> dict[str, tuple[str, Path]]:
-    """Utterances of a prepared manifest (``test.csv``, ``train.csv``).
-
-    The utterance id of a row is the stem of its ``wav`` path (see
-    ``docs/DESIGN.md``); ``{data_root}`` is the manifest's folder.  Each
-    utterance appears once, in the order of the manifest.
-
-    Arguments
-    ---------
-    csv_path : Pathlike
-        A manifest with at least the ``wav`` and ``spk_id`` columns.
-
-    Returns
-    -------
-    dict
-        Utterance id -> (speaker id, wav path).
-
-    Example
-    -------
-    >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / "test.csv").write_text(
-    ...     "ID,duration,wav,start,stop,spk_id,gender,words\\n"
-    ...     "A_1_0,3.0,{data_root}/wavs/test/A/A_1.wav,0,24000,A,m,x\\n"
-    ...     "A_1_1,1.0,{data_root}/wavs/test/A/A_1.wav,24000,32000,A,m,x\\n"
-    ...     "B_1_0,2.0,{data_root}/wavs/test/B/B_1.wav,0,16000,B,f,y\\n")
-    >>> utts = manifest_utterances(d / "test.csv")
-    >>> list(utts), utts["B_1"][0], utts["B_1"][1].name
-    (['A_1', 'B_1'], 'B', 'B_1.wav')
-    """
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(
-            f"manifest not found: {csv_path}; prepare the data with "
-            "`python data_prep.py` (or give --csv)"
-        )
-    root = str(csv_path.parent)
-    utts: dict[str, tuple[str, Path]] = {}
-    with open(csv_path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"wav", "spk_id"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(
-                f"{csv_path} lacks column(s) {sorted(missing)}; is it a "
-                "manifest written by data_prep.py?"
-            )
-        for row in reader:
-            wav = Path(resolve_wav(row["wav"], root))
-            utts.setdefault(wav.stem, (row["spk_id"], wav))
-    return utts
-
-
-def speaker_utterances(
-    utts: dict[str, tuple[str, Path]],
-) -> dict[str, list[Path]]:
-    """Speaker id -> wav paths, from :func:`manifest_utterances` output.
-
-    Example
-    -------
-    >>> speaker_utterances({"a": ("S1", Path("a.wav")),
-    ...                     "b": ("S1", Path("b.wav"))})
-    {'S1': [PosixPath('a.wav'), PosixPath('b.wav')]}
-    """
-    spk2wavs: dict[str, list[Path]] = {}
-    for spk, wav in utts.values():
-        spk2wavs.setdefault(spk, []).append(wav)
-    return spk2wavs
-
-
-def enrolment_folder(folder: Pathlike) -> dict[str, list[Path]]:
-    """Speaker id -> audio files of a folder laid out as ``<SPK>/<f>.wav``.
-
-    Example
-    -------
-    >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> (d / "S1").mkdir()
-    >>> _ = (d / "S1" / "x.wav").write_bytes(b"")
-    >>> {k: [p.name for p in v] for k, v in enrolment_folder(d).items()}
-    {'S1': ['x.wav']}
-    """
-    folder = Path(folder)
-    spk2wavs = {
-        spk.name: sorted(
-            p for p in spk.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES
-        )
-        for spk in sorted(folder.iterdir())
-        if spk.is_dir()
-    }
-    spk2wavs = {k: v for k, v in spk2wavs.items() if v}
-    if not spk2wavs:
-        raise ValueError(
-            f"no enrolment audio in {folder}: expected <SPK>/<file>.wav"
-        )
-    return spk2wavs
-
-
-def speaker_models(
-    model: DeepSpeaker,
-    spk2wavs: dict[str, list[Path]],
-    batch_size: int = 32,
-) -> tuple[list[str], torch.Tensor]:
-    """Mean (re-normalized) embedding of each speaker's files.
-
-    Returns
-    -------
-    (speakers, embeddings)
-        Speaker ids and their ``[n_speakers, emb_dim]`` embeddings.
-    """
-    speakers = sorted(spk2wavs)
-    paths = [p for s in speakers for p in spk2wavs[s]]
-    embs = model.encode_files(paths, batch_size=batch_size)
-    means, start = [], 0
-    for s in speakers:
-        n = len(spk2wavs[s])
-        means.append(embs[start : start + n].mean(dim=0))
-        start += n
-    return speakers, torch.nn.functional.normalize(torch.stack(means), dim=1)

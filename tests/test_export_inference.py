@@ -20,6 +20,7 @@ from speechbrain.utils.metric_stats import EER, minDCF
 
 from deep_speaker_sb import export as export_mod
 from deep_speaker_sb import scoring
+from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
 from deep_speaker_sb.export import export_pretrained, latest_export
 from deep_speaker_sb.features import Features
 from deep_speaker_sb.inference import DeepSpeaker
@@ -132,15 +133,37 @@ def test_loaded_model_matches_in_memory_model(exported, loaded, monkeypatch):
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
-def test_moved_folder_loads_offline(exported, tmp_path, monkeypatch):
+def test_moved_folder_loads_without_network(exported, tmp_path, monkeypatch):
+    """Loading a local export reaches no network, with ``HF_HUB_OFFLINE``
+    unset and the hub pointed at an unreachable address."""
+    import socket
+
     import huggingface_hub
+    from speechbrain.utils import fetching
 
-    def no_network(*args, **kwargs):
-        raise AssertionError("tried to reach the HF hub")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    fetched = []
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
-    folder, (_, _, model) = exported
+    def refuse(name):
+        def no_network(*args, **kwargs):
+            fetched.append(name)
+            raise OSError(f"{name}: no network in this test")
+
+        return no_network
+
+    for owner, name in (
+        (huggingface_hub, "hf_hub_download"),
+        (huggingface_hub, "snapshot_download"),
+        (fetching, "download_file"),
+        (fetching, "download_file_hf"),
+        (socket.socket, "connect"),
+        (socket, "create_connection"),
+    ):
+        monkeypatch.setattr(owner, name, refuse(name))
+
+    folder, (feats, norm, model) = exported
     moved = tmp_path / "elsewhere" / "model"
     shutil.copytree(folder, moved)
     shutil.move(str(folder), str(folder) + ".hidden")  # old path now absent
@@ -151,8 +174,29 @@ def test_moved_folder_loads_offline(exported, tmp_path, monkeypatch):
     finally:
         shutil.move(str(folder) + ".hidden", str(folder))
     x = torch.from_numpy(_speech_like(SR, 1.0, 9))[None]
-    ref = DeepSpeaker.from_hparams(source=folder, run_opts={"device": "cpu"})
-    torch.testing.assert_close(ds.encode_batch(x), ref.encode_batch(x))
+    with torch.no_grad():
+        want = model(norm(feats(x), torch.ones(1)), torch.ones(1))
+    torch.testing.assert_close(ds.encode_batch(x), want, atol=1e-5, rtol=1e-5)
+    assert fetched == []
+    # The guard does catch a fetch from the hub.
+    with pytest.raises(OSError, match="no network"):
+        fetching.fetch("x.yaml", source="someone/model", savedir=tmp_path)
+    assert fetched == ["download_file_hf"]
+
+
+def test_encode_batch_is_the_embedding_path(loaded, monkeypatch):
+    from deep_speaker_sb import embedding, inference
+
+    calls = []
+
+    def spy(modules, wavs, lens):
+        calls.append((wavs.shape, lens.tolist()))
+        return embedding.compute_embeddings(modules, wavs, lens)
+
+    monkeypatch.setattr(inference, "compute_embeddings", spy)
+    wavs = torch.from_numpy(_speech_like(SR, 1.0, 5))[None]
+    loaded.encode_batch(wavs, torch.tensor([0.5]))
+    assert calls == [((1, SR), [0.5])]
 
 
 def test_same_file_scores_one(loaded, wavs):
@@ -209,8 +253,16 @@ def test_incomplete_folder_and_bad_audio(exported, loaded, wavs, tmp_path):
         DeepSpeaker.from_hparams(source=broken)
     with pytest.raises(FileNotFoundError, match="not found"):
         DeepSpeaker.from_hparams(source=tmp_path / "nope")
-    with pytest.raises(ValueError, match="cannot read audio"):
+    with pytest.raises(DataError, match="cannot read audio"):
         loaded.encode_file(wavs["broken"])
+    with pytest.raises(MissingFileError, match="audio file not found"):
+        loaded.encode_files([tmp_path / "nope.wav"])
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, "float32"), SR)
+    with pytest.raises(DataError, match="no samples"):
+        loaded.encode_file(empty)
+    with pytest.raises(ConfigError, match="batch_size"):
+        loaded.encode_files([wavs["u0"]], batch_size=0)
 
 
 # ------------------------------------------------------------- scoring
@@ -280,12 +332,48 @@ def test_trial_scoring_paths_agree(monkeypatch):
     ids = sorted(emb)
     trials = [(i % 2, ids[i % 30], ids[(7 * i) % 30]) for i in range(200)]
     want = torch.stack(
-        [
-            scoring.cosine_scores(emb[a][None], emb[b][None])[0]
-            for _, a, b in trials
-        ]
+        [scoring.cosine_similarity(emb[a], emb[b]) for _, a, b in trials]
     )
     torch.testing.assert_close(scoring.score_trials(trials, emb), want)
     monkeypatch.setattr(scoring, "PAIR_MATRIX_LIMIT", 0)
     got = scoring.score_trials(trials, emb, batch_size=7)
     torch.testing.assert_close(got, want)
+
+
+def test_one_cosine():
+    a = torch.tensor([[3.0, 0.0], [1.0, 1.0], [0.0, -2.0]])
+    b = torch.tensor([[0.0, 5.0], [-1.0, 0.0]])
+    r = 2**-0.5
+    want = torch.tensor([[0.0, -1.0], [r, -r], [-1.0, 0.0]])
+    torch.testing.assert_close(scoring.cosine_matrix(a, b), want)
+    torch.testing.assert_close(
+        scoring.cosine_matrix(a), scoring.cosine_matrix(a, a)
+    )
+    # Row-wise and broadcasting, and the matrix's diagonal.
+    torch.testing.assert_close(
+        scoring.cosine_similarity(a[:2], b), torch.tensor([0.0, -r])
+    )
+    torch.testing.assert_close(scoring.cosine_similarity(a, b[:1]), want[:, 0])
+    assert DeepSpeaker.similarity is scoring.cosine_similarity
+    # float32 out of other dtypes
+    half = scoring.cosine_similarity(a.half(), a.double())
+    assert half.dtype == torch.float32
+    torch.testing.assert_close(half, torch.ones(3))
+
+
+def test_trial_and_user_errors(tmp_path):
+    from deep_speaker_sb.data import trials as trials_mod
+
+    assert scoring.Trial is trials_mod.Trial
+    with pytest.raises(MissingFileError):
+        scoring.read_trials(tmp_path / "nope.txt")
+    bad = tmp_path / "trials.txt"
+    bad.write_text("2 a b\n")
+    with pytest.raises(DataError, match="label 0 or 1"):
+        scoring.read_trials(bad)
+    with pytest.raises(DataError, match="non-target"):
+        scoring.verification_metrics([1, 1], torch.tensor([0.1, 0.2]))
+    # a programming error, not the user's
+    with pytest.raises(ValueError, match="differ in length") as info:
+        scoring.verification_metrics([1, 0], torch.tensor([0.1]))
+    assert not isinstance(info.value, DataError)
