@@ -28,8 +28,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from speechbrain.utils.logger import get_logger
+
+from deep_speaker_sb.scoring import cosine_matrix, cosine_similarity
 
 logger = get_logger(__name__)
 
@@ -103,33 +104,10 @@ def triplet_loss(
         zero = (anchor.sum() + positive.sum() + negative.sum()) * 0.0
         nan = torch.tensor(float("nan"), device=anchor.device)
         return TripletStats(zero, nan, nan)
-    sap = F.cosine_similarity(anchor, positive, dim=-1)
-    san = F.cosine_similarity(anchor, negative, dim=-1)
+    sap = cosine_similarity(anchor, positive)
+    san = cosine_similarity(anchor, negative)
     loss = torch.clamp(san - sap + margin, min=0.0).mean()
     return TripletStats(loss, sap.detach().mean(), san.detach().mean())
-
-
-def cosine_matrix(embeddings: torch.Tensor) -> torch.Tensor:
-    """All pairwise cosine similarities of a batch of embeddings.
-
-    Arguments
-    ---------
-    embeddings : torch.Tensor
-        ``[B, D]``.
-
-    Returns
-    -------
-    torch.Tensor
-        ``[B, B]`` similarity matrix.
-
-    Example
-    -------
-    >>> cosine_matrix(torch.tensor([[2.0, 0.0], [0.0, 3.0]]))
-    tensor([[1., 0.],
-            [0., 1.]])
-    """
-    unit = F.normalize(embeddings, dim=-1)
-    return unit @ unit.t()
 
 
 def mine_triplets(

@@ -9,10 +9,10 @@ import torch
 
 from deep_speaker_sb.losses import (
     TripletLoss,
-    cosine_matrix,
     mine_triplets,
     triplet_loss,
 )
+from deep_speaker_sb.scoring import cosine_matrix
 
 
 def unit(*angles_deg: float) -> torch.Tensor:
@@ -149,4 +149,16 @@ def test_unknown_strategy_and_module():
     emb = unit(*ANGLES).requires_grad_()
     stats = TripletLoss(margin=0.1, mining="hardest")(emb, LABELS)
     stats.loss.backward()
-    assert stats.loss.item() > 0 and emb.grad is not None
+    # Batch-hard triplets (anchor, positive, negative) by hand: see
+    # test_hardest_mining_batch_hard; anchors 1 (10 deg) and 2 (40 deg)
+    # take positive 2 / 0 and negative 3 (45 deg).
+    triplets = [(0, 2, 3), (1, 2, 3), (2, 0, 3), (3, 4, 2), (4, 3, 2)]
+
+    def cos(i, j):
+        return math.cos(math.radians(ANGLES[i] - ANGLES[j]))
+
+    want = sum(
+        max(cos(a, n) - cos(a, p) + 0.1, 0.0) for a, p, n in triplets
+    ) / len(triplets)
+    assert stats.loss.item() == pytest.approx(want, abs=1e-6)
+    assert emb.grad is not None and emb.grad.abs().sum() > 0
