@@ -21,24 +21,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import torch  # noqa: E402
-from speechbrain.processing.features import (  # noqa: E402
+import torch
+from speechbrain.processing.features import (
     InputNormalization,
 )
 
-from deep_speaker_sb.export import export_pretrained  # noqa: E402
-from deep_speaker_sb.features import Features  # noqa: E402
-from deep_speaker_sb.inference import DeepSpeaker  # noqa: E402
-from deep_speaker_sb.lobes.rescnn import ResCNN  # noqa: E402
-from deep_speaker_sb.scoring import score_trials  # noqa: E402
+from deep_speaker_sb.export import export_pretrained
+from deep_speaker_sb.features import Features
+from deep_speaker_sb.inference import DeepSpeaker
+from deep_speaker_sb.lobes.rescnn import ResCNN
+from deep_speaker_sb.scoring import score_trials
 
 
 def _sync(device: str) -> None:

@@ -46,7 +46,8 @@ REQUIRED_COLUMNS = ("ID", "duration", "wav", "start", "stop", "spk_id")
 #: Placeholder for the prepared folder in the ``wav`` column.
 DATA_ROOT = "{data_root}"
 
-PREP_HINT = "re-run data_prep.py (or train without skip_prep)"
+#: What every manifest error message tells the user to do.
+PREP_HINT = "prepare the data again with data_prep.py"
 
 
 def resolve_wav(path: str, data_root: Pathlike) -> str:

@@ -28,11 +28,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from speechbrain.utils.logger import get_logger
 
+from deep_speaker_sb.errors import ConfigError
 from deep_speaker_sb.scoring import cosine_matrix, cosine_similarity
-
-logger = get_logger(__name__)
 
 #: The mining strategies understood by :func:`mine_triplets`.
 MINING_STRATEGIES = ("random", "semihard", "hardest")
@@ -154,7 +152,7 @@ def mine_triplets(
     ([0, 1, 2, 3], [1, 0, 3, 2], [2, 2, 1, 1])
     """
     if strategy not in MINING_STRATEGIES:
-        raise ValueError(
+        raise ConfigError(
             f"unknown mining strategy {strategy!r}; choose one of "
             f"{', '.join(MINING_STRATEGIES)}"
         )
@@ -249,12 +247,12 @@ class TripletLoss(torch.nn.Module):
     def __init__(self, margin: float = 0.1, mining: str = "random") -> None:
         super().__init__()
         if mining not in MINING_STRATEGIES:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown mining strategy {mining!r}; choose one of "
                 f"{', '.join(MINING_STRATEGIES)}"
             )
         if margin < 0:
-            raise ValueError(f"the margin must be >= 0, got {margin}")
+            raise ConfigError(f"the margin must be >= 0, got {margin}")
         self.margin = margin
         self.mining = mining
 

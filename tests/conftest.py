@@ -32,9 +32,7 @@ SCRIPT_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 def load_script(name: str) -> ModuleType:
     """Imports the top-level script ``name`` (e.g. ``"verify.py"``)."""
     path = ROOT / name
-    spec = importlib.util.spec_from_file_location(
-        f"_script_{path.stem}", path
-    )
+    spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -20,6 +20,8 @@ from collections import defaultdict
 
 from speechbrain.utils.logger import get_logger
 
+from deep_speaker_sb.errors import ConfigError
+
 logger = get_logger(__name__)
 
 Trial = tuple[int, str, str]
@@ -107,7 +109,7 @@ def make_trials(
     36
     """
     if num_trials < 0:
-        raise ValueError(f"num_trials must be >= 0, got {num_trials}")
+        raise ConfigError(f"num_trials must be >= 0, got {num_trials}")
     rng = random.Random(seed)
     spk2utts: dict[str, list[str]] = defaultdict(list)
     for utt in sorted(utt2spk):
