@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from deep_speaker_sb import register, scoring
+from deep_speaker_sb import evaluation, register, scoring
 from deep_speaker_sb.cli import run_cli
 from deep_speaker_sb.defaults import PREP_FOLDER, TRIPLET_RESULTS
 from deep_speaker_sb.errors import ConfigError
@@ -167,16 +167,16 @@ def speaker_mode(args: argparse.Namespace) -> int:
             f"--spk takes one or two speaker ids, got {args.spk!r}"
         )
     a, b = ids
-    utts_a, utts_b = scoring.speaker_pair_utterances(args.csv, a, b)
+    utts_a, utts_b = evaluation.speaker_pair_utterances(args.csv, a, b)
     model = load_model(args)
     if a == b:
-        stats = scoring.speaker_pair_statistics(
+        stats = evaluation.speaker_pair_statistics(
             model, utts_a, batch_size=args.batch_size
         )
         print(f"speaker {a}: {len(utts_a)} utterances")
         name = "SAP (anchor-positive, same speaker)"
     else:
-        stats = scoring.speaker_pair_statistics(
+        stats = evaluation.speaker_pair_statistics(
             model, utts_a, utts_b, batch_size=args.batch_size
         )
         print(
@@ -194,10 +194,10 @@ def trials_mode(args: argparse.Namespace) -> int:
     trials_path = (
         Path(args.trials) if args.trials else csv.parent / "trials.txt"
     )
-    trials, utts = scoring.load_trials(trials_path, csv)
+    trials, utts = evaluation.load_trials(trials_path, csv)
     cohort = None
     if args.snorm:
-        cohort = scoring.draw_cohort(
+        cohort = evaluation.draw_cohort(
             args.cohort_csv or csv.parent / "train.csv",
             args.cohort_size,
             seed=args.seed,
@@ -209,7 +209,7 @@ def trials_mode(args: argparse.Namespace) -> int:
             f"s-norm cohort: {len(cohort.utterances)} utterances of "
             f"{cohort.csv}"
         )
-    result = scoring.evaluate_trials(
+    result = evaluation.evaluate_trials(
         model,
         trials,
         utts,
@@ -230,7 +230,7 @@ def trials_mode(args: argparse.Namespace) -> int:
             / ("verify_snorm" if args.snorm else "verify")
         )
     )
-    written = scoring.write_evaluation(out, result)
+    written = evaluation.write_evaluation(out, result)
 
     report = result.report
     kind = "s-norm score" if args.snorm else "cosine similarity"

@@ -31,7 +31,8 @@ from deep_speaker_sb.dataio import (
     utterances,
 )
 from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
-from deep_speaker_sb.scoring import Embedder, cosine_similarity
+from deep_speaker_sb.evaluation import Embedder
+from deep_speaker_sb.scoring import cosine_similarity
 from deep_speaker_sb.utils import Pathlike
 
 #: Audio files an enrolment folder may hold.

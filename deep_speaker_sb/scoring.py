@@ -1,4 +1,4 @@
-"""Verification scoring: cosine trials, s-norm, EER / minDCF and plots.
+"""Verification scoring: cosine trials, s-norm and EER / minDCF.
 
 Trials are ``(label, enrol_utt, test_utt)`` tuples (``trials.txt``, see
 ``docs/DESIGN.md``) scored from a dict of utterance embeddings.  The error
@@ -7,58 +7,37 @@ metrics are SpeechBrain's :func:`speechbrain.utils.metric_stats.EER` and
 SpeechBrain's versions take minutes and gigabytes) an exact vectorized
 equivalent with the same candidate thresholds and tie rules is used.
 
-:func:`evaluate_trials` is the whole trials evaluation of ``verify.py``
-(embeddings, optional s-norm against a :func:`draw_cohort` cohort, metrics
-and the report) and :func:`speaker_pair_statistics` its SAP / SAN mode.
 The project's two cosine functions are here: :func:`cosine_similarity`
-(row-wise, broadcasting) and :func:`cosine_matrix` (all pairs).
+(row-wise, broadcasting) and :func:`cosine_matrix` (all pairs).  The
+evaluations built on them (a trials list, SAP / SAN of two speakers) are
+in :mod:`deep_speaker_sb.evaluation`, the plots in
+:mod:`deep_speaker_sb.plots`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import random
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
 
 import torch
 from speechbrain.utils.metric_stats import EER, minDCF
 
 from deep_speaker_sb.data.trials import Trial
-from deep_speaker_sb.dataio import (
-    Utterance,
-    read_manifest,
-    speaker_utterances,
-    utterances,
-)
-from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
-from deep_speaker_sb.utils import Pathlike, atomic_write, write_json
+from deep_speaker_sb.errors import DataError, MissingFileError
+from deep_speaker_sb.utils import Pathlike, atomic_write
 
 #: Up to this many scores in all, SpeechBrain's own EER / minDCF are used.
 SPEECHBRAIN_METRICS_LIMIT = 5000
+
 
 #: Up to this many utterance pairs, trials are read off the full cosine
 #: matrix of the utterances (64 MB in float32).
 PAIR_MATRIX_LIMIT = 16_000_000
 
+
 #: Target priors reported by :func:`verification_metrics`.
 P_TARGETS = (0.01, 0.05)
-
-
-class Embedder(Protocol):
-    """What the evaluations need of a model (e.g. ``DeepSpeaker``): its
-    decision threshold on cosine similarity and batched file embedding."""
-
-    threshold: float
-
-    def encode_files(
-        self, paths: Sequence[Pathlike], batch_size: int = 32
-    ) -> torch.Tensor:
-        """``[len(paths), emb_dim]`` embeddings of audio files."""
-        ...
 
 
 def read_trials(path: Pathlike) -> list[Trial]:
@@ -323,9 +302,21 @@ def pair_scores(
     return cosine_matrix(emb_a)[i, j]
 
 
-def _split(
+def split_scores(
     labels: Sequence[int] | torch.Tensor, scores: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target and non-target scores of labelled trials.
+
+    Raises
+    ------
+    DataError
+        When one of the two kinds is missing (no EER without both).
+
+    Example
+    -------
+    >>> split_scores([1, 0, 1], torch.tensor([0.9, 0.2, 0.8]))
+    (tensor([0.9000, 0.8000]), tensor([0.2000]))
+    """
     labels = torch.as_tensor(labels).bool().flatten()
     scores = torch.as_tensor(scores).float().flatten()
     if labels.shape != scores.shape:
@@ -435,7 +426,7 @@ def verification_metrics(
     >>> m["eer"], m["n_target"], m["n_nontarget"]
     (0.5, 2, 2)
     """
-    pos, neg = _split(labels, scores)
+    pos, neg = split_scores(labels, scores)
     eer, eer_thr = compute_eer(pos, neg)
     out = {
         "eer": eer,
@@ -483,314 +474,11 @@ def threshold_rates(
     >>> threshold_rates([1, 1, 0, 0], torch.tensor([.9, .2, .5, .1]), 0.3)
     {'false_reject_rate': 0.5, 'false_accept_rate': 0.5}
     """
-    pos, neg = _split(labels, scores)
+    pos, neg = split_scores(labels, scores)
     return {
         "false_reject_rate": float((pos <= threshold).float().mean()),
         "false_accept_rate": float((neg > threshold).float().mean()),
     }
-
-
-def load_trials(
-    trials_path: Pathlike, csv_path: Pathlike
-) -> tuple[list[Trial], dict[str, Utterance]]:
-    """A trials file and the manifest utterances its trials name.
-
-    Arguments
-    ---------
-    trials_path : Pathlike
-        ``label enrol_utt test_utt`` per line (:func:`read_trials`).
-    csv_path : Pathlike
-        The prepared manifest of those utterances (``test.csv``).
-
-    Returns
-    -------
-    (trials, utterances)
-        The trials and the utterances they name, sorted by id.
-
-    Raises
-    ------
-    MissingFileError
-        When a file, or audio the manifest names, is missing.
-    DataError
-        When a file is malformed or a trial names an utterance that is not
-        in the manifest.
-
-    Example
-    -------
-    >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / "trials.txt").write_text("0 b a\\n")
-    >>> _ = (d / "test.csv").write_text(
-    ...     "ID,duration,wav,start,stop,spk_id\\n"
-    ...     "a_0,1.0,{data_root}/a.wav,0,8000,A\\n"
-    ...     "b_0,1.0,{data_root}/b.wav,0,8000,B\\n"
-    ...     "c_0,1.0,{data_root}/c.wav,0,8000,C\\n")
-    >>> for name in "abc":
-    ...     _ = (d / f"{name}.wav").write_bytes(b"")
-    >>> trials, utts = load_trials(d / "trials.txt", d / "test.csv")
-    >>> trials, list(utts)
-    ([(0, 'b', 'a')], ['a', 'b'])
-    """
-    trials = read_trials(trials_path)
-    utts = utterances(read_manifest(csv_path))
-    needed = sorted({u for _, e, t in trials for u in (e, t)})
-    unknown = [u for u in needed if u not in utts]
-    if unknown:
-        raise DataError(
-            f"{len(unknown)} trial utterance(s) of {trials_path} are not in "
-            f"{csv_path} (e.g. {unknown[0]}); give the matching --csv"
-        )
-    return trials, {u: utts[u] for u in needed}
-
-
-@dataclasses.dataclass(frozen=True)
-class Cohort:
-    """The impostor utterances of s-norm, drawn by :func:`draw_cohort`.
-
-    Attributes
-    ----------
-    csv : Path
-        The manifest they were drawn from.
-    seed : int
-        The seed of the draw.
-    utterances : list of Utterance
-        The drawn utterances.
-    """
-
-    csv: Path
-    seed: int
-    utterances: list[Utterance]
-
-
-def draw_cohort(
-    csv_path: Pathlike,
-    size: int,
-    seed: int = 0,
-    exclude: Sequence[str] = (),
-) -> Cohort:
-    """Draws an s-norm cohort from a manifest (usually ``train.csv``).
-
-    Arguments
-    ---------
-    csv_path : Pathlike
-        The manifest to draw from.
-    size : int
-        Utterances wanted (at least 2; all of them when there are fewer).
-    seed : int
-        Seed of the draw: the same arguments give the same cohort.
-    exclude : sequence of str
-        Utterance ids never drawn (the trial utterances).
-
-    Returns
-    -------
-    Cohort
-
-    Raises
-    ------
-    ConfigError
-        When ``size`` is below 2.
-    DataError
-        When fewer than 2 utterances are left to draw from.
-
-    Example
-    -------
-    >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / "train.csv").write_text(
-    ...     "ID,duration,wav,start,stop,spk_id\\n" + "".join(
-    ...         f"u{i}_0,1.0,{{data_root}}/u{i}.wav,0,8000,S{i}\\n"
-    ...         for i in range(5)))
-    >>> for i in range(5):
-    ...     _ = (d / f"u{i}.wav").write_bytes(b"")
-    >>> cohort = draw_cohort(d / "train.csv", 3, exclude=["u0"])
-    >>> len(cohort.utterances), "u0" in [u.utt_id for u in cohort.utterances]
-    (3, False)
-    >>> cohort == draw_cohort(d / "train.csv", 3, exclude=["u0"])
-    True
-    """
-    if size < 2:
-        raise ConfigError("--cohort_size must be at least 2")
-    utts = utterances(read_manifest(csv_path))
-    skip = set(exclude)
-    pool = sorted(u for u in utts if u not in skip)
-    if len(pool) < 2:
-        raise DataError(f"s-norm needs 2+ cohort utterances in {csv_path}")
-    chosen = random.Random(seed).sample(pool, min(size, len(pool)))
-    return Cohort(Path(csv_path), seed, [utts[u] for u in chosen])
-
-
-def _embed(
-    model: Embedder, utts: Sequence[Utterance], batch_size: int
-) -> torch.Tensor:
-    return model.encode_files([u.wav for u in utts], batch_size=batch_size)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrialsEvaluation:
-    """What :func:`evaluate_trials` returns.
-
-    Attributes
-    ----------
-    trials : list of (label, enrol_utt, test_utt)
-        The scored trials.
-    scores : torch.Tensor
-        ``[len(trials)]`` scores: cosine similarity, or s-norm scores.
-    report : dict
-        The ``report.json`` content (see :func:`evaluate_trials`).
-    """
-
-    trials: list[Trial]
-    scores: torch.Tensor
-    report: dict[str, Any]
-
-    @property
-    def snorm(self) -> bool:
-        """Whether the scores are s-norm scores."""
-        return "snorm" in self.report
-
-
-def evaluate_trials(
-    model: Embedder,
-    trials: Sequence[Trial],
-    utts: Mapping[str, Utterance],
-    *,
-    cohort: Cohort | None = None,
-    top_n: int | None = None,
-    batch_size: int = 32,
-    info: Mapping[str, Any] | None = None,
-) -> TrialsEvaluation:
-    """Embeds the trial utterances, scores the trials and reports.
-
-    Arguments
-    ---------
-    model : Embedder
-        The model (its ``threshold`` is the cosine decision threshold).
-    trials : sequence of (label, enrol_utt, test_utt)
-        The trials (both target and non-target ones).
-    utts : mapping
-        Utterance id -> :class:`~deep_speaker_sb.dataio.Utterance`, for
-        every utterance of the trials (see :func:`load_trials`).
-    cohort : Cohort, optional
-        With a cohort, the scores are s-normed against it
-        (:func:`snorm_scores`).
-    top_n : int, optional
-        Adaptive s-norm: only the ``top_n`` closest cohort scores.
-    batch_size : int
-        Files embedded per batch.
-    info : mapping, optional
-        Extra report entries (e.g. the model, manifest and trials paths).
-
-    Returns
-    -------
-    TrialsEvaluation
-        The trials, their scores and the report: ``info``, ``n_trials``,
-        ``n_utterances``, ``embedding_seconds``, ``threshold``, the
-        metrics of :func:`verification_metrics` on the scores,
-        ``at_threshold`` (:func:`threshold_rates` of the cosine scores at
-        the model's threshold), ``score`` (``"cosine similarity"`` or
-        ``"s-norm"``) and, with a cohort, ``raw`` (the cosine metrics) and
-        ``snorm`` (``cohort_size``, ``top_n``, ``seed``).
-
-    Example
-    -------
-    >>> class Fake:  # embeds "<spk>_<n>.wav" as a vector of its speaker
-    ...     threshold = 0.5
-    ...     def encode_files(self, paths, batch_size=32):
-    ...         return torch.stack([torch.eye(2)[int(str(p)[0])]
-    ...                             for p in paths])
-    >>> utts = {u: Utterance(u, u[0], f"{u}.wav")
-    ...         for u in ("0_a", "0_b", "1_a")}
-    >>> trials = [(1, "0_a", "0_b"), (0, "0_a", "1_a")]
-    >>> result = evaluate_trials(Fake(), trials, utts)
-    >>> result.scores
-    tensor([1., 0.])
-    >>> result.report["eer"], result.report["at_threshold"]
-    (0.0, {'false_reject_rate': 0.0, 'false_accept_rate': 0.0})
-    """
-    needed = sorted({u for _, e, t in trials for u in (e, t)})
-    start = time.perf_counter()
-    embs = _embed(model, [utts[u] for u in needed], batch_size)
-    seconds = time.perf_counter() - start
-    embeddings = dict(zip(needed, embs, strict=True))
-    raw = score_trials(trials, embeddings)
-    labels = [label for label, _, _ in trials]
-    report: dict[str, Any] = {
-        **(info or {}),
-        "n_trials": len(trials),
-        "n_utterances": len(needed),
-        "embedding_seconds": round(seconds, 3),
-        "threshold": model.threshold,
-    }
-    raw_metrics = verification_metrics(labels, raw)
-    report["at_threshold"] = threshold_rates(labels, raw, model.threshold)
-    scores, metrics = raw, raw_metrics
-    if cohort is not None:
-        cohort_embs = _embed(model, cohort.utterances, batch_size)
-        scores = snorm_scores(trials, embeddings, cohort_embs, top_n)
-        metrics = verification_metrics(labels, scores)
-        report["raw"] = raw_metrics
-        report["snorm"] = {
-            "cohort_size": len(cohort_embs),
-            "top_n": top_n,
-            "seed": cohort.seed,
-        }
-    report.update(metrics)
-    report["score"] = "cosine similarity" if cohort is None else "s-norm"
-    return TrialsEvaluation(list(trials), scores, report)
-
-
-#: The files :func:`write_evaluation` writes, in the order it lists them.
-EVALUATION_FILES = ("scores.txt", "report.json", "score_hist.png", "det.png")
-
-
-def write_evaluation(out: Pathlike, result: TrialsEvaluation) -> list[Path]:
-    """Writes ``scores.txt``, ``report.json`` and the score plots.
-
-    Arguments
-    ---------
-    out : Pathlike
-        The output folder (created when missing).
-    result : TrialsEvaluation
-        What :func:`evaluate_trials` returned.
-
-    Returns
-    -------
-    list of Path
-        The files, in the order of :data:`EVALUATION_FILES`.
-
-    Example
-    -------
-    >>> import tempfile, pathlib
-    >>> out = pathlib.Path(tempfile.mkdtemp())
-    >>> result = TrialsEvaluation(
-    ...     [(1, "a", "b"), (0, "a", "c")], torch.tensor([0.9, 0.1]),
-    ...     {"threshold": 0.5, "eer": 0.0})
-    >>> [p.name for p in write_evaluation(out, result)] == list(
-    ...     EVALUATION_FILES)
-    True
-    """
-    out = Path(out)
-    paths = [out / name for name in EVALUATION_FILES]
-    scores_txt, report_json, hist_png, det_png = paths
-    labels = [label for label, _, _ in result.trials]
-    kind = "s-norm score" if result.snorm else "cosine similarity"
-    out.mkdir(parents=True, exist_ok=True)
-    write_scores(scores_txt, result.trials, result.scores)
-    plot_score_histograms(
-        labels,
-        result.scores,
-        hist_png,
-        threshold=None if result.snorm else result.report["threshold"],
-        title=f"{kind}: {len(result.trials)} trials",
-    )
-    plot_det(
-        labels,
-        result.scores,
-        det_png,
-        title=f"DET ({kind}), EER {100 * result.report['eer']:.2f}%",
-    )
-    write_json(report_json, result.report)
-    return paths
 
 
 def det_curve(
@@ -809,156 +497,9 @@ def det_curve(
     >>> float(p_miss.min()), float(p_fa.min())
     (0.0, 0.0)
     """
-    pos, neg = _split(labels, scores)
+    pos, neg = split_scores(labels, scores)
     _, p_miss, p_fa = _rates(pos, neg)
     return p_miss, p_fa
-
-
-def _probit(p: torch.Tensor, eps: float) -> torch.Tensor:
-    return torch.special.ndtri(p.double().clamp(eps, 1 - eps))
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save_figure(fig, path: Pathlike) -> Path:
-    path = Path(path)
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
-    return path
-
-
-def plot_score_histograms(
-    labels: Sequence[int] | torch.Tensor,
-    scores: torch.Tensor,
-    path: Pathlike,
-    threshold: float | None = None,
-    title: str = "Trial scores",
-) -> Path:
-    """Target / non-target score histograms, saved as a PNG (atomically).
-
-    Example
-    -------
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "hist.png"
-    >>> _ = plot_score_histograms([1, 1, 0, 0], torch.tensor([.9, .7, .2, .4]),
-    ...                           p, threshold=0.5)
-    >>> p.read_bytes()[:4] == b"\\x89PNG"
-    True
-    """
-    plt = _pyplot()
-    pos, neg = _split(labels, scores)
-    lo = float(torch.cat([pos, neg]).min())
-    hi = float(torch.cat([pos, neg]).max())
-    bins = torch.linspace(lo, hi if hi > lo else lo + 1e-3, 41).numpy()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    try:
-        ax.hist(
-            neg.numpy(),
-            bins=bins,
-            alpha=0.6,
-            density=True,
-            label=f"non-target ({len(neg)})",
-        )
-        ax.hist(
-            pos.numpy(),
-            bins=bins,
-            alpha=0.6,
-            density=True,
-            label=f"target ({len(pos)})",
-        )
-        if threshold is not None:
-            ax.axvline(
-                threshold,
-                color="k",
-                linestyle="--",
-                label=f"threshold {threshold:.3f}",
-            )
-        ax.set_xlabel("score")
-        ax.set_ylabel("density")
-        ax.set_title(title)
-        ax.legend()
-        fig.tight_layout()
-        return _save_figure(fig, path)
-    finally:
-        plt.close(fig)
-
-
-def plot_det(
-    labels: Sequence[int] | torch.Tensor,
-    scores: torch.Tensor,
-    path: Pathlike,
-    title: str = "DET curve",
-) -> Path:
-    """DET curve (miss vs. false alarm on probit axes), saved as a PNG.
-
-    Example
-    -------
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "det.png"
-    >>> _ = plot_det([1, 1, 0, 0], torch.tensor([.9, .3, .5, .1]), p)
-    >>> p.stat().st_size > 0
-    True
-    """
-    plt = _pyplot()
-    labels_t = torch.as_tensor(labels).bool().flatten()
-    n = min(int(labels_t.sum()), int((~labels_t).sum()))
-    eps = 0.5 / max(n, 1)
-    p_miss, p_fa = det_curve(labels, scores)
-    eer = verification_metrics(labels, scores)["eer"]
-    top = 0.5 if eer < 0.3 else 0.9  # upper axis limit
-    ticks = [
-        t
-        for t in (
-            0.001,
-            0.002,
-            0.005,
-            0.01,
-            0.02,
-            0.05,
-            0.1,
-            0.2,
-            0.4,
-            0.6,
-            0.8,
-        )
-        if eps <= t <= top
-    ]
-    fig, ax = plt.subplots(figsize=(5, 5))
-    try:
-        ax.plot(
-            _probit(p_fa, eps).numpy(),
-            _probit(p_miss, eps).numpy(),
-            label="system",
-        )
-        ax.plot(
-            *[float(_probit(torch.tensor([eer]), eps))] * 2,
-            "o",
-            label=f"EER {100 * eer:.2f}%",
-        )
-        pos = _probit(torch.tensor(ticks), eps).numpy()
-        names = [f"{100 * t:g}" for t in ticks]
-        ax.set_xticks(pos, names)
-        ax.set_yticks(pos, names)
-        lim = float(_probit(torch.tensor([top]), eps))
-        low = float(_probit(torch.tensor([eps]), eps))
-        ax.set_xlim(low, lim)
-        ax.set_ylim(low, lim)
-        ax.set_xlabel("false alarm probability (%)")
-        ax.set_ylabel("miss probability (%)")
-        ax.set_title(title)
-        ax.grid(True, alpha=0.4)
-        ax.legend(loc="lower left")
-        fig.tight_layout()
-        return _save_figure(fig, path)
-    finally:
-        plt.close(fig)
 
 
 def summarize(values: torch.Tensor) -> dict[str, float]:
@@ -980,138 +521,3 @@ def summarize(values: torch.Tensor) -> dict[str, float]:
         "max": float(values.max()),
         "n": len(values),
     }
-
-
-def pair_statistics(scores: torch.Tensor, threshold: float) -> dict[str, Any]:
-    """SAP / SAN statistics of pair scores at a decision threshold.
-
-    Returns
-    -------
-    dict
-        ``similarity`` and ``distance`` (``1 - similarity``): the
-        :func:`summarize` dicts; ``n`` pairs; ``accepted``: pairs with a
-        score above ``threshold``; ``threshold``.
-
-    Example
-    -------
-    >>> stats = pair_statistics(torch.tensor([0.9, 0.2, 0.7]), 0.5)
-    >>> stats["accepted"], stats["n"], round(stats["distance"]["max"], 4)
-    (2, 3, 0.8)
-    """
-    return {
-        "similarity": summarize(scores),
-        "distance": summarize(1.0 - scores),
-        "n": len(scores),
-        "accepted": int((scores > threshold).sum()),
-        "threshold": threshold,
-    }
-
-
-def speaker_pair_utterances(
-    csv_path: Pathlike, spk_a: str, spk_b: str
-) -> tuple[list[Utterance], list[Utterance]]:
-    """The utterances of two speakers of a manifest (checked).
-
-    Arguments
-    ---------
-    csv_path : Pathlike
-        A prepared manifest (``test.csv``).
-    spk_a, spk_b : str
-        Speaker ids; the same id twice asks for SAP pairs.
-
-    Returns
-    -------
-    (utts_a, utts_b)
-        Each speaker's utterances (the same list twice when
-        ``spk_a == spk_b``).
-
-    Raises
-    ------
-    ConfigError
-        When a speaker is not in the manifest, or a lone speaker has a
-        single utterance (no same-speaker pair).
-
-    Example
-    -------
-    >>> import tempfile, pathlib
-    >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> _ = (d / "test.csv").write_text(
-    ...     "ID,duration,wav,start,stop,spk_id\\n" + "".join(
-    ...         f"{u}_0,1.0,{{data_root}}/{u}.wav,0,8000,{u[0]}\\n"
-    ...         for u in ("A1", "A2", "B1")))
-    >>> for u in ("A1", "A2", "B1"):
-    ...     _ = (d / f"{u}.wav").write_bytes(b"")
-    >>> a, b = speaker_pair_utterances(d / "test.csv", "A", "B")
-    >>> [u.utt_id for u in a], [u.utt_id for u in b]
-    (['A1', 'A2'], ['B1'])
-    >>> speaker_pair_utterances(d / "test.csv", "B", "B")
-    Traceback (most recent call last):
-    ...
-    deep_speaker_sb.errors.ConfigError: speaker 'B' has only 1 utterance ...
-    """
-    spk2utts = speaker_utterances(utterances(read_manifest(csv_path)))
-    for spk in (spk_a, spk_b):
-        if spk not in spk2utts:
-            known = sorted(spk2utts)
-            raise ConfigError(
-                f"unknown speaker {spk!r} in {csv_path}; valid ids "
-                f"({len(known)}) include {', '.join(known[:5])}"
-            )
-    if spk_a == spk_b and len(spk2utts[spk_a]) < 2:
-        raise ConfigError(
-            f"speaker {spk_a!r} has only 1 utterance in {csv_path}; SAP "
-            "needs at least 2 (pick another speaker)"
-        )
-    return spk2utts[spk_a], spk2utts[spk_b]
-
-
-def speaker_pair_statistics(
-    model: Embedder,
-    utts_a: Sequence[Utterance],
-    utts_b: Sequence[Utterance] | None = None,
-    batch_size: int = 32,
-) -> dict[str, Any]:
-    """SAN (A x B) or SAP (distinct pairs of A) statistics of a model.
-
-    Every utterance is embedded once; the pairs are scored with
-    :func:`pair_scores` and summarized with :func:`pair_statistics` at the
-    model's threshold.
-
-    Arguments
-    ---------
-    model : Embedder
-        The model.
-    utts_a : sequence of Utterance
-        Speaker A's utterances.
-    utts_b : sequence of Utterance, optional
-        Speaker B's utterances (SAN); without them, SAP over A's.
-    batch_size : int
-        Files embedded per batch.
-
-    Returns
-    -------
-    dict
-        :func:`pair_statistics` of the pair scores.
-
-    Example
-    -------
-    >>> class Fake:
-    ...     threshold = 0.5
-    ...     def encode_files(self, paths, batch_size=32):
-    ...         return torch.tensor([[1.0, float(p)] for p in paths])
-    >>> a = [Utterance(u, "A", u) for u in ("0", "1")]
-    >>> b = [Utterance("-1", "B", "-1")]
-    >>> stats = speaker_pair_statistics(Fake(), a)  # cos(0, 45 deg)
-    >>> round(stats["similarity"]["mean"], 4), stats["accepted"]
-    (0.7071, 1)
-    >>> speaker_pair_statistics(Fake(), a, b)["n"]
-    2
-    """
-    utts = list(utts_a) + list(utts_b or [])
-    embs = _embed(model, utts, batch_size)
-    emb_a = embs[: len(utts_a)]
-    if utts_b is None:
-        scores = pair_scores(emb_a)
-    else:
-        scores = pair_scores(emb_a, embs[len(utts_a) :])
-    return pair_statistics(scores, model.threshold)

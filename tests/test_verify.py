@@ -21,7 +21,7 @@ import torch
 from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.metric_stats import EER
 
-from deep_speaker_sb import scoring
+from deep_speaker_sb import evaluation, scoring
 from deep_speaker_sb.cli import run_cli
 from deep_speaker_sb.dataio import Utterance
 from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
@@ -177,7 +177,9 @@ def _known_trials():
 def test_evaluate_trials_known_scores():
     vectors, trials, utts = _known_trials()
     fake = FakeModel(vectors, threshold=0.5)
-    result = scoring.evaluate_trials(fake, trials, utts, info={"model": "fake"})
+    result = evaluation.evaluate_trials(
+        fake, trials, utts, info={"model": "fake"}
+    )
     assert result.scores.tolist() == pytest.approx(TARGET + NONTARGET)
     assert len(fake.calls) == 1 and sorted(fake.calls[0]) == sorted(utts)
     report = result.report
@@ -200,12 +202,12 @@ def test_evaluate_trials_snorm_and_files(tmp_path):
     vectors, trials, utts = _known_trials()
     cohort_vectors = {"c0": [0.0, 1.0], "c1": [-1.0, 0.0], "c2": [0.6, 0.8]}
     fake = FakeModel({**vectors, **cohort_vectors}, threshold=0.5)
-    cohort = scoring.Cohort(
+    cohort = evaluation.Cohort(
         tmp_path / "train.csv",
         seed=3,
         utterances=[Utterance(c, "X", f"{c}.wav") for c in cohort_vectors],
     )
-    result = scoring.evaluate_trials(fake, trials, utts, cohort=cohort)
+    result = evaluation.evaluate_trials(fake, trials, utts, cohort=cohort)
     # s-norm by hand: every test vector t has cosines (t_y, -t_x, .6 t_x +
     # .8 t_y) with the cohort; the enrolment vector has (0, -1, 0.6).
     e_cs = torch.tensor([0.0, -1.0, 0.6])
@@ -224,8 +226,8 @@ def test_evaluate_trials_snorm_and_files(tmp_path):
     # FRR / FAR at the stored threshold stay those of the cosine scores.
     assert report["at_threshold"]["false_reject_rate"] == pytest.approx(0.25)
 
-    written = scoring.write_evaluation(tmp_path / "out", result)
-    assert [p.name for p in written] == list(scoring.EVALUATION_FILES)
+    written = evaluation.write_evaluation(tmp_path / "out", result)
+    assert [p.name for p in written] == list(evaluation.EVALUATION_FILES)
     assert json.loads(written[1].read_text()) == report
     lines = written[0].read_text().splitlines()
     assert [ln.split()[:3] for ln in lines] == [
@@ -240,13 +242,13 @@ def test_draw_cohort_excludes_and_is_seeded(tmp_path):
     train = _write_manifest(
         tmp_path / "train.csv", {f"S{i}": [f"u{i}"] for i in range(6)}
     )
-    cohort = scoring.draw_cohort(train, 4, seed=5, exclude=["u0", "u1"])
+    cohort = evaluation.draw_cohort(train, 4, seed=5, exclude=["u0", "u1"])
     ids = [u.utt_id for u in cohort.utterances]
     assert len(ids) == 4 and len(set(ids)) == 4
     assert set(ids) <= {"u2", "u3", "u4", "u5"}
-    again = scoring.draw_cohort(train, 4, seed=5, exclude=["u0", "u1"])
+    again = evaluation.draw_cohort(train, 4, seed=5, exclude=["u0", "u1"])
     assert again == cohort and cohort.csv == train and cohort.seed == 5
-    everything = scoring.draw_cohort(train, 100, exclude=["u0"])
+    everything = evaluation.draw_cohort(train, 100, exclude=["u0"])
     assert sorted(u.utt_id for u in everything.utterances) == [
         "u1",
         "u2",
@@ -255,26 +257,26 @@ def test_draw_cohort_excludes_and_is_seeded(tmp_path):
         "u5",
     ]
     with pytest.raises(ConfigError, match="cohort_size"):
-        scoring.draw_cohort(train, 1)
+        evaluation.draw_cohort(train, 1)
     with pytest.raises(DataError, match="2\\+ cohort"):
-        scoring.draw_cohort(train, 5, exclude=[f"u{i}" for i in range(5)])
+        evaluation.draw_cohort(train, 5, exclude=[f"u{i}" for i in range(5)])
 
 
 def test_load_trials_errors(tmp_path, fake_csv):
     trials = tmp_path / "trials.txt"
     trials.write_text("1 A_0 A_1\n0 A_0 Z_9\n")
     with pytest.raises(DataError, match="1 trial utterance.*Z_9"):
-        scoring.load_trials(trials, fake_csv)
+        evaluation.load_trials(trials, fake_csv)
     trials.write_text("1 A_0\n")
     with pytest.raises(DataError, match=":1: expected"):
-        scoring.load_trials(trials, fake_csv)
+        evaluation.load_trials(trials, fake_csv)
     with pytest.raises(MissingFileError, match="trials file not found"):
-        scoring.load_trials(tmp_path / "nope.txt", fake_csv)
+        evaluation.load_trials(tmp_path / "nope.txt", fake_csv)
     trials.write_text("1 A_0 A_1\n1 A_1 A_2\n")
-    got, utts = scoring.load_trials(trials, fake_csv)
+    got, utts = evaluation.load_trials(trials, fake_csv)
     assert list(utts) == ["A_0", "A_1", "A_2"]
     with pytest.raises(DataError, match="non-target"):
-        scoring.evaluate_trials(FakeModel(VECTORS), got, utts)
+        evaluation.evaluate_trials(FakeModel(VECTORS), got, utts)
 
 
 # ------------------------------------------------- identification
@@ -389,7 +391,7 @@ def test_trials_run_writes_report(tiny_prepared, model_dir, tmp_path):
         abs=1e-5,
     )
     assert f"EER            {100 * eer:.2f}%" in proc.stdout
-    for name in scoring.EVALUATION_FILES:
+    for name in evaluation.EVALUATION_FILES:
         assert f"wrote {out / name}" in proc.stdout
 
 

@@ -1,0 +1,492 @@
+"""Evaluations of a model on prepared data: what ``verify.py`` reports.
+
+:func:`evaluate_trials` is the whole trials evaluation (embeddings,
+optional s-norm against a :func:`draw_cohort` cohort, metrics and the
+``report.json`` content) and :func:`write_evaluation` writes its files;
+:func:`speaker_pair_statistics` is the SAP / SAN mode (the cosine
+similarities of all utterance pairs of one or two speakers).  The scoring
+itself is :mod:`deep_speaker_sb.scoring`'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from deep_speaker_sb.data.trials import Trial
+from deep_speaker_sb.dataio import (
+    Utterance,
+    read_manifest,
+    speaker_utterances,
+    utterances,
+)
+from deep_speaker_sb.errors import ConfigError, DataError
+from deep_speaker_sb.plots import plot_det, plot_score_histograms
+from deep_speaker_sb.scoring import (
+    pair_scores,
+    read_trials,
+    score_trials,
+    snorm_scores,
+    summarize,
+    threshold_rates,
+    verification_metrics,
+    write_scores,
+)
+from deep_speaker_sb.utils import Pathlike, write_json
+
+
+class Embedder(Protocol):
+    """What the evaluations need of a model (e.g. ``DeepSpeaker``): its
+    decision threshold on cosine similarity and batched file embedding."""
+
+    threshold: float
+
+    def encode_files(
+        self, paths: Sequence[Pathlike], batch_size: int = 32
+    ) -> torch.Tensor:
+        """``[len(paths), emb_dim]`` embeddings of audio files."""
+        ...
+
+
+def load_trials(
+    trials_path: Pathlike, csv_path: Pathlike
+) -> tuple[list[Trial], dict[str, Utterance]]:
+    """A trials file and the manifest utterances its trials name.
+
+    Arguments
+    ---------
+    trials_path : Pathlike
+        ``label enrol_utt test_utt`` per line (:func:`read_trials`).
+    csv_path : Pathlike
+        The prepared manifest of those utterances (``test.csv``).
+
+    Returns
+    -------
+    (trials, utterances)
+        The trials and the utterances they name, sorted by id.
+
+    Raises
+    ------
+    MissingFileError
+        When a file, or audio the manifest names, is missing.
+    DataError
+        When a file is malformed or a trial names an utterance that is not
+        in the manifest.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "trials.txt").write_text("0 b a\\n")
+    >>> _ = (d / "test.csv").write_text(
+    ...     "ID,duration,wav,start,stop,spk_id\\n"
+    ...     "a_0,1.0,{data_root}/a.wav,0,8000,A\\n"
+    ...     "b_0,1.0,{data_root}/b.wav,0,8000,B\\n"
+    ...     "c_0,1.0,{data_root}/c.wav,0,8000,C\\n")
+    >>> for name in "abc":
+    ...     _ = (d / f"{name}.wav").write_bytes(b"")
+    >>> trials, utts = load_trials(d / "trials.txt", d / "test.csv")
+    >>> trials, list(utts)
+    ([(0, 'b', 'a')], ['a', 'b'])
+    """
+    trials = read_trials(trials_path)
+    utts = utterances(read_manifest(csv_path))
+    needed = sorted({u for _, e, t in trials for u in (e, t)})
+    unknown = [u for u in needed if u not in utts]
+    if unknown:
+        raise DataError(
+            f"{len(unknown)} trial utterance(s) of {trials_path} are not in "
+            f"{csv_path} (e.g. {unknown[0]}); give the matching --csv"
+        )
+    return trials, {u: utts[u] for u in needed}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cohort:
+    """The impostor utterances of s-norm, drawn by :func:`draw_cohort`.
+
+    Attributes
+    ----------
+    csv : Path
+        The manifest they were drawn from.
+    seed : int
+        The seed of the draw.
+    utterances : list of Utterance
+        The drawn utterances.
+    """
+
+    csv: Path
+    seed: int
+    utterances: list[Utterance]
+
+
+def draw_cohort(
+    csv_path: Pathlike,
+    size: int,
+    seed: int = 0,
+    exclude: Sequence[str] = (),
+) -> Cohort:
+    """Draws an s-norm cohort from a manifest (usually ``train.csv``).
+
+    Arguments
+    ---------
+    csv_path : Pathlike
+        The manifest to draw from.
+    size : int
+        Utterances wanted (at least 2; all of them when there are fewer).
+    seed : int
+        Seed of the draw: the same arguments give the same cohort.
+    exclude : sequence of str
+        Utterance ids never drawn (the trial utterances).
+
+    Returns
+    -------
+    Cohort
+
+    Raises
+    ------
+    ConfigError
+        When ``size`` is below 2.
+    DataError
+        When fewer than 2 utterances are left to draw from.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "train.csv").write_text(
+    ...     "ID,duration,wav,start,stop,spk_id\\n" + "".join(
+    ...         f"u{i}_0,1.0,{{data_root}}/u{i}.wav,0,8000,S{i}\\n"
+    ...         for i in range(5)))
+    >>> for i in range(5):
+    ...     _ = (d / f"u{i}.wav").write_bytes(b"")
+    >>> cohort = draw_cohort(d / "train.csv", 3, exclude=["u0"])
+    >>> len(cohort.utterances), "u0" in [u.utt_id for u in cohort.utterances]
+    (3, False)
+    >>> cohort == draw_cohort(d / "train.csv", 3, exclude=["u0"])
+    True
+    """
+    if size < 2:
+        raise ConfigError("--cohort_size must be at least 2")
+    utts = utterances(read_manifest(csv_path))
+    skip = set(exclude)
+    pool = sorted(u for u in utts if u not in skip)
+    if len(pool) < 2:
+        raise DataError(f"s-norm needs 2+ cohort utterances in {csv_path}")
+    chosen = random.Random(seed).sample(pool, min(size, len(pool)))
+    return Cohort(Path(csv_path), seed, [utts[u] for u in chosen])
+
+
+def _embed(
+    model: Embedder, utts: Sequence[Utterance], batch_size: int
+) -> torch.Tensor:
+    return model.encode_files([u.wav for u in utts], batch_size=batch_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialsEvaluation:
+    """What :func:`evaluate_trials` returns.
+
+    Attributes
+    ----------
+    trials : list of (label, enrol_utt, test_utt)
+        The scored trials.
+    scores : torch.Tensor
+        ``[len(trials)]`` scores: cosine similarity, or s-norm scores.
+    report : dict
+        The ``report.json`` content (see :func:`evaluate_trials`).
+    """
+
+    trials: list[Trial]
+    scores: torch.Tensor
+    report: dict[str, Any]
+
+    @property
+    def snorm(self) -> bool:
+        """Whether the scores are s-norm scores."""
+        return "snorm" in self.report
+
+
+def evaluate_trials(
+    model: Embedder,
+    trials: Sequence[Trial],
+    utts: Mapping[str, Utterance],
+    *,
+    cohort: Cohort | None = None,
+    top_n: int | None = None,
+    batch_size: int = 32,
+    info: Mapping[str, Any] | None = None,
+) -> TrialsEvaluation:
+    """Embeds the trial utterances, scores the trials and reports.
+
+    Arguments
+    ---------
+    model : Embedder
+        The model (its ``threshold`` is the cosine decision threshold).
+    trials : sequence of (label, enrol_utt, test_utt)
+        The trials (both target and non-target ones).
+    utts : mapping
+        Utterance id -> :class:`~deep_speaker_sb.dataio.Utterance`, for
+        every utterance of the trials (see :func:`load_trials`).
+    cohort : Cohort, optional
+        With a cohort, the scores are s-normed against it
+        (:func:`snorm_scores`).
+    top_n : int, optional
+        Adaptive s-norm: only the ``top_n`` closest cohort scores.
+    batch_size : int
+        Files embedded per batch.
+    info : mapping, optional
+        Extra report entries (e.g. the model, manifest and trials paths).
+
+    Returns
+    -------
+    TrialsEvaluation
+        The trials, their scores and the report: ``info``, ``n_trials``,
+        ``n_utterances``, ``embedding_seconds``, ``threshold``, the
+        metrics of :func:`verification_metrics` on the scores,
+        ``at_threshold`` (:func:`threshold_rates` of the cosine scores at
+        the model's threshold), ``score`` (``"cosine similarity"`` or
+        ``"s-norm"``) and, with a cohort, ``raw`` (the cosine metrics) and
+        ``snorm`` (``cohort_size``, ``top_n``, ``seed``).
+
+    Example
+    -------
+    >>> class Fake:  # embeds "<spk>_<n>.wav" as a vector of its speaker
+    ...     threshold = 0.5
+    ...     def encode_files(self, paths, batch_size=32):
+    ...         return torch.stack([torch.eye(2)[int(str(p)[0])]
+    ...                             for p in paths])
+    >>> utts = {u: Utterance(u, u[0], f"{u}.wav")
+    ...         for u in ("0_a", "0_b", "1_a")}
+    >>> trials = [(1, "0_a", "0_b"), (0, "0_a", "1_a")]
+    >>> result = evaluate_trials(Fake(), trials, utts)
+    >>> result.scores
+    tensor([1., 0.])
+    >>> result.report["eer"], result.report["at_threshold"]
+    (0.0, {'false_reject_rate': 0.0, 'false_accept_rate': 0.0})
+    """
+    needed = sorted({u for _, e, t in trials for u in (e, t)})
+    start = time.perf_counter()
+    embs = _embed(model, [utts[u] for u in needed], batch_size)
+    seconds = time.perf_counter() - start
+    embeddings = dict(zip(needed, embs, strict=True))
+    raw = score_trials(trials, embeddings)
+    labels = [label for label, _, _ in trials]
+    report: dict[str, Any] = {
+        **(info or {}),
+        "n_trials": len(trials),
+        "n_utterances": len(needed),
+        "embedding_seconds": round(seconds, 3),
+        "threshold": model.threshold,
+    }
+    raw_metrics = verification_metrics(labels, raw)
+    report["at_threshold"] = threshold_rates(labels, raw, model.threshold)
+    scores, metrics = raw, raw_metrics
+    if cohort is not None:
+        cohort_embs = _embed(model, cohort.utterances, batch_size)
+        scores = snorm_scores(trials, embeddings, cohort_embs, top_n)
+        metrics = verification_metrics(labels, scores)
+        report["raw"] = raw_metrics
+        report["snorm"] = {
+            "cohort_size": len(cohort_embs),
+            "top_n": top_n,
+            "seed": cohort.seed,
+        }
+    report.update(metrics)
+    report["score"] = "cosine similarity" if cohort is None else "s-norm"
+    return TrialsEvaluation(list(trials), scores, report)
+
+
+#: The files :func:`write_evaluation` writes, in the order it lists them.
+EVALUATION_FILES = ("scores.txt", "report.json", "score_hist.png", "det.png")
+
+
+def write_evaluation(out: Pathlike, result: TrialsEvaluation) -> list[Path]:
+    """Writes ``scores.txt``, ``report.json`` and the score plots.
+
+    Arguments
+    ---------
+    out : Pathlike
+        The output folder (created when missing).
+    result : TrialsEvaluation
+        What :func:`evaluate_trials` returned.
+
+    Returns
+    -------
+    list of Path
+        The files, in the order of :data:`EVALUATION_FILES`.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> result = TrialsEvaluation(
+    ...     [(1, "a", "b"), (0, "a", "c")], torch.tensor([0.9, 0.1]),
+    ...     {"threshold": 0.5, "eer": 0.0})
+    >>> [p.name for p in write_evaluation(out, result)] == list(
+    ...     EVALUATION_FILES)
+    True
+    """
+    out = Path(out)
+    paths = [out / name for name in EVALUATION_FILES]
+    scores_txt, report_json, hist_png, det_png = paths
+    labels = [label for label, _, _ in result.trials]
+    kind = "s-norm score" if result.snorm else "cosine similarity"
+    out.mkdir(parents=True, exist_ok=True)
+    write_scores(scores_txt, result.trials, result.scores)
+    plot_score_histograms(
+        labels,
+        result.scores,
+        hist_png,
+        threshold=None if result.snorm else result.report["threshold"],
+        title=f"{kind}: {len(result.trials)} trials",
+    )
+    plot_det(
+        labels,
+        result.scores,
+        det_png,
+        title=f"DET ({kind}), EER {100 * result.report['eer']:.2f}%",
+    )
+    write_json(report_json, result.report)
+    return paths
+
+
+def pair_statistics(scores: torch.Tensor, threshold: float) -> dict[str, Any]:
+    """SAP / SAN statistics of pair scores at a decision threshold.
+
+    Returns
+    -------
+    dict
+        ``similarity`` and ``distance`` (``1 - similarity``): the
+        :func:`summarize` dicts; ``n`` pairs; ``accepted``: pairs with a
+        score above ``threshold``; ``threshold``.
+
+    Example
+    -------
+    >>> stats = pair_statistics(torch.tensor([0.9, 0.2, 0.7]), 0.5)
+    >>> stats["accepted"], stats["n"], round(stats["distance"]["max"], 4)
+    (2, 3, 0.8)
+    """
+    return {
+        "similarity": summarize(scores),
+        "distance": summarize(1.0 - scores),
+        "n": len(scores),
+        "accepted": int((scores > threshold).sum()),
+        "threshold": threshold,
+    }
+
+
+def speaker_pair_utterances(
+    csv_path: Pathlike, spk_a: str, spk_b: str
+) -> tuple[list[Utterance], list[Utterance]]:
+    """The utterances of two speakers of a manifest (checked).
+
+    Arguments
+    ---------
+    csv_path : Pathlike
+        A prepared manifest (``test.csv``).
+    spk_a, spk_b : str
+        Speaker ids; the same id twice asks for SAP pairs.
+
+    Returns
+    -------
+    (utts_a, utts_b)
+        Each speaker's utterances (the same list twice when
+        ``spk_a == spk_b``).
+
+    Raises
+    ------
+    ConfigError
+        When a speaker is not in the manifest, or a lone speaker has a
+        single utterance (no same-speaker pair).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "test.csv").write_text(
+    ...     "ID,duration,wav,start,stop,spk_id\\n" + "".join(
+    ...         f"{u}_0,1.0,{{data_root}}/{u}.wav,0,8000,{u[0]}\\n"
+    ...         for u in ("A1", "A2", "B1")))
+    >>> for u in ("A1", "A2", "B1"):
+    ...     _ = (d / f"{u}.wav").write_bytes(b"")
+    >>> a, b = speaker_pair_utterances(d / "test.csv", "A", "B")
+    >>> [u.utt_id for u in a], [u.utt_id for u in b]
+    (['A1', 'A2'], ['B1'])
+    >>> speaker_pair_utterances(d / "test.csv", "B", "B")
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.ConfigError: speaker 'B' has only 1 utterance ...
+    """
+    spk2utts = speaker_utterances(utterances(read_manifest(csv_path)))
+    for spk in (spk_a, spk_b):
+        if spk not in spk2utts:
+            known = sorted(spk2utts)
+            raise ConfigError(
+                f"unknown speaker {spk!r} in {csv_path}; valid ids "
+                f"({len(known)}) include {', '.join(known[:5])}"
+            )
+    if spk_a == spk_b and len(spk2utts[spk_a]) < 2:
+        raise ConfigError(
+            f"speaker {spk_a!r} has only 1 utterance in {csv_path}; SAP "
+            "needs at least 2 (pick another speaker)"
+        )
+    return spk2utts[spk_a], spk2utts[spk_b]
+
+
+def speaker_pair_statistics(
+    model: Embedder,
+    utts_a: Sequence[Utterance],
+    utts_b: Sequence[Utterance] | None = None,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """SAN (A x B) or SAP (distinct pairs of A) statistics of a model.
+
+    Every utterance is embedded once; the pairs are scored with
+    :func:`pair_scores` and summarized with :func:`pair_statistics` at the
+    model's threshold.
+
+    Arguments
+    ---------
+    model : Embedder
+        The model.
+    utts_a : sequence of Utterance
+        Speaker A's utterances.
+    utts_b : sequence of Utterance, optional
+        Speaker B's utterances (SAN); without them, SAP over A's.
+    batch_size : int
+        Files embedded per batch.
+
+    Returns
+    -------
+    dict
+        :func:`pair_statistics` of the pair scores.
+
+    Example
+    -------
+    >>> class Fake:
+    ...     threshold = 0.5
+    ...     def encode_files(self, paths, batch_size=32):
+    ...         return torch.tensor([[1.0, float(p)] for p in paths])
+    >>> a = [Utterance(u, "A", u) for u in ("0", "1")]
+    >>> b = [Utterance("-1", "B", "-1")]
+    >>> stats = speaker_pair_statistics(Fake(), a)  # cos(0, 45 deg)
+    >>> round(stats["similarity"]["mean"], 4), stats["accepted"]
+    (0.7071, 1)
+    >>> speaker_pair_statistics(Fake(), a, b)["n"]
+    2
+    """
+    utts = list(utts_a) + list(utts_b or [])
+    embs = _embed(model, utts, batch_size)
+    emb_a = embs[: len(utts_a)]
+    if utts_b is None:
+        scores = pair_scores(emb_a)
+    else:
+        scores = pair_scores(emb_a, embs[len(utts_a) :])
+    return pair_statistics(scores, model.threshold)

@@ -1,0 +1,166 @@
+"""Score plots of a verification run: histograms and the DET curve.
+
+Both are written as PNG files atomically (matplotlib's Agg backend, so no
+display is needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from deep_speaker_sb.scoring import (
+    det_curve,
+    split_scores,
+    verification_metrics,
+)
+from deep_speaker_sb.utils import Pathlike, atomic_write
+
+
+def _probit(p: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.special.ndtri(p.double().clamp(eps, 1 - eps))
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig, path: Pathlike) -> Path:
+    path = Path(path)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)
+    return path
+
+
+def plot_score_histograms(
+    labels: Sequence[int] | torch.Tensor,
+    scores: torch.Tensor,
+    path: Pathlike,
+    threshold: float | None = None,
+    title: str = "Trial scores",
+) -> Path:
+    """Target / non-target score histograms, saved as a PNG (atomically).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "hist.png"
+    >>> _ = plot_score_histograms([1, 1, 0, 0], torch.tensor([.9, .7, .2, .4]),
+    ...                           p, threshold=0.5)
+    >>> p.read_bytes()[:4] == b"\\x89PNG"
+    True
+    """
+    plt = _pyplot()
+    pos, neg = split_scores(labels, scores)
+    lo = float(torch.cat([pos, neg]).min())
+    hi = float(torch.cat([pos, neg]).max())
+    bins = torch.linspace(lo, hi if hi > lo else lo + 1e-3, 41).numpy()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    try:
+        ax.hist(
+            neg.numpy(),
+            bins=bins,
+            alpha=0.6,
+            density=True,
+            label=f"non-target ({len(neg)})",
+        )
+        ax.hist(
+            pos.numpy(),
+            bins=bins,
+            alpha=0.6,
+            density=True,
+            label=f"target ({len(pos)})",
+        )
+        if threshold is not None:
+            ax.axvline(
+                threshold,
+                color="k",
+                linestyle="--",
+                label=f"threshold {threshold:.3f}",
+            )
+        ax.set_xlabel("score")
+        ax.set_ylabel("density")
+        ax.set_title(title)
+        ax.legend()
+        fig.tight_layout()
+        return _save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_det(
+    labels: Sequence[int] | torch.Tensor,
+    scores: torch.Tensor,
+    path: Pathlike,
+    title: str = "DET curve",
+) -> Path:
+    """DET curve (miss vs. false alarm on probit axes), saved as a PNG.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "det.png"
+    >>> _ = plot_det([1, 1, 0, 0], torch.tensor([.9, .3, .5, .1]), p)
+    >>> p.stat().st_size > 0
+    True
+    """
+    plt = _pyplot()
+    labels_t = torch.as_tensor(labels).bool().flatten()
+    n = min(int(labels_t.sum()), int((~labels_t).sum()))
+    eps = 0.5 / max(n, 1)
+    p_miss, p_fa = det_curve(labels, scores)
+    eer = verification_metrics(labels, scores)["eer"]
+    top = 0.5 if eer < 0.3 else 0.9  # upper axis limit
+    ticks = [
+        t
+        for t in (
+            0.001,
+            0.002,
+            0.005,
+            0.01,
+            0.02,
+            0.05,
+            0.1,
+            0.2,
+            0.4,
+            0.6,
+            0.8,
+        )
+        if eps <= t <= top
+    ]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    try:
+        ax.plot(
+            _probit(p_fa, eps).numpy(),
+            _probit(p_miss, eps).numpy(),
+            label="system",
+        )
+        ax.plot(
+            *[float(_probit(torch.tensor([eer]), eps))] * 2,
+            "o",
+            label=f"EER {100 * eer:.2f}%",
+        )
+        pos = _probit(torch.tensor(ticks), eps).numpy()
+        names = [f"{100 * t:g}" for t in ticks]
+        ax.set_xticks(pos, names)
+        ax.set_yticks(pos, names)
+        lim = float(_probit(torch.tensor([top]), eps))
+        low = float(_probit(torch.tensor([eps]), eps))
+        ax.set_xlim(low, lim)
+        ax.set_ylim(low, lim)
+        ax.set_xlabel("false alarm probability (%)")
+        ax.set_ylabel("miss probability (%)")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.4)
+        ax.legend(loc="lower left")
+        fig.tight_layout()
+        return _save_figure(fig, path)
+    finally:
+        plt.close(fig)
