@@ -29,13 +29,15 @@ def test_paper_width_parameter_count():
         "emb_dim": 512,
         "blocks_per_stage": 3,
         "clip": 20.0,
+        "pooling": "mean",
     }
 
 
+@pytest.mark.parametrize("pooling", ["mean", "stats"])
 @pytest.mark.parametrize("short_len", [37, 100, 101])
-def test_padding_does_not_change_embedding(short_len):
+def test_padding_does_not_change_embedding(short_len, pooling):
     torch.manual_seed(0)
-    model = ResCNN(**NARROW)
+    model = ResCNN(**NARROW, pooling=pooling)
     # give batch norm non-trivial statistics, then freeze them
     model.train()
     model(torch.randn(4, 120, 64) * 3)
@@ -81,3 +83,27 @@ def test_features_shapes(kind, n_feats):
 def test_features_bad_kind():
     with pytest.raises(ValueError, match="fbank"):
         Features("spectrogram")
+
+
+def test_stats_pooling_by_hand():
+    from deep_speaker_sb.lobes.rescnn import pool_time
+
+    h = torch.randn(2, 9, 5)
+    h[0, 6:] = 0.0  # the first sentence has 6 valid frames
+    got = pool_time(h, torch.tensor([6, 9]), "stats")
+    for b, n in ((0, 6), (1, 9)):
+        frames = h[b, :n]
+        want = torch.cat([frames.mean(0), frames.std(0, unbiased=False)])
+        assert torch.allclose(got[b], want, atol=1e-3)
+    stats_model = ResCNN(**NARROW, pooling="stats")
+    assert (
+        stats_model.affine.in_features
+        == 2 * ResCNN(**NARROW).affine.in_features
+    )
+
+
+def test_bad_pooling_is_a_config_error():
+    from deep_speaker_sb.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mean, stats"):
+        ResCNN(**NARROW, pooling="max")

@@ -50,6 +50,7 @@ MODEL_KEYS = (
     "channels",
     "emb_dim",
     "blocks_per_stage",
+    "pooling",
     "embedding_model",
 )
 

@@ -5,13 +5,14 @@ Li et al., "Deep Speaker: an End-to-End Neural Speaker Embedding System"
 normalization, a clipped ReLU ``min(max(x, 0), 20)`` and a few residual
 blocks (two 3x3 convolutions with batch normalization and clipped ReLU, and
 an identity skip).  The frequency axis is folded into the features
-(channels x frequency, as in the paper's reshape), the frames are averaged
-over time, an affine layer maps them to the embedding, and the embedding is
-L2-normalized.
+(channels x frequency, as in the paper's reshape), the frames are pooled
+over time (``pooling="mean"``: the paper's average; ``"stats"``: mean and
+standard deviation), an affine layer maps them to the embedding, and the
+embedding is L2-normalized.
 
 Padding never changes an utterance's embedding: every convolution's input
 is zero beyond each sentence's length (exactly what the convolution's own
-zero padding gives an utterance processed alone), and the time average uses
+zero padding gives an utterance processed alone), and the time pooling uses
 only the valid frames.  In eval mode an utterance embedded alone equals the
 same utterance embedded in a batch with longer ones.
 
@@ -35,6 +36,48 @@ def _mask_time(x: Tensor, n_frames: Tensor) -> Tensor:
     t = torch.arange(x.shape[2], device=x.device)
     keep = t[None, :] < n_frames[:, None]
     return x * keep[:, None, :, None].to(x.dtype)
+
+
+#: Time pooling choices of :class:`ResCNN`.
+POOLINGS = ("mean", "stats")
+
+
+def pool_time(h: Tensor, n_frames: Tensor, pooling: str = "mean") -> Tensor:
+    """Pools ``h`` ``[B, T, D]`` over its first ``n_frames[b]`` frames.
+
+    Arguments
+    ---------
+    h : torch.Tensor
+        Frame features ``[batch, time, dim]``, zero beyond each length.
+    n_frames : torch.Tensor
+        Valid frames per sentence ``[batch]`` (at least 1).
+    pooling : str
+        ``"mean"``: the time average ``[B, D]``; ``"stats"``: the average
+        and the standard deviation, concatenated ``[B, 2 * D]``.
+
+    Returns
+    -------
+    torch.Tensor
+        The pooled features.
+
+    Example
+    -------
+    >>> h = torch.tensor([[[1.0], [3.0], [0.0]], [[2.0], [2.0], [2.0]]])
+    >>> pool_time(h, torch.tensor([2, 3]))
+    tensor([[2.],
+            [2.]])
+    >>> mean, std = pool_time(h, torch.tensor([2, 3]), "stats")[0]
+    >>> float(mean), round(float(std), 4)  # of the valid frames [1, 3]
+    (2.0, 1.0)
+    """
+    n = n_frames[:, None].to(h.dtype)
+    mean = h.sum(dim=1) / n
+    if pooling == "mean":
+        return mean
+    t = torch.arange(h.shape[1], device=h.device)
+    keep = (t[None, :] < n_frames[:, None]).to(h.dtype)[:, :, None]
+    var = (((h - mean[:, None, :]) * keep) ** 2).sum(dim=1) / n
+    return torch.cat([mean, torch.sqrt(var + 1e-6)], dim=1)
 
 
 def _downsampled(n, kernel: int = 5, stride: int = 2, pad: int = 2):
@@ -113,6 +156,9 @@ class ResCNN(nn.Module):
         Residual blocks after each strided convolution.
     clip : float
         Clipped ReLU bound.
+    pooling : str
+        Time pooling: ``"mean"`` (the paper's average) or ``"stats"``
+        (mean and standard deviation over the valid frames).
 
     Example
     -------
@@ -122,6 +168,9 @@ class ResCNN(nn.Module):
     torch.Size([2, 32])
     >>> torch.allclose(emb.norm(dim=1), torch.ones(2))
     True
+    >>> ResCNN(channels=(8,), emb_dim=32, pooling="stats")(
+    ...     torch.rand(2, 50, 64)).shape
+    torch.Size([2, 32])
     """
 
     def __init__(
@@ -131,17 +180,23 @@ class ResCNN(nn.Module):
         emb_dim: int = 512,
         blocks_per_stage: int = 3,
         clip: float = 20.0,
+        pooling: str = "mean",
     ):
         super().__init__()
         channels = [int(c) for c in channels]
         if not channels:
             raise ConfigError("ResCNN needs at least one stage (channels)")
+        if pooling not in POOLINGS:
+            raise ConfigError(
+                f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}"
+            )
         self.config: dict[str, Any] = {
             "n_mels": int(n_mels),
             "channels": list(channels),
             "emb_dim": int(emb_dim),
             "blocks_per_stage": int(blocks_per_stage),
             "clip": float(clip),
+            "pooling": pooling,
         }
         self.act = ClippedReLU(clip)
         self.convs = nn.ModuleList()
@@ -160,7 +215,9 @@ class ResCNN(nn.Module):
             )
             in_ch, freq = ch, _downsampled(freq)
         self.out_freq = freq
-        self.affine = nn.Linear(in_ch * freq, emb_dim)
+        self.pooling = pooling
+        pooled = in_ch * freq * (2 if pooling == "stats" else 1)
+        self.affine = nn.Linear(pooled, emb_dim)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Embeds a batch of feature sequences.
@@ -195,6 +252,5 @@ class ResCNN(nn.Module):
                 h = block(h, n)
         # [B, C, T', F'] -> [B, T', C * F'], the paper's reshape
         h = h.permute(0, 2, 1, 3).flatten(2)
-        h = h.sum(dim=1) / n[:, None].to(h.dtype)  # masked time average
-        emb = self.affine(h)
+        emb = self.affine(pool_time(h, n, self.pooling))
         return nn.functional.normalize(emb, p=2.0, dim=1)
