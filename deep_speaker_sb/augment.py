@@ -1,0 +1,601 @@
+"""On-the-fly waveform augmentation at 8 kHz, with nothing to download.
+
+Both training stages pass each training batch through SpeechBrain's
+``speechbrain.augment.augmenter.Augmenter`` (``wav_augment`` in the YAMLs;
+:class:`deep_speaker_sb.brains.base.EmbeddingBrain` applies it).  What
+its augmentations read from disk is made here, once, by
+:func:`prepare_augmentation`, into ``<prep_folder>/augment/``:
+
+- ``noise.csv``: white, pink and brown noise (:func:`colored_noise`), for
+  ``AddNoise``;
+- ``babble.csv``: babble, each file the sum of a few training speakers'
+  utterances of ``train.csv``, for a second ``AddNoise``;
+- ``rirs.csv``: simulated room impulse responses (:func:`simulate_rir`:
+  direct path, early reflections and an exponentially decaying late tail),
+  for ``AddReverb``.
+
+The CSVs are in the format of SpeechBrain's ``ExtendedCSVDataset``
+(``ID, duration, wav, wav_format, wav_opts``) and their paths start with
+``$augment_folder``, which ``AddNoise``/``AddReverb`` replace
+(``replacements``), so the folder can move.  The telephone channel is two
+small modules with the call signature of the ``speechbrain.augment`` ones:
+:class:`BandLimit` (300-3400 Hz) and :class:`TelephoneCodec` (G.711
+mu-law / A-law, optionally GSM 06.10, MP3, Opus, through libsndfile).
+
+Authors
+ * deep-speaker-sb contributors
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import random
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.signal
+import soundfile as sf
+import torch
+from speechbrain.utils.logger import get_logger
+from torch import Tensor
+
+from deep_speaker_sb.dataio import read_manifest, speaker_utterances, utterances
+from deep_speaker_sb.errors import ConfigError, DataError
+from deep_speaker_sb.utils import (
+    Pathlike,
+    atomic_write,
+    outputs_up_to_date,
+    save_options,
+)
+
+logger = get_logger(__name__)
+
+#: Bumped when the generated files change for the same options.
+AUGMENT_VERSION = 1
+#: The placeholder for the augmentation folder in the CSVs' ``wav`` column
+#: (``AddNoise``/``AddReverb`` take ``replacements: {augment_folder: ...}``).
+FOLDER_KEY = "augment_folder"
+#: File names inside the augmentation folder.
+NOISE_CSV, BABBLE_CSV, RIR_CSV = "noise.csv", "babble.csv", "rirs.csv"
+#: Spectral exponents of the generated noises: power ~ 1 / f**exponent.
+NOISE_COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
+#: RMS level of the written noise and babble (``AddNoise`` rescales them).
+LEVEL = 0.1
+#: soundfile ``(format, subtype)`` of the codecs of :class:`TelephoneCodec`.
+CODECS = {
+    "mulaw": ("WAV", "ULAW"),  # G.711 mu-law (North America, Japan)
+    "alaw": ("WAV", "ALAW"),  # G.711 A-law (Europe, Vietnam, ...)
+    "gsm": ("WAV", "GSM610"),  # GSM 06.10 full rate (8 kHz)
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+    "opus": ("OGG", "OPUS"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentationFiles:
+    """The CSVs :func:`prepare_augmentation` writes."""
+
+    noise_csv: Path
+    babble_csv: Path
+    rir_csv: Path
+
+
+def colored_noise(
+    n: int,
+    exponent: float,
+    rng: np.random.Generator,
+    *,
+    sample_rate: int = 8000,
+    low_hz: float = 20.0,
+) -> np.ndarray:
+    """Gaussian noise with power spectrum ``~ 1 / f**exponent``, unit RMS.
+
+    ``exponent`` 0 is white, 1 pink, 2 brown noise.  Below ``low_hz`` the
+    spectrum stays flat (and there is no DC), so that brown noise is not
+    all inaudible rumble.
+
+    Arguments
+    ---------
+    n : int
+        Number of samples.
+    exponent : float
+        Spectral exponent.
+    rng : numpy.random.Generator
+        The random source.
+    sample_rate : int
+        Sample rate (Hz), for ``low_hz``.
+    low_hz : float
+        Frequency below which the spectrum is flat.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[n]`` float64 samples with RMS 1.
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> x = colored_noise(8000, 1.0, rng)
+    >>> x.shape, round(float(np.sqrt(np.mean(x**2))), 6)
+    ((8000,), 1.0)
+    >>> def octave_power(x, f):  # mean power between f and 2 f Hz
+    ...     p = np.abs(np.fft.rfft(x)) ** 2
+    ...     return p[f : 2 * f].sum()
+    >>> pink = colored_noise(80000, 1.0, rng)   # equal power per octave
+    >>> bool(0.7 < octave_power(pink, 100) / octave_power(pink, 1000) < 1.4)
+    True
+    >>> brown = colored_noise(80000, 2.0, rng)  # -6 dB per octave...
+    >>> bool(octave_power(brown, 100) / octave_power(brown, 1000) > 5)
+    True
+    """
+    spec = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, d=1.0 / sample_rate)
+    spec *= np.maximum(freqs, low_hz) ** (-exponent / 2.0)
+    spec[0] = 0.0
+    x = np.fft.irfft(spec, n)
+    return x / max(float(np.sqrt(np.mean(x**2))), 1e-12)
+
+
+def simulate_rir(
+    sample_rate: int,
+    rt60: float,
+    drr_db: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """A simulated room impulse response (exponentially decaying noise).
+
+    A direct path (sample 0), 4-12 early reflections in the first 50 ms
+    and a late tail of Gaussian noise that decays by 60 dB in ``rt60``
+    seconds, slightly low-passed (air and wall absorption), scaled so that
+    the energy of the direct path over the rest is ``drr_db``.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sample rate (Hz).
+    rt60 : float
+        Reverberation time (s): the length of the response.
+    drr_db : float
+        Direct-to-reverberant energy ratio (dB).
+    rng : numpy.random.Generator
+        The random source.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[round(rt60 * sample_rate)]`` samples, peak 0.9 at sample 0.
+
+    Example
+    -------
+    >>> h = simulate_rir(8000, 0.5, 3.0, np.random.default_rng(0))
+    >>> h.shape, int(np.argmax(np.abs(h))), round(float(h[0]), 3)
+    ((4000,), 0, 0.9)
+    >>> drr = 10 * np.log10(h[0] ** 2 / np.sum(h[1:] ** 2))
+    >>> round(float(drr), 3)
+    3.0
+    >>> tail = np.abs(h[2000:]).max() / np.abs(h[400:800]).max()
+    >>> bool(tail < 0.1)  # decays
+    True
+    """
+    n = max(round(rt60 * sample_rate), 2)
+    t = np.arange(n) / sample_rate
+    envelope = np.exp(-6.908 * t / rt60)  # ln(1000): -60 dB at rt60
+    tail = rng.standard_normal(n) * envelope
+    tail = scipy.signal.lfilter([1.0 - 0.4], [1.0, -0.4], tail)
+    tail *= np.minimum(t / 0.005, 1.0)  # builds up over 5 ms
+    n_early = int(rng.integers(4, 13))
+    early = rng.integers(
+        max(1, round(0.001 * sample_rate)),
+        max(2, min(n, round(0.05 * sample_rate))),
+        size=n_early,
+    )
+    signs = rng.choice([-1.0, 1.0], size=n_early)
+    tail[early] += signs * rng.uniform(0.3, 0.8, n_early) * envelope[early]
+    tail[0] = 0.0
+    gain = np.sqrt(np.sum(tail**2) * 10 ** (drr_db / 10.0))
+    h = tail / max(gain, 1e-12)
+    peak = np.abs(h).max()
+    if peak >= 1.0:  # a loud tail: the direct path stays the peak
+        h *= 0.999 / peak  # (and the DRR rises a little)
+    h[0] = 1.0
+    return 0.9 * h
+
+
+class BandLimit(torch.nn.Module):
+    """A telephone band: linear-phase FIR band-pass, 300-3400 Hz.
+
+    Same call as the time-domain augmentations of ``speechbrain.augment``
+    (``forward(waveforms)``), so ``Augmenter`` can chain it.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sample rate of the waveforms (Hz).
+    low_hz, high_hz : float
+        The pass band (Hz).
+    num_taps : int
+        FIR length (odd; 101 taps at 8 kHz: transitions about 150 Hz wide).
+
+    Example
+    -------
+    >>> t = torch.arange(8000) / 8000
+    >>> tones = torch.stack([torch.sin(2 * torch.pi * f * t)
+    ...                      for f in (100.0, 1000.0, 3800.0)])
+    >>> out = BandLimit(8000)(tones)
+    >>> out.shape
+    torch.Size([3, 8000])
+    >>> gain_db = 20 * torch.log10(out[:, 500:-500].std(1)
+    ...                            / tones[:, 500:-500].std(1))
+    >>> [round(float(g)) for g in gain_db]  # 100 Hz, 1 kHz, 3.8 kHz
+    [-52, 0, -64]
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 8000,
+        low_hz: float = 300.0,
+        high_hz: float = 3400.0,
+        num_taps: int = 101,
+    ):
+        super().__init__()
+        if not 0 < low_hz < high_hz < sample_rate / 2:
+            raise ConfigError(
+                f"band limits need 0 < low_hz < high_hz < {sample_rate / 2}"
+                f" (half the sample rate), got {low_hz}, {high_hz}"
+            )
+        if num_taps % 2 == 0:
+            raise ConfigError(f"num_taps must be odd, got {num_taps}")
+        taps = scipy.signal.firwin(
+            num_taps, [low_hz, high_hz], pass_zero=False, fs=sample_rate
+        )
+        self.kernel = torch.tensor(taps, dtype=torch.float32).view(1, 1, -1)
+
+    def forward(self, waveforms: Tensor) -> Tensor:
+        """``[batch, time]`` -> band-limited ``[batch, time]``."""
+        kernel = self.kernel.to(waveforms)
+        out = torch.nn.functional.conv1d(
+            waveforms.unsqueeze(1), kernel, padding=kernel.shape[-1] // 2
+        )
+        return out.squeeze(1)
+
+
+class TelephoneCodec(torch.nn.Module):
+    """Encodes and decodes each waveform with a telephone codec.
+
+    One codec of ``codecs``, drawn with Python's ``random`` per batch (as
+    SpeechBrain's ``CodecAugment`` does), round trip in memory through
+    libsndfile (``soundfile``).  Same call as the time-domain
+    augmentations of ``speechbrain.augment``, so ``Augmenter`` can chain
+    it.  The waveforms are clipped to [-1, 1] first, as a codec would.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sample rate of the waveforms (Hz).
+    codecs : sequence of str
+        Names from :data:`CODECS`: ``mulaw`` and ``alaw`` (G.711, cheap),
+        ``gsm`` (GSM 06.10, 8 kHz only), ``mp3``, ``opus`` (slow on CPU).
+
+    Example
+    -------
+    >>> x = 0.3 * torch.sin(torch.arange(8000) / 3.0).repeat(2, 1)
+    >>> codec = TelephoneCodec(8000, codecs=["alaw"])
+    >>> y = codec(x)
+    >>> y.shape, bool((y - x).abs().max() < 0.01), bool((y != x).any())
+    (torch.Size([2, 8000]), True, True)
+    >>> TelephoneCodec(codecs=["amr"])
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.ConfigError: unknown codec 'amr'; ...
+    """
+
+    def __init__(
+        self, sample_rate: int = 8000, codecs: Sequence[str] = ("mulaw", "alaw")
+    ):
+        super().__init__()
+        for name in codecs:
+            if name not in CODECS:
+                raise ConfigError(
+                    f"unknown codec {name!r}; choose from {', '.join(CODECS)}"
+                )
+        if not codecs:
+            raise ConfigError("TelephoneCodec needs at least one codec")
+        self.sample_rate = sample_rate
+        self.codecs = list(codecs)
+
+    def forward(self, waveforms: Tensor) -> Tensor:
+        """``[batch, time]`` -> decoded ``[batch, time]``."""
+        fmt, subtype = CODECS[random.choice(self.codecs)]
+        x = waveforms.detach().float().clamp(-1.0, 1.0).cpu().numpy()
+        out = np.zeros_like(x)
+        for i, row in enumerate(x):
+            buffer = io.BytesIO()
+            sf.write(buffer, row, self.sample_rate, format=fmt, subtype=subtype)
+            buffer.seek(0)
+            decoded, _ = sf.read(buffer, dtype="float32")
+            n = min(len(decoded), len(row))
+            out[i, :n] = decoded[:n]
+        return torch.from_numpy(out).to(waveforms)
+
+
+def _write_wav(path: Path, x: np.ndarray, sample_rate: int) -> None:
+    """PCM-16 mono WAV, written atomically."""
+    with atomic_write(path, "wb") as f:
+        sf.write(f, np.clip(x, -1.0, 1.0), sample_rate, format="WAV")
+
+
+def _write_csv(path: Path, folder: Path, files: list[Path], sr: int) -> None:
+    """An ``ExtendedCSVDataset`` CSV of WAVs under ``folder``."""
+    with atomic_write(path) as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["ID", "duration", "wav", "wav_format", "wav_opts"])
+        for wav in files:
+            duration = sf.info(str(wav)).frames / sr
+            rel = wav.relative_to(folder).as_posix()
+            writer.writerow(
+                [wav.stem, f"{duration:.4f}", f"${FOLDER_KEY}/{rel}", "wav", ""]
+            )
+
+
+def _level(x: np.ndarray) -> np.ndarray:
+    """Scales ``x`` to RMS :data:`LEVEL`, peak at most 0.99."""
+    x = x * LEVEL / max(float(np.sqrt(np.mean(x**2))), 1e-12)
+    peak = float(np.abs(x).max())
+    return x * (0.99 / peak) if peak > 0.99 else x
+
+
+def _babble(
+    spk2wavs: Mapping[str, Sequence[str]],
+    n: int,
+    talkers: int,
+    rng: np.random.Generator,
+    sample_rate: int,
+) -> np.ndarray:
+    """The sum of ``talkers`` speakers' speech, ``n`` samples each."""
+    speakers = sorted(spk2wavs)
+    chosen = rng.choice(len(speakers), min(talkers, len(speakers)), False)
+    mix = np.zeros(n)
+    for k in chosen:
+        wavs = spk2wavs[speakers[k]]
+        order = rng.permutation(len(wavs))
+        parts, total = [], 0
+        while total < n:  # the speaker's utterances, in random order
+            wav = wavs[order[len(parts) % len(wavs)]]
+            x, sr = sf.read(wav, dtype="float64")
+            if sr != sample_rate or not len(x):
+                raise DataError(
+                    f"{wav} is empty or not at {sample_rate} Hz (the "
+                    "augmentation's sample_rate); prepare the data again "
+                    "with data_prep.py at the training sample_rate"
+                )
+            parts.append(x)
+            total += len(x)
+        speech = np.concatenate(parts)
+        start = int(rng.integers(0, len(speech) - n + 1))
+        talker = speech[start : start + n]
+        mix += talker / max(float(np.sqrt(np.mean(talker**2))), 1e-12)
+    return mix
+
+
+def _file_sha1(path: Pathlike) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def prepare_augmentation(
+    folder: Pathlike,
+    train_csv: Pathlike,
+    *,
+    data_root: Pathlike | None = None,
+    sample_rate: int = 8000,
+    seed: int = 1234,
+    n_noises: int = 4,
+    noise_dur: float = 10.0,
+    n_babble: int = 16,
+    babble_talkers: tuple[int, int] = (3, 6),
+    babble_dur: float = 10.0,
+    n_rirs: int = 40,
+    rt60: tuple[float, float] = (0.2, 0.9),
+    drr_db: tuple[float, float] = (-3.0, 12.0),
+) -> AugmentationFiles:
+    """Writes the noise, babble and RIR files of the augmentation, once.
+
+    Writes into ``folder``: ``noise/<color>_<i>.wav`` (``n_noises`` each
+    of white, pink and brown noise, :func:`colored_noise`),
+    ``babble/babble_<i>.wav`` (each the sum of ``babble_talkers`` (low,
+    high) speakers of ``train_csv``), ``rirs/rir_<i>.wav``
+    (:func:`simulate_rir`, RT60 and DRR uniform in ``rt60`` and
+    ``drr_db``), their CSVs (:data:`NOISE_CSV`, :data:`BABBLE_CSV`,
+    :data:`RIR_CSV`) and ``options.json``.  The outputs depend only on
+    the options, the seed and the bytes of ``train_csv``; a second call
+    with the same ones does nothing (the project's skip rule,
+    :func:`deep_speaker_sb.utils.outputs_up_to_date`).  Every file is
+    written atomically and ``options.json`` last, so an interrupted run
+    is finished by calling it again.
+
+    Arguments
+    ---------
+    folder : Pathlike
+        Where the files go (``<prep_folder>/augment`` in the YAMLs).
+    train_csv : Pathlike
+        The training manifest (the babble's speech).
+    data_root : Pathlike, optional
+        Its ``{data_root}``; by default the manifest's folder.
+    sample_rate : int
+        Sample rate (Hz) of the prepared WAVs and of the outputs.
+    seed : int
+        Seed of every random draw.
+    n_noises : int
+        Files per noise color.
+    noise_dur, babble_dur : float
+        Length (s) of each noise and babble file.
+    n_babble : int
+        Babble files.
+    babble_talkers : (int, int)
+        Fewest and most speakers summed in one babble file.
+    n_rirs : int
+        Room impulse responses.
+    rt60 : (float, float)
+        Range of reverberation times (s).
+    drr_db : (float, float)
+        Range of direct-to-reverberant ratios (dB).
+
+    Returns
+    -------
+    AugmentationFiles
+        The three CSV paths.
+
+    Raises
+    ------
+    ConfigError
+        If an option is out of range.
+    DataError
+        If a training WAV is not at ``sample_rate``.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> from deep_speaker_sb.dataio import SegmentRow, write_manifest
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> rows = []
+    >>> for spk in ("A", "B"):
+    ...     sf.write(d / f"{spk}_1.wav", np.random.randn(8000) * 0.1, 8000)
+    ...     rows.append(SegmentRow(f"{spk}_1_0", 1.0, f"{{data_root}}/"
+    ...                            f"{spk}_1.wav", 0, 8000, spk))
+    >>> write_manifest(d / "train.csv", rows)
+    >>> files = prepare_augmentation(d / "augment", d / "train.csv",
+    ...     n_noises=1, noise_dur=1.0, n_babble=2, babble_dur=1.0, n_rirs=2)
+    >>> files.rir_csv.read_text().splitlines()[1]
+    'rir_000,...,$augment_folder/rirs/rir_000.wav,wav,'
+    >>> sorted(p.name for p in (d / "augment" / "noise").iterdir())
+    ['brown_00.wav', 'pink_00.wav', 'white_00.wav']
+    """
+    folder = Path(folder)
+    lo, hi = babble_talkers
+    if min(n_noises, n_babble, n_rirs) < 1 or not 1 <= lo <= hi:
+        raise ConfigError(
+            "prepare_augmentation needs n_noises, n_babble, n_rirs >= 1 and "
+            f"1 <= babble_talkers[0] <= babble_talkers[1], got {n_noises}, "
+            f"{n_babble}, {n_rirs}, {babble_talkers}"
+        )
+    if not (0 < rt60[0] <= rt60[1] and noise_dur > 0 and babble_dur > 0):
+        raise ConfigError(
+            f"rt60 {rt60}, noise_dur {noise_dur} and babble_dur "
+            f"{babble_dur} must be positive (rt60 as (low, high))"
+        )
+    options = {
+        "version": AUGMENT_VERSION,
+        "train_csv_sha1": _file_sha1(train_csv),
+        "sample_rate": sample_rate,
+        "seed": seed,
+        "n_noises": n_noises,
+        "noise_dur": noise_dur,
+        "n_babble": n_babble,
+        "babble_talkers": list(babble_talkers),
+        "babble_dur": babble_dur,
+        "n_rirs": n_rirs,
+        "rt60": list(rt60),
+        "drr_db": list(drr_db),
+    }
+    noises = [
+        folder / "noise" / f"{color}_{i:02d}.wav"
+        for color in NOISE_COLORS
+        for i in range(n_noises)
+    ]
+    babble = [
+        folder / "babble" / f"babble_{i:02d}.wav" for i in range(n_babble)
+    ]
+    rirs = [folder / "rirs" / f"rir_{i:03d}.wav" for i in range(n_rirs)]
+    files = AugmentationFiles(
+        folder / NOISE_CSV, folder / BABBLE_CSV, folder / RIR_CSV
+    )
+    outputs = [*noises, *babble, *rirs, *dataclasses.astuple(files)]
+    if outputs_up_to_date(folder, outputs, options):
+        logger.info("augmentation files in %s up to date, skipping", folder)
+        return files
+
+    logger.info("writing the augmentation files into %s", folder)
+    keep = set(outputs)
+    for sub in ("noise", "babble", "rirs"):  # files of other options
+        for old in (folder / sub).glob("*.wav"):
+            if old not in keep:
+                old.unlink()
+
+    for k, exponent in enumerate(NOISE_COLORS.values()):
+        for i in range(n_noises):
+            rng = np.random.default_rng([seed, 0, k, i])
+            x = colored_noise(round(noise_dur * sample_rate), exponent, rng)
+            _write_wav(noises[k * n_noises + i], _level(x), sample_rate)
+
+    spk2utts = speaker_utterances(
+        utterances(read_manifest(train_csv, data_root))
+    )
+    spk2wavs = {s: [u.wav for u in us] for s, us in spk2utts.items()}
+    for i, path in enumerate(babble):
+        rng = np.random.default_rng([seed, 1, i])
+        talkers = int(rng.integers(lo, hi + 1))
+        n = round(babble_dur * sample_rate)
+        x = _babble(spk2wavs, n, talkers, rng, sample_rate)
+        _write_wav(path, _level(x), sample_rate)
+
+    for i, path in enumerate(rirs):
+        rng = np.random.default_rng([seed, 2, i])
+        h = simulate_rir(
+            sample_rate, rng.uniform(*rt60), rng.uniform(*drr_db), rng
+        )
+        _write_wav(path, h, sample_rate)
+
+    _write_csv(files.noise_csv, folder, noises, sample_rate)
+    _write_csv(files.babble_csv, folder, babble, sample_rate)
+    _write_csv(files.rir_csv, folder, rirs, sample_rate)
+    save_options(folder, options)
+    return files
+
+
+def prepare_from_hparams(
+    hparams: Mapping[str, Any],
+) -> AugmentationFiles | None:
+    """Runs :func:`prepare_augmentation` for a training YAML, if it augments.
+
+    Arguments
+    ---------
+    hparams : mapping
+        Uses ``augment`` (True or False), and when True
+        ``augment_folder``, ``train_annotation``, ``prep_folder``,
+        ``sample_rate`` and ``augment_seed``.
+
+    Returns
+    -------
+    AugmentationFiles or None
+        The CSVs, or None when ``augment`` is False.
+
+    Raises
+    ------
+    ConfigError
+        If ``augment`` is not a boolean.
+
+    Example
+    -------
+    >>> prepare_from_hparams({"augment": False}) is None
+    True
+    >>> prepare_from_hparams({"augment": "no"})
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.ConfigError: augment must be True or False, ...
+    """
+    augment = hparams["augment"]
+    if not isinstance(augment, bool):
+        raise ConfigError(f"augment must be True or False, got {augment!r}")
+    if not augment:
+        return None
+    return prepare_augmentation(
+        hparams["augment_folder"],
+        hparams["train_annotation"],
+        data_root=hparams["prep_folder"],
+        sample_rate=hparams["sample_rate"],
+        seed=hparams["augment_seed"],
+    )
