@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Deep Speaker stage 1: softmax pre-training of the ResCNN.
 
-Prepares VIVOS (unless ``--skip_prep true``; preparation is idempotent),
+Prepares VIVOS (unless ``--skip_prep true``; preparation is idempotent)
+and the augmentation files (with ``augment: True``, also idempotent),
 then trains the embedding model and a speaker classifier on the training
 speakers, validating speaker accuracy on held-out utterances.  Running the
 same command again resumes from the last checkpoint.
@@ -25,6 +26,7 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
+from deep_speaker_sb.augment import prepare_from_hparams
 from deep_speaker_sb.brains.softmax import SoftmaxBrain, dataio_prep
 from deep_speaker_sb.cli import run_cli
 from deep_speaker_sb.data.vivos import prepare_vivos
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                 "num_workers": hparams["prep_workers"],
             },
         )
+    # The noise, babble and RIR files of the augmentation (once; a no-op
+    # with augment: False)
+    run_on_main(prepare_from_hparams, args=[hparams])
     train_data, valid_data, label_encoder = dataio_prep(hparams)
 
     classifier = hparams["classifier"](n_speakers=len(label_encoder))

@@ -29,6 +29,7 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
+from deep_speaker_sb.augment import prepare_from_hparams
 from deep_speaker_sb.brains.triplet import (
     TripletBrain,
     dataio_prep,
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(hparams: dict, run_opts: dict) -> None:
     """Initializes (on a fresh start), scores epoch 0, trains."""
+    # The noise, babble and RIR files of the augmentation (once; a no-op
+    # with augment: False)
+    run_on_main(prepare_from_hparams, args=[hparams])
     train_data, valid_data, sampler = dataio_prep(hparams)
     checkpointer = hparams["checkpointer"]
     fresh = checkpointer.find_checkpoint() is None

@@ -1,10 +1,12 @@
 """What both training stages share: :class:`EmbeddingBrain`.
 
 The softmax and triplet Brains both embed batches of waveforms with
-:func:`deep_speaker_sb.embedding.compute_embeddings`, end a validation
-epoch the same way (anneal the learning rate, log train and valid stats)
-and need plain batch norm when a distributed run trains on CPU.  Each stage
-Brain extends :class:`EmbeddingBrain` and overrides only its own hooks.
+:func:`deep_speaker_sb.embedding.compute_embeddings`, augment their
+training batches the same way (``wav_augment``, replicating the labels),
+end a validation epoch the same way (anneal the learning rate, log train
+and valid stats) and need plain batch norm when a distributed run trains
+on CPU.  Each stage Brain extends :class:`EmbeddingBrain` and overrides
+only its own hooks.
 
 Authors
  * deep-speaker-sb contributors
@@ -20,15 +22,22 @@ from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 
 from deep_speaker_sb.embedding import compute_embeddings
+from deep_speaker_sb.errors import ConfigError
 
 
 class EmbeddingBrain(sb.Brain):
     """A Brain whose forward pass is the embedding of a batch of audio.
 
     Expects the modules ``compute_features``, ``mean_var_norm`` and
-    ``embedding_model`` and the hparams ``lr_annealing`` and
-    ``train_logger``; batches carry ``sig`` (padded waveforms and their
-    relative lengths).
+    ``embedding_model`` and the hparams ``augment``, ``wav_augment``,
+    ``lr_annealing`` and ``train_logger``; batches carry ``sig`` (padded
+    waveforms and their relative lengths).
+
+    With ``augment: True``, training batches (never validation or test
+    ones) pass through ``wav_augment`` (SpeechBrain's ``Augmenter``)
+    before the features; when it concatenates the original waveforms the
+    batch grows, and each stage's ``compute_objectives`` takes its labels
+    through :meth:`augmented_labels`.
 
     Example
     -------
@@ -45,13 +54,78 @@ class EmbeddingBrain(sb.Brain):
     ...                      {"sig": torch.rand(6000)}])
     >>> brain.compute_forward(batch, sb.Stage.VALID).shape
     torch.Size([2, 8])
+
+    Augmented training: the original batch plus one augmented copy.
+
+    >>> from speechbrain.augment.augmenter import Augmenter
+    >>> from speechbrain.augment.time_domain import DropFreq
+    >>> from types import SimpleNamespace
+    >>> brain.hparams = SimpleNamespace(augment=True, wav_augment=Augmenter(
+    ...     concat_original=True, augmentations=[DropFreq()]))
+    >>> emb = brain.compute_forward(batch, sb.Stage.TRAIN)
+    >>> emb.shape, brain.augmented_labels(torch.tensor([3, 5]), emb,
+    ...                                   sb.Stage.TRAIN)
+    (torch.Size([4, 8]), tensor([3, 5, 3, 5]))
+    >>> brain.compute_forward(batch, sb.Stage.VALID).shape  # never there
+    torch.Size([2, 8])
     """
 
     def compute_forward(self, batch: Any, stage: sb.Stage) -> Tensor:
-        """Embeds a batch of waveforms: ``[batch, emb_dim]``."""
+        """Embeds a batch of waveforms: ``[batch, emb_dim]``.
+
+        In training with ``hparams.augment``, the waveforms pass through
+        ``hparams.wav_augment`` first (the batch may grow).
+        """
         batch = batch.to(self.device)
         wavs, lens = batch.sig
+        if self._augments(stage):
+            wavs, lens = self.hparams.wav_augment(wavs, lens)
         return compute_embeddings(self.modules, wavs, lens)
+
+    def augmented_labels(
+        self, labels: Tensor, predictions: Tensor, stage: sb.Stage
+    ) -> Tensor:
+        """The labels of the rows of ``predictions`` (``compute_forward``).
+
+        In augmented training, ``labels`` (one per example of the batch)
+        replicated as ``wav_augment`` replicated the waveforms; otherwise
+        ``labels`` itself.
+
+        Arguments
+        ---------
+        labels : torch.Tensor
+            One label per example of the batch, along dimension 0.
+        predictions : torch.Tensor
+            What ``compute_forward`` returned for the batch.
+        stage : sb.Stage
+            The stage.
+
+        Returns
+        -------
+        torch.Tensor
+            One label per row of ``predictions``.
+
+        Raises
+        ------
+        ConfigError
+            If the count does not match (an ``Augmenter`` option whose
+            labels SpeechBrain does not replicate correctly, such as
+            ``parallel_augment_fixed_bs: True``).
+        """
+        if not self._augments(stage):
+            return labels
+        labels = self.hparams.wav_augment.replicate_labels(labels)
+        if len(labels) != len(predictions):
+            raise ConfigError(
+                f"wav_augment made {len(predictions)} examples but "
+                f"replicates the labels to {len(labels)}; use the "
+                "Augmenter options of the YAML (parallel_augment_fixed_bs "
+                "must stay False)"
+            )
+        return labels
+
+    def _augments(self, stage: sb.Stage) -> bool:
+        return stage == sb.Stage.TRAIN and self.hparams.augment
 
     def log_validation_epoch(
         self, epoch: int, valid_stats: Mapping[str, Any]

@@ -99,6 +99,7 @@ class SoftmaxBrain(EmbeddingBrain):
         """NLL loss; counts correct classifications outside training."""
         log_probs = predictions
         spk = batch.spk_id_encoded.data.to(log_probs.device)  # [B, 1]
+        spk = self.augmented_labels(spk, log_probs, stage)
         loss = self.hparams.compute_cost(log_probs.unsqueeze(1), spk)
         if stage != sb.Stage.TRAIN:
             self.n_correct += int((log_probs.argmax(-1) == spk[:, 0]).sum())

@@ -76,6 +76,8 @@ class TripletBrain(EmbeddingBrain):
         if stage == sb.Stage.TRAIN:
             _, inverse = np.unique(batch.spk_id, return_inverse=True)
             labels = torch.as_tensor(inverse, device=predictions.device)
+            # P x K rows (x 2 when augmented: the originals, then copies)
+            labels = self.augmented_labels(labels, predictions, stage)
             stats = self.hparams.compute_cost(predictions.float(), labels)
             if not torch.isnan(stats.sap):
                 self.sap_sum += stats.sap.item()

@@ -1,0 +1,267 @@
+"""Waveform augmentation: generated files, the YAML pipeline, training.
+
+The noise, babble and RIR files are generated from the tiny shared corpus;
+the pipeline is the ``wav_augment`` of the YAMLs, run on tiny batches.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.augment.time_domain import AddNoise
+from speechbrain.dataio.batch import PaddedBatch
+from speechbrain.utils import seed_everything
+
+from deep_speaker_sb.augment import (
+    LEVEL,
+    prepare_augmentation,
+    prepare_from_hparams,
+)
+from deep_speaker_sb.brains.triplet import TripletBrain
+from tests.conftest import ROOT, run_script
+
+SR = 8000
+#: Small sizes for the tests that call prepare_augmentation directly.
+SMALL = {"n_noises": 2, "n_babble": 3, "n_rirs": 4, "noise_dur": 2.0}
+#: A narrow model for the YAML-built Brains.
+MODEL = {
+    "channels": [4, 8],
+    "blocks_per_stage": 1,
+    "emb_dim": 16,
+    "n_mels": 24,
+}
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {
+        str(p.relative_to(folder)): p.stat().st_mtime_ns
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _load_yaml(name: str, prep: Path, augment_folder: Path) -> dict:
+    overrides = {
+        "prep_folder": str(prep),
+        "augment_folder": str(augment_folder),
+        "output_folder": str(augment_folder.parent / "out"),
+        **MODEL,
+    }
+    if name == "softmax":
+        overrides["data_folder"] = "unused"
+    with open(ROOT / "hparams" / f"{name}.yaml", encoding="utf-8") as f:
+        return load_hyperpyyaml(f, overrides)
+
+
+@pytest.fixture(scope="module")
+def triplet_hparams(tiny_prepared, tmp_path_factory) -> dict:
+    """triplet.yaml (narrow model) with its augmentation files made."""
+    folder = tmp_path_factory.mktemp("aug") / "augment"
+    hparams = _load_yaml("triplet", tiny_prepared, folder)
+    assert prepare_from_hparams(hparams) is not None
+    return hparams
+
+
+def test_files_written_once_then_reused(tiny_prepared, tmp_path):
+    folder = tmp_path / "augment"
+    files = prepare_augmentation(folder, tiny_prepared / "train.csv", **SMALL)
+    rows = {
+        csv: csv.read_text().splitlines()[1:]
+        for csv in (files.noise_csv, files.babble_csv, files.rir_csv)
+    }
+    assert [len(r) for r in rows.values()] == [6, 3, 4]  # 3 colors x 2
+    for lines in rows.values():
+        for line in lines:
+            wav = folder / line.split(",")[2].replace("$augment_folder/", "")
+            info = sf.info(str(wav))
+            assert info.samplerate == SR and info.channels == 1, wav
+            assert float(line.split(",")[1]) == pytest.approx(
+                info.frames / SR, abs=1e-3
+            )
+    for wav in (folder / "babble").glob("*.wav"):
+        x, _ = sf.read(wav)
+        assert np.sqrt(np.mean(x**2)) == pytest.approx(LEVEL, rel=0.01)
+        assert len(x) == 10 * SR
+
+    before = _mtimes(folder)
+    assert len(before) == 6 + 3 + 4 + 3 + 1  # WAVs, CSVs, options.json
+    again = prepare_augmentation(folder, tiny_prepared / "train.csv", **SMALL)
+    assert again == files
+    assert _mtimes(folder) == before  # nothing rewritten
+
+    # Other options: written again, and the extra RIRs of before removed.
+    prepare_augmentation(
+        folder, tiny_prepared / "train.csv", **{**SMALL, "n_rirs": 2}
+    )
+    after = _mtimes(folder)
+    assert sorted(p.name for p in (folder / "rirs").iterdir()) == [
+        "rir_000.wav",
+        "rir_001.wav",
+    ]
+    assert after["rirs.csv"] != before["rirs.csv"]
+
+
+def test_files_deterministic_under_seed(tiny_prepared, tmp_path):
+    def wav_bytes(folder: Path, seed: int) -> dict[str, bytes]:
+        prepare_augmentation(
+            folder, tiny_prepared / "train.csv", seed=seed, **SMALL
+        )
+        return {
+            str(p.relative_to(folder)): p.read_bytes()
+            for p in sorted(folder.rglob("*.wav"))
+        }
+
+    first = wav_bytes(tmp_path / "a", 5)
+    assert wav_bytes(tmp_path / "b", 5) == first
+    other = wav_bytes(tmp_path / "c", 6)
+    assert other.keys() == first.keys()
+    assert all(other[k] != first[k] for k in first)
+
+
+@pytest.mark.parametrize("csv", ["noise.csv", "babble.csv"])
+def test_added_noise_has_the_asked_snr(triplet_hparams, csv):
+    folder = Path(triplet_hparams["augment_folder"])
+    add = AddNoise(
+        str(folder / csv),
+        replacements={"augment_folder": str(folder)},
+        snr_low=10,
+        snr_high=10,
+        pad_noise=True,
+        noise_sample_rate=SR,
+        clean_sample_rate=SR,
+    )
+    t = torch.arange(3 * SR) / SR
+    clean = torch.stack(
+        [0.1 * torch.sin(2 * torch.pi * f * t) for f in (440, 900)]
+    )
+    noisy = add(clean, torch.ones(2))
+    # AddNoise scales the clean part by 1 - a, a = 1 / (10 ** (snr / 20) + 1)
+    kept = clean * (1 - 1 / (10 ** (10 / 20) + 1))
+    noise = noisy - kept
+    snr = 20 * torch.log10(
+        kept.pow(2).mean(1).sqrt() / noise.pow(2).mean(1).sqrt()
+    )
+    assert snr.tolist() == pytest.approx([10.0, 10.0], abs=0.1)
+    assert noise.abs().max() > 0.01  # noise really added
+
+
+def test_yaml_pipeline_shapes_lengths_and_seed(triplet_hparams, tiny_prepared):
+    """Every augmentation keeps [batch, time]; the chain doubles the batch
+    in order (original rows, then their copies) and repeats under a seed."""
+    aug = triplet_hparams["wav_augment"]
+    assert len(aug.augmentations) == 8
+    torch.manual_seed(0)
+    wavs = 0.1 * torch.randn(6, 2 * SR)
+    lens = torch.tensor([1.0, 0.5, 0.75, 1.0, 0.6, 0.9])
+    for name, module in aug.augmentations.items():
+        args = (lens,) if aug.require_lengths[name] else ()
+        out = module(wavs, *args)
+        assert out.ndim == 2 and out.shape[0] == 6, name
+        assert abs(out.shape[1] - wavs.shape[1]) <= 0.05 * wavs.shape[1]
+        assert torch.isfinite(out).all(), name
+        assert not torch.equal(out, wavs) or "Speed" in name, name
+
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])  # P = 3 speakers x K = 2
+
+    def run(seed: int) -> list[tuple[torch.Tensor, ...]]:
+        """Three batches through a fresh wav_augment (as a new run)."""
+        augment = _load_yaml("triplet", tiny_prepared, folder)["wav_augment"]
+        seed_everything(seed)
+        return [
+            (*augment(wavs, lens), augment.replicate_labels(labels))
+            for _ in range(3)
+        ]
+
+    folder = Path(triplet_hparams["augment_folder"])
+    first = run(3)
+    n = wavs.shape[1]
+    for out, out_lens, out_labels in first:
+        assert out.shape[0] == 12 and out_lens.shape == (12,)
+        assert torch.equal(out[:6, :n], wavs)  # the originals come first
+        assert torch.allclose(out_lens[:6] * out.shape[1], lens * n)
+        ratio = out_lens[6:] / lens  # each copy keeps its row's length
+        assert torch.allclose(ratio, ratio[0].expand(6))
+        assert (out[6:] != out[:6]).any()
+        assert out_labels.tolist() == labels.tolist() * 2
+    for a, b in zip(first, run(3), strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert any(
+        a.shape != b.shape or not torch.equal(a, b)
+        for (a, *_), (b, *_) in zip(first, run(4), strict=True)
+    )
+
+
+def test_triplet_batch_labels_follow_the_copies(triplet_hparams):
+    """A P x K batch: augmented training embeds 2 P K rows, each labelled
+    with its speaker; validation embeds the batch as it is."""
+    brain = TripletBrain(
+        modules=triplet_hparams["modules"],
+        hparams=triplet_hparams,
+        run_opts={"device": "cpu"},
+    )
+    torch.manual_seed(0)
+    batch = PaddedBatch(
+        [
+            {"id": f"u{i}", "sig": 0.1 * torch.randn(SR + 500 * i), "spk_id": s}
+            for i, s in enumerate(["b", "b", "a", "a", "c", "c"])
+        ]
+    )
+    brain.on_stage_start(sb.Stage.TRAIN)
+    emb = brain.compute_forward(batch, sb.Stage.TRAIN)
+    assert emb.shape == (12, 16)
+    labels = brain.augmented_labels(
+        torch.tensor([1, 1, 0, 0, 2, 2]), emb, sb.Stage.TRAIN
+    )
+    assert labels.tolist() == [1, 1, 0, 0, 2, 2] * 2
+    loss = brain.compute_objectives(emb, batch, sb.Stage.TRAIN)
+    assert torch.isfinite(loss) and brain.n_stats == 1
+    assert brain.compute_forward(batch, sb.Stage.VALID).shape == (6, 16)
+
+
+def test_augmentation_section_same_in_both_yamls():
+    def section(name: str) -> str:
+        text = (ROOT / "hparams" / f"{name}.yaml").read_text()
+        found = re.search(r"\n# Augmentation.*?\n# Features\n", text, re.S)
+        assert found, name
+        return found.group(0)
+
+    assert section("softmax") == section("triplet")
+    assert "\naugment: True" in section("softmax")  # on by default
+
+
+def test_softmax_epoch_with_augmentation(tiny_corpus, tiny_prepared, tmp_path):
+    out, folder = tmp_path / "out", tmp_path / "augment"
+    proc = run_script(
+        "train_softmax.py",
+        ROOT / "hparams" / "softmax.yaml",
+        "--data_folder", tiny_corpus,
+        "--prep_folder", tiny_prepared,
+        "--skip_prep", "True",
+        "--augment_folder", folder,
+        "--output_folder", out,
+        "--number_of_epochs", "1",
+        "--batch_size", "8",
+        "--sentence_len", "1.5",
+        *[f"--{key}={value}" for key, value in MODEL.items()],
+        "--num_workers", "0",
+        "--device", "cpu",
+        "--noprogressbar",
+        cwd=tmp_path,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "best validation accuracy" in proc.stdout
+    for csv in ("noise.csv", "babble.csv", "rirs.csv"):
+        assert (folder / csv).is_file()
+    log = (out / "train_log.txt").read_text()
+    loss = float(re.search(r"train loss: ([\d.e+-]+)", log)[1])
+    assert np.isfinite(loss) and loss > 0
+    assert "writing the augmentation files" in (out / "log.txt").read_text()
+    assert "\naugment: true " in (out / "hyperparams.yaml").read_text()
