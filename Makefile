@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_run
 
-.PHONY: install demo test lint bench clean-demo
+.PHONY: install demo test lint bench clean-demo bench-corpus
 
 $(STAMP): setup.py constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,3 +29,11 @@ lint: $(STAMP)
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
+
+# The speech-synthesizer benchmark corpus (4.9 h of audio, ~5 min on
+# two cores): installs espeak-ng, MBROLA, flite and festival voices
+# through apt (needs root or sudo), then builds the corpus.
+BENCH_CORPUS ?= bench_data/tts_corpus
+bench-corpus: $(STAMP)
+	bash bench/install_tts.sh
+	$(PY) bench/tts_corpus.py --out $(BENCH_CORPUS)
