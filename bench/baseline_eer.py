@@ -9,6 +9,13 @@ subtracts the mean over all test utterances and scores balanced trials
 (every same-speaker pair, and as many different-speaker pairs drawn with
 a seed) by cosine similarity.  Prints one JSON line with the EER.
 
+With ``--voices voices.json`` (the speaker table of a corpus made by
+``bench/tts_corpus.py``), the EER is also given for each kind of test
+speaker on its own (``by_test``: ``same`` for the held-out speakers of the
+training family, ``cross`` for the other synthesizer families, and
+``cross/<family>`` for each of those): the trials and the mean vector
+subtracted are then those of that kind's speakers only.
+
 The EER must not be 0: the corpus is meant to need a trained network
 (speaker cues under per-utterance channel colouring and noise), while the
 speakers stay distinguishable for this plain baseline.
@@ -16,6 +23,8 @@ speakers stay distinguishable for this plain baseline.
 Usage::
 
     python bench/baseline_eer.py [--corpus DIR] [--seed 0]
+    python bench/baseline_eer.py --corpus bench_data/tts_corpus \
+        --voices bench_data/tts_corpus/voices.json
 """
 
 from __future__ import annotations
@@ -91,6 +100,51 @@ def balanced_trials(
     return same, diff
 
 
+def trial_eer(
+    speakers: list[str], vecs: np.ndarray, seed: int = 1234
+) -> dict[str, float | int]:
+    """EER of balanced cosine trials over these utterances' vectors
+    (their mean subtracted first), with the trial counts."""
+    vecs = vecs - vecs.mean(0)
+    vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    same, diff = balanced_trials(speakers, seed=seed)
+
+    def scores(pairs: list[tuple[int, int]]) -> torch.Tensor:
+        idx = np.array(pairs)
+        return torch.from_numpy((vecs[idx[:, 0]] * vecs[idx[:, 1]]).sum(1))
+
+    eer, _ = EER(scores(same), scores(diff))
+    return {
+        "eer": round(float(eer), 4),
+        "n_speakers": len(set(speakers)),
+        "n_utterances": len(speakers),
+        "n_trials": len(same) + len(diff),
+        "n_target": len(same),
+    }
+
+
+def eer_by_test_kind(
+    speakers: list[str], vecs: np.ndarray, voices: dict[str, dict]
+) -> dict[str, dict[str, float | int]]:
+    """:func:`trial_eer` over the speakers of each test kind of
+    ``voices.json`` (``same``, ``cross``) and each cross family."""
+    groups: dict[str, list[int]] = {}
+    for i, spk in enumerate(speakers):
+        info = voices.get(spk, {})
+        kind = info.get("test")
+        if not kind:
+            continue
+        groups.setdefault(kind, []).append(i)
+        if kind == "cross":
+            groups.setdefault(f"cross/{info['family']}", []).append(i)
+    result = {}
+    for name, idx in sorted(groups.items()):
+        if len({speakers[i] for i in idx}) < 2:
+            continue
+        result[name] = trial_eer([speakers[i] for i in idx], vecs[idx])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", help="existing corpus (default: make one)")
@@ -101,7 +155,19 @@ def main() -> None:
         default=35.0,
         help="keep frames within this many dB of the loudest (0: all)",
     )
+    parser.add_argument(
+        "--voices",
+        help="voices.json of a bench/tts_corpus.py corpus: also give the "
+        "EER of each test kind (same / cross family) on its own",
+    )
     args = parser.parse_args()
+    voices = None
+    if args.voices:
+        try:
+            voices = json.loads(Path(args.voices).read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            msg = f"error: cannot read {args.voices}: {exc}"
+            raise SystemExit(msg) from None
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -116,26 +182,20 @@ def main() -> None:
         if not (corpus / "test" / "waves").is_dir():
             raise SystemExit(f"error: no test/waves folder in {corpus}")
         speakers, vecs = utterance_vectors(corpus / "test", args.vad_db)
-    vecs = vecs - vecs.mean(0)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    same, diff = balanced_trials(speakers, seed=1234)
-
-    def scores(pairs: list[tuple[int, int]]) -> torch.Tensor:
-        idx = np.array(pairs)
-        return torch.from_numpy((vecs[idx[:, 0]] * vecs[idx[:, 1]]).sum(1))
-
-    eer, _ = EER(scores(same), scores(diff))
+    overall = trial_eer(speakers, vecs)
     result = {
         "corpus": "generated" if args.corpus is None else str(args.corpus),
         "seed": args.seed,
-        "n_speakers": len(set(speakers)),
-        "n_utterances": len(speakers),
-        "n_trials": len(same) + len(diff),
-        "n_target": len(same),
+        "n_speakers": overall["n_speakers"],
+        "n_utterances": overall["n_utterances"],
+        "n_trials": overall["n_trials"],
+        "n_target": overall["n_target"],
         "features": f"mean MFCC c1-c19 @ {SAMPLE_RATE} Hz, vad {args.vad_db}",
-        "eer": round(float(eer), 4),
+        "eer": overall["eer"],
         "generate_s": round(gen_s, 1) if args.corpus is None else None,
     }
+    if voices is not None:
+        result["by_test"] = eer_by_test_kind(speakers, vecs, voices)
     print(json.dumps(result))
 
 
