@@ -39,13 +39,23 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 . /etc/os-release
+if [ "${ID:-}" != debian ] && [ -z "${DEBIAN_MIRROR:-}" ]; then
+    echo "error: not Debian (${ID:-unknown}): install espeak-ng, mbrola," \
+        "mbrola-<voice>, flite and festival(-voices) yourself" >&2
+    exit 1
+fi
 CODENAME=${VERSION_CODENAME:-bookworm}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 DIR=${TTS_APT_DIR:-/var/tmp/deep_speaker_tts_apt}
 $SUDO mkdir -p "$DIR/lists/partial"
-echo "deb [signed-by=$KEYRING] $MIRROR $CODENAME main contrib non-free" |
-    $SUDO tee "$DIR/sources.list" >/dev/null
+COMPONENTS="main contrib non-free"
+{
+    echo "deb [signed-by=$KEYRING] $MIRROR $CODENAME $COMPONENTS"
+    echo "deb [signed-by=$KEYRING] $MIRROR $CODENAME-updates $COMPONENTS"
+    echo "deb [signed-by=$KEYRING] ${MIRROR}-security" \
+        "$CODENAME-security $COMPONENTS"
+} | $SUDO tee "$DIR/sources.list" >/dev/null
 APT=(-o "Dir::Etc::sourcelist=$DIR/sources.list"
     -o "Dir::Etc::sourceparts=-"
     -o "Dir::State::Lists=$DIR/lists")
