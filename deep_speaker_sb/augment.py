@@ -47,6 +47,7 @@ from torch import Tensor
 from deep_speaker_sb.dataio import read_manifest, speaker_utterances, utterances
 from deep_speaker_sb.errors import ConfigError, DataError
 from deep_speaker_sb.utils import (
+    OPTIONS_FILE,
     Pathlike,
     atomic_write,
     outputs_up_to_date,
@@ -519,6 +520,9 @@ def prepare_augmentation(
         return files
 
     logger.info("writing the augmentation files into %s", folder)
+    # No options file while the files change: an interrupted run that
+    # rewrote some of them is never taken for a finished one.
+    (folder / OPTIONS_FILE).unlink(missing_ok=True)
     keep = set(outputs)
     for sub in ("noise", "babble", "rirs"):  # files of other options
         for old in (folder / sub).glob("*.wav"):

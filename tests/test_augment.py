@@ -108,6 +108,29 @@ def test_files_written_once_then_reused(tiny_prepared, tmp_path):
     assert after["rirs.csv"] != before["rirs.csv"]
 
 
+def test_interrupted_rewrite_is_redone(tiny_prepared, tmp_path, monkeypatch):
+    """Options A done, B interrupted half-way, A again: rewritten, since
+    the half-written files are not A's any more."""
+    import deep_speaker_sb.augment as augment
+
+    folder, csv = tmp_path / "augment", tiny_prepared / "train.csv"
+    prepare_augmentation(folder, csv, seed=1, **SMALL)
+    noise = (folder / "noise" / "white_00.wav").read_bytes()
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(augment, "simulate_rir", fail)
+        with pytest.raises(KeyboardInterrupt):
+            prepare_augmentation(folder, csv, seed=2, **SMALL)
+    assert (folder / "noise" / "white_00.wav").read_bytes() != noise
+    assert not list(folder.rglob("*.tmp"))  # no partial file left
+    prepare_augmentation(folder, csv, seed=1, **SMALL)
+    assert (folder / "noise" / "white_00.wav").read_bytes() == noise
+    assert (folder / "options.json").is_file()
+
+
 def test_files_deterministic_under_seed(tiny_prepared, tmp_path):
     def wav_bytes(folder: Path, seed: int) -> dict[str, bytes]:
         prepare_augmentation(
