@@ -28,12 +28,15 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from speechbrain.nnet.losses import AdditiveAngularMargin
 
 from deep_speaker_sb.errors import ConfigError
 from deep_speaker_sb.scoring import cosine_matrix, cosine_similarity
 
 #: The mining strategies understood by :func:`mine_triplets`.
 MINING_STRATEGIES = ("random", "semihard", "hardest")
+#: Pre-training losses of :class:`SpeakerSoftmaxLoss`.
+PRETRAIN_LOSSES = ("softmax", "aam")
 
 
 class TripletStats(NamedTuple):
@@ -271,3 +274,70 @@ class TripletLoss(torch.nn.Module):
     def extra_repr(self) -> str:
         """Shown by ``print(module)``."""
         return f"margin={self.margin}, mining={self.mining!r}"
+
+
+class SpeakerSoftmaxLoss(torch.nn.Module):
+    """Speaker classification loss on cosines: scaled softmax or AAM.
+
+    ``"softmax"``: cross-entropy of ``scale * cos`` (NormFace, the scaled
+    cosine softmax).  ``"aam"``: additive angular margin (ArcFace):
+    the target class's cosine becomes ``cos(theta + margin)`` before the
+    scaling (SpeechBrain's ``AdditiveAngularMargin``), which pulls each
+    speaker's embeddings closer together than the plain softmax does.
+
+    Arguments
+    ---------
+    loss : str
+        ``"softmax"`` or ``"aam"``.
+    margin : float
+        The angular margin of ``"aam"`` (radians).
+    scale : float
+        The logit scale (inverse temperature).
+
+    Example
+    -------
+    >>> cosines = torch.tensor([[0.8, 0.1], [0.2, 0.6]])
+    >>> targets = torch.tensor([[0], [1]])
+    >>> plain = SpeakerSoftmaxLoss("softmax", scale=10.0)(cosines, targets)
+    >>> aam = SpeakerSoftmaxLoss("aam", margin=0.2, scale=10.0)(
+    ...     cosines, targets)
+    >>> bool(aam > plain)  # the margin makes the same cosines cost more
+    True
+    >>> want = torch.nn.functional.cross_entropy(10.0 * cosines,
+    ...                                          targets[:, 0])
+    >>> bool(torch.isclose(plain, want))
+    True
+    """
+
+    def __init__(
+        self, loss: str = "softmax", margin: float = 0.2, scale: float = 16.0
+    ) -> None:
+        super().__init__()
+        if loss not in PRETRAIN_LOSSES:
+            raise ConfigError(
+                f"pretrain_loss must be one of {', '.join(PRETRAIN_LOSSES)}, "
+                f"got {loss!r}"
+            )
+        if margin < 0 or scale <= 0:
+            raise ConfigError(
+                f"the margin must be >= 0 and the scale > 0, got {margin}, "
+                f"{scale}"
+            )
+        self.loss = loss
+        self.scale = float(scale)
+        self.aam = (
+            AdditiveAngularMargin(margin=margin, scale=scale)
+            if loss == "aam"
+            else None
+        )
+
+    def forward(self, cosines: torch.Tensor, targets: torch.Tensor):
+        """``cosines`` ``[B, n_classes]``, ``targets`` ``[B, 1]`` (class
+        indices) -> the mean loss."""
+        targets = targets.reshape(-1).long()
+        if self.aam is None:
+            logits = self.scale * cosines.float()
+        else:
+            one_hot = torch.nn.functional.one_hot(targets, cosines.shape[1])
+            logits = self.aam(cosines, one_hot.float())
+        return torch.nn.functional.cross_entropy(logits, targets)

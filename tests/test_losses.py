@@ -162,3 +162,25 @@ def test_unknown_strategy_and_module():
     ) / len(triplets)
     assert stats.loss.item() == pytest.approx(want, abs=1e-6)
     assert emb.grad is not None and emb.grad.abs().sum() > 0
+
+
+def test_speaker_softmax_loss_aam_by_hand():
+    from deep_speaker_sb.errors import ConfigError
+    from deep_speaker_sb.losses import SpeakerSoftmaxLoss
+
+    cosines = torch.tensor([[0.5, 0.0, -0.5]])
+    target = torch.tensor([[0]])
+    # aam: the target's angle 60 degrees grows by the margin (0.3 rad)
+    theta = math.acos(0.5) + 0.3
+    logits = 8.0 * torch.tensor([[math.cos(theta), 0.0, -0.5]])
+    want = torch.nn.functional.cross_entropy(logits, target[0])
+    got = SpeakerSoftmaxLoss("aam", margin=0.3, scale=8.0)(cosines, target)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    # with no margin, aam is the scaled cosine softmax
+    plain = SpeakerSoftmaxLoss("softmax", scale=8.0)(cosines, target)
+    no_margin = SpeakerSoftmaxLoss("aam", margin=0.0, scale=8.0)
+    assert no_margin(cosines, target).item() == pytest.approx(
+        plain.item(), rel=1e-5
+    )
+    with pytest.raises(ConfigError, match="softmax, aam"):
+        SpeakerSoftmaxLoss("arcface")

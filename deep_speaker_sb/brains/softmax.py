@@ -1,12 +1,13 @@
 """Softmax pre-training of the ResCNN: speaker classification.
 
 The embedding model learns to classify the training speakers from random
-``sentence_len``-second crops; a scaled cosine softmax
-(:class:`SpeakerClassifier`) on top of the L2-normalized embedding is
-trained with NLL loss.  Validation runs on the whole segments of
-``valid.csv`` (held-out utterances of the same speakers) and reports the
-speaker accuracy; the checkpoint with the best accuracy is kept (along
-with the most recent one, for resuming).
+``sentence_len``-second crops: a cosine classifier
+(:class:`SpeakerClassifier`) on top of the L2-normalized embedding,
+trained with a scaled cosine softmax or additive angular margin loss
+(:class:`deep_speaker_sb.losses.SpeakerSoftmaxLoss`).  Validation runs on
+the whole segments of ``valid.csv`` (held-out utterances of the same
+speakers) and reports the speaker accuracy; the checkpoint with the best
+accuracy is kept (along with the most recent one, for resuming).
 
 Authors
  * deep-speaker-sb contributors
@@ -35,12 +36,13 @@ from deep_speaker_sb.errors import DataError
 
 
 class SpeakerClassifier(torch.nn.Module):
-    """Scaled cosine softmax over the training speakers.
+    """Cosine classifier over the training speakers.
 
-    The embeddings are L2-normalized, so a plain linear layer would start
-    with tiny logits and learn slowly; the logits are instead ``scale``
-    times the cosine between the (dropped-out) embedding and each
-    speaker's weight vector (NormFace), followed by log-softmax.
+    Gives the cosine between the (dropped-out) embedding and each
+    speaker's weight vector; the loss
+    (:class:`deep_speaker_sb.losses.SpeakerSoftmaxLoss`) scales them,
+    with or without an angular margin.  A plain linear layer on the
+    L2-normalized embedding would start with tiny logits and learn slowly.
 
     Arguments
     ---------
@@ -50,35 +52,26 @@ class SpeakerClassifier(torch.nn.Module):
         Number of training speakers.
     dropout : float
         Dropout probability on the embedding.
-    scale : float
-        Logit scale (inverse temperature).
 
     Example
     -------
     >>> clf = SpeakerClassifier(32, n_speakers=5)
-    >>> log_probs = clf(torch.rand(2, 32))
-    >>> log_probs.shape, bool(log_probs.exp().sum(-1).allclose(torch.ones(2)))
+    >>> cosines = clf(torch.rand(2, 32))
+    >>> cosines.shape, bool(cosines.abs().max() <= 1)
     (torch.Size([2, 5]), True)
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        n_speakers: int,
-        dropout: float = 0.0,
-        scale: float = 16.0,
-    ):
+    def __init__(self, input_size: int, n_speakers: int, dropout: float = 0.0):
         super().__init__()
         self.dropout = torch.nn.Dropout(dropout)
         self.weight = torch.nn.Parameter(torch.empty(n_speakers, input_size))
         torch.nn.init.xavier_uniform_(self.weight)
-        self.scale = scale
 
     def forward(self, embeddings: Tensor) -> Tensor:
-        """``[batch, input_size]`` -> log-probabilities ``[batch, n_spk]``."""
+        """``[batch, input_size]`` -> cosines ``[batch, n_speakers]``."""
         x = torch.nn.functional.normalize(self.dropout(embeddings), dim=-1)
         w = torch.nn.functional.normalize(self.weight, dim=-1)
-        return torch.log_softmax(self.scale * x @ w.t(), dim=-1)
+        return x @ w.t()
 
 
 class SoftmaxBrain(EmbeddingBrain):
@@ -90,19 +83,20 @@ class SoftmaxBrain(EmbeddingBrain):
     """
 
     def compute_forward(self, batch: Any, stage: sb.Stage) -> Tensor:
-        """Returns the log-probabilities of the speakers ``[B, n_spk]``."""
+        """Returns the cosines with the speakers ``[B, n_spk]``."""
         return self.modules.classifier(super().compute_forward(batch, stage))
 
     def compute_objectives(
         self, predictions: Tensor, batch: Any, stage: sb.Stage
     ) -> Tensor:
-        """NLL loss; counts correct classifications outside training."""
-        log_probs = predictions
-        spk = batch.spk_id_encoded.data.to(log_probs.device)  # [B, 1]
-        spk = self.augmented_labels(spk, log_probs, stage)
-        loss = self.hparams.compute_cost(log_probs.unsqueeze(1), spk)
+        """Softmax (or AAM) loss; counts correct classifications outside
+        training."""
+        cosines = predictions
+        spk = batch.spk_id_encoded.data.to(cosines.device)  # [B, 1]
+        spk = self.augmented_labels(spk, cosines, stage)
+        loss = self.hparams.compute_cost(cosines, spk)
         if stage != sb.Stage.TRAIN:
-            self.n_correct += int((log_probs.argmax(-1) == spk[:, 0]).sum())
+            self.n_correct += int((cosines.argmax(-1) == spk[:, 0]).sum())
             self.n_total += len(spk)
         return loss
 
