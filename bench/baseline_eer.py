@@ -58,10 +58,10 @@ def frame_db(wav: np.ndarray, n_frames: int, hop: int = 80) -> np.ndarray:
     return db - db.max()
 
 
-def utterance_vectors(
-    test_folder: Path, vad_db: float = 35.0
-) -> tuple[list[str], np.ndarray]:
-    """Speaker of each test utterance and its mean MFCC vector."""
+def mean_mfcc_vectors(
+    paths: list[Path], vad_db: float = 35.0
+) -> np.ndarray:
+    """The mean MFCC vector (c1-c19, 8 kHz, voiced frames) of each file."""
     mfcc = MFCC(
         deltas=False,
         context=False,
@@ -70,9 +70,9 @@ def utterance_vectors(
         n_mels=40,
         n_mfcc=20,
     )
-    speakers, vectors = [], []
+    vectors = []
     resamplers: dict[int, Resample] = {}
-    for path in sorted(test_folder.glob("waves/*/*.wav")):
+    for path in paths:
         wav, sr = sf.read(path, dtype="float32", always_2d=False)
         x = torch.from_numpy(wav).unsqueeze(0)
         if sr != SAMPLE_RATE:
@@ -84,9 +84,17 @@ def utterance_vectors(
         keep = frame_db(x[0].numpy(), len(feats)) > -vad_db
         if vad_db <= 0:
             keep[:] = True
-        speakers.append(path.stem.rsplit("_", 1)[0])
         vectors.append(feats[keep, 1:].mean(0).numpy())
-    return speakers, np.stack(vectors)
+    return np.stack(vectors)
+
+
+def utterance_vectors(
+    test_folder: Path, vad_db: float = 35.0
+) -> tuple[list[str], np.ndarray]:
+    """Speaker of each test utterance and its mean MFCC vector."""
+    paths = sorted(test_folder.glob("waves/*/*.wav"))
+    speakers = [path.stem.rsplit("_", 1)[0] for path in paths]
+    return speakers, mean_mfcc_vectors(paths, vad_db)
 
 
 def balanced_trials(

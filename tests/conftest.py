@@ -34,6 +34,8 @@ def load_script(name: str) -> ModuleType:
     path = ROOT / name
     spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    # registered first, as an import would: dataclasses look it up
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
