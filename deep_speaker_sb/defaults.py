@@ -1,8 +1,8 @@
 """Default folders of the recipe, in one place.
 
-The YAML files take them with ``!name:deep_speaker_sb.defaults.<NAME>``
-and the command-line scripts and error messages from here, so that a
-changed default changes everywhere.
+The command-line scripts and error messages take them from here; the
+YAML files spell the same values (``results_root``, ``prep_folder``) and a
+test keeps them equal, so that a changed default changes everywhere.
 
 Example
 -------

@@ -327,3 +327,27 @@ def test_export_takes_lowest_eer_not_last(tmp_path):
     card = (folder / "model_card.md").read_text()
     assert "best: epoch 2" in card
     assert "| validation EER | 3.00% |" in card  # EER is a fraction
+
+
+@pytest.mark.parametrize("stage", ["softmax", "triplet"])
+def test_yaml_default_folders_are_the_defaults_module(stage):
+    """The YAMLs, as a user runs them with no folder given, write where
+    deep_speaker_sb.defaults says (verify.py looks there)."""
+    from deep_speaker_sb import defaults
+
+    overrides = {"data_folder": "/corpus"} if stage == "softmax" else {}
+    with open(ROOT / "hparams" / f"{stage}.yaml", encoding="utf-8") as f:
+        hp = load_hyperpyyaml(f, overrides)
+    assert hp["prep_folder"] == defaults.PREP_FOLDER
+    assert hp["train_annotation"] == f"{defaults.PREP_FOLDER}/train.csv"
+    seed = hp["seed"]
+    results = f"{defaults.RESULTS_ROOT}/{stage}/{seed}"
+    assert hp["output_folder"] == results
+    if stage == "triplet":
+        assert results.startswith(defaults.TRIPLET_RESULTS)
+        assert hp["pretrained_folder"] == (
+            f"{results}/{defaults.PRETRAINED_DIR}"
+        )
+        assert hp["softmax_ckpt_folder"] == (
+            f"{defaults.RESULTS_ROOT}/softmax/{seed}/save"
+        )
