@@ -226,6 +226,52 @@ def _mine_semihard(
     return a_idx, p_idx, n_idx
 
 
+def collapse_warning(
+    sap: float, san: float, loss: float, margin: float, near: float = 0.95
+) -> str | None:
+    """Says when a triplet epoch's statistics show collapsed embeddings.
+
+    Collapse (every embedding alike, the failure most reported by users of
+    the original implementation) shows as SAP and SAN both near 1, or as
+    a mean loss stuck at the margin (SAN = SAP for every triplet).
+
+    Arguments
+    ---------
+    sap, san : float
+        The epoch's mean anchor-positive and anchor-negative cosines.
+    loss : float
+        The epoch's mean triplet loss.
+    margin : float
+        The triplet margin.
+    near : float
+        SAP and SAN above it count as "near 1".
+
+    Returns
+    -------
+    str or None
+        The warning, or None when the epoch looks healthy.
+
+    Example
+    -------
+    >>> collapse_warning(0.9, 0.2, 0.01, 0.1) is None
+    True
+    >>> collapse_warning(0.99, 0.98, 0.09, 0.1)[:31]
+    'the embeddings collapsed: SAP 0'
+    >>> collapse_warning(0.5, 0.5, 0.1, 0.1)[:31]
+    'the embeddings collapsed: loss '
+    """
+    if sap > near and san > near:
+        why = f"SAP {sap:.3f} and SAN {san:.3f} are both near 1"
+    elif margin > 0 and abs(loss - margin) <= 0.02 * margin:
+        why = f"loss {loss:.4f} stuck at the margin {margin:g}"
+    else:
+        return None
+    return (
+        f"the embeddings collapsed: {why}; lower the lr, use mining: "
+        "semihard or random, or start from a better softmax checkpoint"
+    )
+
+
 class TripletLoss(torch.nn.Module):
     """Mines triplets in a batch and applies :func:`triplet_loss`.
 

@@ -40,6 +40,7 @@ from deep_speaker_sb.dataio import (
     utterances,
 )
 from deep_speaker_sb.errors import DataError
+from deep_speaker_sb.losses import collapse_warning
 from deep_speaker_sb.scoring import compute_eer, score_trials
 from deep_speaker_sb.utils import Pathlike
 
@@ -111,6 +112,14 @@ class TripletBrain(EmbeddingBrain):
                 "SAP": round(self.sap_sum / n, 4),
                 "SAN": round(self.san_sum / n, 4),
             }
+            warning = collapse_warning(
+                self.sap_sum / n,
+                self.san_sum / n,
+                stage_loss,
+                self.hparams.compute_cost.margin,
+            )
+            if warning and self.n_stats:
+                logger.warning("epoch %s: %s", epoch, warning)
             return
         eer, threshold = self._validation_eer()
         stats = {"EER": round(eer, 6), "threshold": round(threshold, 6)}
