@@ -233,7 +233,9 @@ def collapse_warning(
 
     Collapse (every embedding alike, the failure most reported by users of
     the original implementation) shows as SAP and SAN both near 1, or as
-    a mean loss stuck at the margin (SAN = SAP for every triplet).
+    a mean loss stuck near the margin (SAN about SAP for the mined
+    triplets: batch-hard mining on the benchmark corpus went there, with
+    SAP 0.94, SAN 0.92 and a loss of 0.185 at margin 0.2).
 
     Arguments
     ---------
@@ -257,13 +259,13 @@ def collapse_warning(
     True
     >>> collapse_warning(0.99, 0.98, 0.09, 0.1)[:31]
     'the embeddings collapsed: SAP 0'
-    >>> collapse_warning(0.5, 0.5, 0.1, 0.1)[:31]
+    >>> collapse_warning(0.946, 0.925, 0.185, 0.2)[:31]
     'the embeddings collapsed: loss '
     """
     if sap > near and san > near:
         why = f"SAP {sap:.3f} and SAN {san:.3f} are both near 1"
-    elif margin > 0 and abs(loss - margin) <= 0.02 * margin:
-        why = f"loss {loss:.4f} stuck at the margin {margin:g}"
+    elif margin > 0 and loss >= 0.9 * margin:
+        why = f"loss {loss:.4f} stuck near the margin {margin:g}"
     else:
         return None
     return (
