@@ -9,35 +9,19 @@ fresh CI machine): ``sudo bash bench/install_tts.sh`` installs them.
 from __future__ import annotations
 
 import doctest
-import importlib.util
 import json
 import os
 import shutil
-import sys
 from collections import Counter
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import load_script, run_script
 
-
-def _load_tts_corpus() -> ModuleType:
-    """bench/tts_corpus.py as module ``tts_corpus`` (registered in
-    ``sys.modules``, which its dataclasses need)."""
-    spec = importlib.util.spec_from_file_location(
-        "tts_corpus", ROOT / "bench" / "tts_corpus.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["tts_corpus"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-tts = _load_tts_corpus()
+tts = load_script("bench/tts_corpus.py")
 
 SR = 16000
 
