@@ -18,10 +18,12 @@ Variants (``--variants``, default all):
 
 - ``mfcc``: the plain baseline, mean MFCC + cosine (no training);
 - ``base``: the CPU-budget recipe; reported twice, as ``softmax`` (the
-  softmax-only embeddings, ``pretrained_init/``) and ``softmax+triplet``;
+  softmax-only embeddings, ``pretrained_init/``) and ``softmax+triplet``
+  (every other variant too, as ``<variant>, softmax`` and so on);
 - ``augment``: ``base`` with on-the-fly augmentation in both stages;
 - ``aam``: ``base`` with additive angular margin pre-training;
-- ``stats``: ``base`` with mean + standard deviation pooling.
+- ``stats``: ``base`` with mean + standard deviation pooling;
+- ``all``: ``base`` with the three (augment, aam, stats).
 
 Every run lives in ``<out>/<variant>/`` and is resumed, not redone, when
 the command is run again.
@@ -75,13 +77,16 @@ TRIPLET = [
 COMMON = ["--num_workers", "0", "--device", "cpu", "--noprogressbar"]
 
 #: Variant -> (extra options of both stages, extra softmax-only options).
-#: Each differs from ``base`` in one thing.
+#: Each differs from ``base`` in one thing, but ``all``.
 NO_AUGMENT = ["--augment", "False"]
+AAM = ["--pretrain_loss", "aam"]
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "base": (NO_AUGMENT, []),
     "augment": (["--augment", "True"], []),
-    "aam": (NO_AUGMENT, ["--pretrain_loss", "aam"]),
+    "aam": (NO_AUGMENT, AAM),
     "stats": ([*NO_AUGMENT, "--pooling", "stats"], []),
+    # the three together
+    "all": (["--augment", "True", "--pooling", "stats"], AAM),
 }
 
 
@@ -197,8 +202,6 @@ def run_variant(
     exports = [("softmax", "pretrained_init", softmax_min)]
     exports.append(("softmax+triplet", "pretrained", softmax_min + triplet_min))
     for name, export, minutes in exports:
-        if variant != "base" and name == "softmax":
-            continue
         verify_out = folder / f"verify_{export}"
         if not (verify_out / "scores.txt").is_file():
             _run(
@@ -210,7 +213,7 @@ def run_variant(
                 ],
                 folder / "verify.log",
             )  # fmt: skip
-        label = name if variant == "base" else variant
+        label = name if variant == "base" else f"{variant}, {name}"
         trials, scores = _read_scores(verify_out / "scores.txt")
         rows.append(_report(label, trials, scores, minutes, utt2family))
     return rows
