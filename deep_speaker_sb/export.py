@@ -454,12 +454,16 @@ def read_threshold(folder: Pathlike) -> float:
     """The decision threshold stored in ``<folder>/threshold.json``."""
     path = Path(folder) / THRESHOLD_FILE
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))["threshold"]
-        return float(value)
+        value = float(json.loads(path.read_text(encoding="utf-8"))["threshold"])
     except FileNotFoundError:
         raise MissingFileError(f"{path} missing; {HOW_TO_EXPORT}") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path} is not a valid threshold file: {exc}") from exc
+    if not (math.isfinite(value) and -1.0 <= value <= 1.0):
+        raise DataError(
+            f"{path}: the threshold must be a cosine in [-1, 1], got {value}"
+        )
+    return value
 
 
 def latest_export(results: Pathlike = TRIPLET_RESULTS) -> Path:

@@ -74,7 +74,98 @@ def read_audio(path: Pathlike) -> tuple[torch.Tensor, int]:
         raise DataError(f"cannot read audio file {path}: {msg}") from None
     if data.shape[0] == 0:
         raise DataError(f"audio file {path} holds no samples")
-    return torch.from_numpy(data), int(sr)
+    signal = torch.from_numpy(data)
+    if not torch.isfinite(signal).all():
+        raise DataError(f"audio file {path} holds NaN or infinite samples")
+    return signal, int(sr)
+
+
+#: Full scale of integer PCM, by dtype, for :func:`check_waveforms`.
+_PCM_SCALE = {
+    torch.int16: 32768.0,
+    torch.int32: 2147483648.0,
+    torch.int8: 128.0,
+}
+
+
+def check_waveforms(
+    wavs: torch.Tensor | Sequence, wav_lens: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Checks and normalizes the input of :meth:`DeepSpeaker.encode_batch`.
+
+    Float audio is taken as it is; integer PCM (int8, int16, int32, and
+    uint8 centred on 128) is divided by its full scale; a numpy array is
+    converted.  ``[time]`` becomes ``[1, time]`` and a mono channel axis
+    ``[batch, 1, time]`` is dropped.
+
+    Arguments
+    ---------
+    wavs : torch.Tensor or numpy.ndarray
+        ``[batch, time]``, ``[time]`` or ``[batch, 1, time]`` audio.
+    wav_lens : torch.Tensor, optional
+        ``[batch]`` relative lengths in ``(0, 1]`` (default: all 1).
+
+    Returns
+    -------
+    (wavs, wav_lens)
+        float32 ``[batch, time]`` and ``[batch]``.
+
+    Raises
+    ------
+    DataError
+        For any other shape or type, empty audio, NaN or infinite samples,
+        or lengths outside ``(0, 1]``.
+
+    Example
+    -------
+    >>> wavs, lens = check_waveforms(torch.tensor([0, 16384, -32768],
+    ...                                           dtype=torch.int16))
+    >>> wavs.tolist(), lens.tolist()
+    ([[0.0, 0.5, -1.0]], [1.0])
+    >>> check_waveforms(torch.rand(2, 100), torch.tensor([1.0, 0.0]))
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.DataError: relative lengths must lie in (0, 1]...
+    """
+    if not torch.is_tensor(wavs):
+        try:
+            wavs = torch.as_tensor(wavs)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise DataError(f"audio must be a tensor or array: {exc}") from None
+    if wavs.dtype == torch.uint8:
+        wavs = (wavs.float() - 128.0) / 128.0
+    elif wavs.dtype in _PCM_SCALE:
+        wavs = wavs.float() / _PCM_SCALE[wavs.dtype]
+    elif not wavs.is_floating_point():
+        raise DataError(
+            f"audio must be float (or integer PCM), got {wavs.dtype}"
+        )
+    if wavs.dim() == 1:
+        wavs = wavs.unsqueeze(0)
+    elif wavs.dim() == 3 and wavs.shape[1] == 1:
+        wavs = wavs[:, 0]
+    if wavs.dim() != 2:
+        raise DataError(
+            "audio must be mono [batch, time] (or [time], [batch, 1, time]), "
+            f"got shape {tuple(wavs.shape)}"
+        )
+    if wavs.shape[0] == 0 or wavs.shape[1] == 0:
+        raise DataError(f"audio is empty: shape {tuple(wavs.shape)}")
+    if not torch.isfinite(wavs).all():
+        raise DataError("audio holds NaN or infinite samples")
+    if wav_lens is None:
+        wav_lens = torch.ones(wavs.shape[0])
+    wav_lens = torch.as_tensor(wav_lens, dtype=torch.float32).flatten()
+    if wav_lens.shape[0] != wavs.shape[0]:
+        raise DataError(
+            f"{wav_lens.shape[0]} relative lengths for {wavs.shape[0]} "
+            "waveforms"
+        )
+    if not bool(((wav_lens > 0) & (wav_lens <= 1)).all()):
+        raise DataError(
+            f"relative lengths must lie in (0, 1], got {wav_lens.tolist()}"
+        )
+    return wavs.float(), wav_lens
 
 
 def audio_duration(path: Pathlike) -> float:
@@ -187,8 +278,9 @@ class DeepSpeaker(Pretrained):
         Arguments
         ---------
         wavs : torch.Tensor
-            ``[batch, time]`` (or ``[time]``) mono audio at
-            :attr:`sample_rate`, padded at the end.
+            ``[batch, time]`` (or ``[time]``, ``[batch, 1, time]``) mono
+            audio at :attr:`sample_rate`, padded at the end: float, or
+            integer PCM divided by its full scale (:func:`check_waveforms`).
         wav_lens : torch.Tensor, optional
             ``[batch]`` relative lengths in ``(0, 1]``; padding does not
             change an embedding (up to the last feature frame).
@@ -197,11 +289,14 @@ class DeepSpeaker(Pretrained):
         -------
         torch.Tensor
             ``[batch, emb_dim]`` L2-normalized embeddings.
+
+        Raises
+        ------
+        DataError
+            For empty or non-finite audio, another shape or type, or
+            lengths outside ``(0, 1]``.
         """
-        if wavs.dim() == 1:
-            wavs = wavs.unsqueeze(0)
-        if wav_lens is None:
-            wav_lens = torch.ones(wavs.shape[0])
+        wavs, wav_lens = check_waveforms(wavs, wav_lens)
         wavs = wavs.to(self.device, torch.float32)
         wav_lens = wav_lens.to(self.device, torch.float32)
         with torch.no_grad():

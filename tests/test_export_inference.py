@@ -265,6 +265,56 @@ def test_incomplete_folder_and_bad_audio(exported, loaded, wavs, tmp_path):
         loaded.encode_files([wavs["u0"]], batch_size=0)
 
 
+def test_non_finite_audio_and_threshold_are_refused(
+    exported, loaded, wavs, tmp_path
+):
+    # a float WAV holding NaN or Inf gave an all-NaN embedding before
+    for bad in (np.nan, np.inf):
+        x = _speech_like(SR, 1.0, seed=3)
+        x[100] = bad
+        path = tmp_path / f"bad_{bad}.wav"
+        sf.write(path, x, SR, subtype="FLOAT")
+        with pytest.raises(DataError, match=f"{path.name}.*NaN or infinite"):
+            loaded.encode_file(path)
+    x = torch.from_numpy(_speech_like(SR, 1.0, seed=3))
+    x[5] = float("nan")
+    with pytest.raises(DataError, match="NaN or infinite"):
+        loaded.encode_batch(x)
+    # threshold.json holding NaN (or a value no cosine can reach)
+    folder, _ = exported
+    for value in ("NaN", "2.5"):
+        copy = tmp_path / f"threshold_{value}"
+        shutil.copytree(folder, copy)
+        (copy / "threshold.json").write_text(f'{{"threshold": {value}}}')
+        with pytest.raises(DataError, match="threshold must be a cosine"):
+            export_mod.read_threshold(copy)
+
+
+def test_encode_batch_checks_its_input(loaded):
+    x = _speech_like(SR, 1.0, seed=4)
+    want = loaded.encode_batch(torch.from_numpy(x))
+    # integer PCM is divided by its full scale (it was taken as is before)
+    pcm = torch.from_numpy(np.round(x * 32768).astype(np.int16))
+    assert torch.allclose(loaded.encode_batch(pcm), want, atol=1e-3)
+    # a numpy array and a [B, 1, T] mono channel axis are accepted
+    assert torch.allclose(loaded.encode_batch(x), want, atol=1e-6)
+    three_d = torch.from_numpy(x)[None, None]
+    assert torch.allclose(loaded.encode_batch(three_d), want, atol=1e-6)
+    bad_inputs = [
+        (torch.zeros(1, 0), None, "empty"),
+        (torch.zeros(0, 800), None, "empty"),
+        (torch.rand(2, 2, 800), None, "mono"),
+        (torch.rand(2, 800), torch.tensor([1.0, 0.0]), r"\(0, 1\]"),
+        (torch.rand(2, 800), torch.tensor([1.0, -0.5]), r"\(0, 1\]"),
+        (torch.rand(2, 800), torch.tensor([1.0, float("nan")]), r"\(0, 1\]"),
+        (torch.rand(2, 800), torch.tensor([1.0]), "2 waveforms"),
+        (torch.zeros(1, 800, dtype=torch.bool), None, "float"),
+    ]
+    for wavs, lens, match in bad_inputs:
+        with pytest.raises(DataError, match=match):
+            loaded.encode_batch(wavs, lens)
+
+
 # ------------------------------------------------------------- scoring
 
 

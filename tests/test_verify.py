@@ -480,7 +480,13 @@ def test_bad_inputs_give_one_error_line(
     empty = tmp_path / "empty_trials.txt"
     empty.write_text("\n")
     sf.write(tmp_path / "ok.wav", np.zeros(800, "float32"), 8000)
+    nan_wav = tmp_path / "nan.wav"
+    sf.write(nan_wav, np.full(800, np.nan, "float32"), 8000, subtype="FLOAT")
     cases = {
+        "non-finite wav": (  # printed "cosine nan ... unknown", exit 0
+            model + ["--wav", str(nan_wav), "--enrol", csv_path],
+            ["nan.wav", "NaN or infinite"],
+        ),
         "unknown speaker": (
             model + ["--csv", csv_path, "--spk", "VIVOSDEV01,NOPE"],
             ["NOPE", "VIVOSDEV01"],
