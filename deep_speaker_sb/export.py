@@ -54,6 +54,10 @@ EMBEDDING_CKPT = "embedding_model.ckpt"
 NORM_CKPT = "mean_var_norm.ckpt"
 THRESHOLD_FILE = "threshold.json"
 CARD_FILE = "model_card.md"
+#: The model as plain data (no code runs when it is read): see
+#: :func:`deep_speaker_sb.inference.load_without_yaml`.
+CONFIG_FILE = "config.json"
+CONFIG_FORMAT = 1
 
 #: Every file an export folder must hold.
 REQUIRED_FILES = (
@@ -344,8 +348,8 @@ def export_pretrained(
     ... )
     >>> sorted(p.name for p in folder.iterdir())
     ... # doctest: +NORMALIZE_WHITESPACE
-    ['embedding_model.ckpt', 'hyperparams.yaml', 'mean_var_norm.ckpt',
-     'model_card.md', 'threshold.json']
+    ['config.json', 'embedding_model.ckpt', 'hyperparams.yaml',
+     'mean_var_norm.ckpt', 'model_card.md', 'threshold.json']
     >>> read_threshold(folder)
     0.5
     """
@@ -373,6 +377,15 @@ def export_pretrained(
             )
         _save_state(model, tmp / EMBEDDING_CKPT)
         _save_norm(norm, tmp / NORM_CKPT)
+        write_json(
+            tmp / CONFIG_FILE,
+            {
+                "format": CONFIG_FORMAT,
+                "features": features_config,
+                "normalization": norm_cfg,
+                "model": model_config,
+            },
+        )
         write_json(
             tmp / THRESHOLD_FILE,
             {

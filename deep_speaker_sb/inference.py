@@ -29,19 +29,28 @@ torch.Size([2, 16])
 
 from __future__ import annotations
 
+import json
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
 import soundfile as sf
 import torch
+from speechbrain.dataio.preprocess import AudioNormalizer
 from speechbrain.inference.interfaces import Pretrained
+from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.data_utils import batch_pad_right
 from speechbrain.utils.fetching import FetchConfig
 
 from deep_speaker_sb.embedding import EMBEDDING_MODULES, compute_embeddings
 from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
 from deep_speaker_sb.export import (
+    CONFIG_FILE,
+    CONFIG_FORMAT,
+    EMBEDDING_CKPT,
+    HOW_TO_EXPORT,
     HPARAMS_FILE,
+    NORM_CKPT,
     check_export_folder,
     read_threshold,
 )
@@ -78,6 +87,14 @@ def read_audio(path: Pathlike) -> tuple[torch.Tensor, int]:
     if not torch.isfinite(signal).all():
         raise DataError(f"audio file {path} holds NaN or infinite samples")
     return signal, int(sr)
+
+
+def load_mono(path: Pathlike, normalizer: AudioNormalizer) -> torch.Tensor:
+    """Reads a file as mono ``[time]`` at ``normalizer``'s sample rate."""
+    signal, sr = read_audio(path)
+    if signal.shape[1] == 1:
+        signal = signal[:, 0]
+    return normalizer(signal, sr)
 
 
 #: Full scale of integer PCM, by dtype, for :func:`check_waveforms`.
@@ -265,10 +282,7 @@ class DeepSpeaker(Pretrained):
             ``[time]`` float32 on the CPU.
         """
         del savedir
-        signal, sr = read_audio(path)
-        if signal.shape[1] == 1:
-            signal = signal[:, 0]
-        return self.audio_normalizer(signal, sr)
+        return load_mono(path, self.audio_normalizer)
 
     def encode_batch(
         self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
@@ -392,3 +406,141 @@ class DeepSpeaker(Pretrained):
         embs = self.encode_files([path_a, path_b], batch_size=1)
         score = float(self.similarity(embs[0], embs[1]))
         return score, score > self.threshold
+
+
+class PlainDeepSpeaker(torch.nn.Module):
+    """An export loaded without running its ``hyperparams.yaml``.
+
+    Made by :func:`load_without_yaml`; embeds like
+    :class:`DeepSpeaker` (the same :func:`check_waveforms` and
+    :func:`~deep_speaker_sb.embedding.compute_embeddings`).
+
+    Arguments
+    ---------
+    mods : torch.nn.ModuleDict
+        ``compute_features``, ``mean_var_norm``, ``embedding_model``.
+    sample_rate : int
+        The model's sample rate.
+    threshold : float
+        The decision threshold on cosine similarity.
+    """
+
+    def __init__(
+        self, mods: torch.nn.ModuleDict, sample_rate: int, threshold: float
+    ):
+        super().__init__()
+        self.mods = mods.eval()
+        self.sample_rate = sample_rate
+        self.threshold = threshold
+        self.audio_normalizer = AudioNormalizer(sample_rate, "avg-to-mono")
+
+    def encode_batch(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Same as :meth:`DeepSpeaker.encode_batch` (on the CPU)."""
+        wavs, wav_lens = check_waveforms(wavs, wav_lens)
+        with torch.no_grad():
+            return compute_embeddings(self.mods, wavs, wav_lens).float()
+
+    def encode_file(self, path: Pathlike) -> torch.Tensor:
+        """Embedding ``[emb_dim]`` of a whole audio file."""
+        return self.encode_batch(load_mono(path, self.audio_normalizer))[0]
+
+
+def load_without_yaml(folder: Pathlike) -> PlainDeepSpeaker:
+    """Loads an export folder executing none of its code.
+
+    :meth:`DeepSpeaker.from_hparams` runs the folder's ``hyperparams.yaml``
+    (HyperPyYAML builds whatever objects it names), so load exports that
+    way only from sources you trust.  This loader instead rebuilds the
+    three modules of this package from ``config.json`` (plain JSON) and
+    reads the weights with ``torch.load(weights_only=True)`` (tensors only,
+    no pickled code).
+
+    Arguments
+    ---------
+    folder : Pathlike
+        An export folder written by this version or later (it has
+        ``config.json``).
+
+    Returns
+    -------
+    PlainDeepSpeaker
+        On the CPU, in eval mode.
+
+    Raises
+    ------
+    MissingFileError
+        When a file is missing (an export older than ``config.json``).
+    DataError
+        When ``config.json`` or a weights file is malformed.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> from deep_speaker_sb.export import export_pretrained
+    >>> from deep_speaker_sb.features import Features
+    >>> from deep_speaker_sb.lobes.rescnn import ResCNN
+    >>> folder = export_pretrained(
+    ...     pathlib.Path(tempfile.mkdtemp()) / "pretrained",
+    ...     compute_features=Features(),
+    ...     mean_var_norm=InputNormalization(norm_type="sentence"),
+    ...     embedding_model=ResCNN(channels=(4, 8), emb_dim=16,
+    ...                            blocks_per_stage=1).eval(),
+    ...     threshold=0.5, card={})
+    >>> plain = load_without_yaml(folder)
+    >>> full = DeepSpeaker.from_hparams(source=folder,
+    ...                                 run_opts={"device": "cpu"})
+    >>> x = torch.rand(1, 8000)
+    >>> bool(torch.allclose(plain.encode_batch(x), full.encode_batch(x),
+    ...                     atol=1e-6))
+    True
+    """
+    from deep_speaker_sb.features import Features
+    from deep_speaker_sb.lobes.rescnn import ResCNN
+
+    folder = Path(folder)
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise MissingFileError(
+            f"{path} missing: the export is older than config.json; "
+            "export it again (train_triplet.py ... --export_only True)"
+        )
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        if config.get("format") != CONFIG_FORMAT:
+            raise ValueError(f"unknown format {config.get('format')!r}")
+        features = Features(**config["features"])
+        norm = InputNormalization(**config["normalization"])
+        model = ResCNN(**config["model"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path} is not a valid model config: {exc}") from exc
+    for module, name in ((model, EMBEDDING_CKPT), (norm, NORM_CKPT)):
+        ckpt = folder / name
+        if not ckpt.is_file():
+            raise MissingFileError(f"{ckpt} missing; {HOW_TO_EXPORT}")
+        try:
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            if module is norm:
+                norm._load_statistics_dict(state)
+            else:
+                model.load_state_dict(state)
+        except (
+            RuntimeError,
+            ValueError,
+            KeyError,
+            EOFError,
+            pickle.UnpicklingError,
+        ) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"cannot load {ckpt}: {msg}") from None
+    mods = torch.nn.ModuleDict(
+        {
+            "compute_features": features,
+            "mean_var_norm": norm,
+            "embedding_model": model,
+        }
+    )
+    return PlainDeepSpeaker(
+        mods, int(features.config["sample_rate"]), read_threshold(folder)
+    )

@@ -99,7 +99,7 @@ def wavs(tmp_path_factory):
 def test_export_folder_is_complete_and_loadable(exported):
     folder, (feats, norm, model) = exported
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        export_mod.REQUIRED_FILES
+        [*export_mod.REQUIRED_FILES, export_mod.CONFIG_FILE]
     )
     leftovers = [p.name for p in folder.parent.iterdir() if p != folder]
     assert leftovers == []
@@ -313,6 +313,37 @@ def test_encode_batch_checks_its_input(loaded):
     for wavs, lens, match in bad_inputs:
         with pytest.raises(DataError, match=match):
             loaded.encode_batch(wavs, lens)
+
+
+def test_load_without_yaml_runs_no_code(exported, wavs, tmp_path):
+    from deep_speaker_sb.inference import load_without_yaml
+
+    folder, (feats, norm, model) = exported
+    copy = tmp_path / "pretrained"
+    shutil.copytree(folder, copy)
+    marker = tmp_path / "code_ran"
+    # what a hostile export could hold: from_hparams would run it
+    (copy / "hyperparams.yaml").write_text(
+        f"x: !apply:pathlib.Path.touch [{str(marker)!r}]\n"
+    )
+    plain = load_without_yaml(copy)
+    assert not marker.exists()
+    assert plain.threshold == pytest.approx(0.3)
+    x = torch.from_numpy(_speech_like(SR, 1.5, seed=7))[None]
+    with torch.no_grad():
+        want = model(norm(feats(x), torch.ones(1)), torch.ones(1))
+    assert torch.allclose(plain.encode_batch(x), want, atol=1e-5)
+    assert torch.allclose(
+        plain.encode_file(wavs["u0"]),
+        plain.encode_batch(torch.from_numpy(sf.read(wavs["u0"])[0]).float())[0],
+        atol=1e-5,
+    )
+    (copy / "embedding_model.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="cannot load"):
+        load_without_yaml(copy)
+    (copy / "config.json").unlink()
+    with pytest.raises(MissingFileError, match="config.json"):
+        load_without_yaml(copy)
 
 
 # ------------------------------------------------------------- scoring
