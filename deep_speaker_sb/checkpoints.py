@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
@@ -27,6 +28,32 @@ MODEL_PARTS = {
     "embedding_model": "embedding_model",
     "normalizer": "mean_var_norm",
 }
+
+
+def input_config(modules: Mapping[str, torch.nn.Module]) -> dict[str, Any]:
+    """The settings that shape the model's input: the feature front end's
+    arguments and the normalization type (as far as ``modules`` holds
+    them).  Both stages store them in every checkpoint's metadata
+    (``input``), and :func:`load_best_parts` compares them on load.
+
+    Example
+    -------
+    >>> from speechbrain.processing.features import InputNormalization
+    >>> from deep_speaker_sb.features import Features
+    >>> input_config({"compute_features": Features(n_mels=40),
+    ...               "mean_var_norm": InputNormalization("global")})
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'kind': 'fbank', 'sample_rate': 8000, 'n_mels': 40, 'n_mfcc': 40,
+     'feature_norm': 'global'}
+    """
+    config: dict[str, Any] = {}
+    if "compute_features" in modules:
+        features = getattr(modules["compute_features"], "module", None)
+        config.update((features or modules["compute_features"]).config)
+    if "mean_var_norm" in modules:
+        norm = modules["mean_var_norm"]
+        config["feature_norm"] = getattr(norm, "module", norm).norm_type
+    return config
 
 
 def load_best_parts(
@@ -61,7 +88,9 @@ def load_best_parts(
     MissingFileError
         When there is no checkpoint with the key, or it lacks a part.
     ConfigError
-        When its weights do not fit the model of the YAML.
+        When its weights do not fit the model of the YAML, or it was
+        trained on other input (:func:`input_config`: feature type,
+        sample rate, bands, normalization).
 
     Example
     -------
@@ -86,6 +115,16 @@ def load_best_parts(
     ckpt = checkpointer.find_checkpoint(max_key=max_key, min_key=min_key)
     if ckpt is None:
         raise MissingFileError(missing)
+    saved, now = ckpt.meta.get("input") or {}, input_config(modules)
+    differ = sorted(k for k in saved.keys() & now.keys() if saved[k] != now[k])
+    if differ:
+        diffs = ", ".join(
+            f"{k} {saved[k]!r} (YAML: {now[k]!r})" for k in differ
+        )
+        raise ConfigError(
+            f"checkpoint {ckpt.path} was trained with other input settings: "
+            f"{diffs}; give both stages the same settings"
+        )
     lacking = [name for name in MODEL_PARTS if name not in ckpt.paramfiles]
     if lacking:
         raise MissingFileError(

@@ -351,3 +351,45 @@ def test_yaml_default_folders_are_the_defaults_module(stage):
         assert hp["softmax_ckpt_folder"] == (
             f"{defaults.RESULTS_ROOT}/softmax/{seed}/save"
         )
+
+
+def test_softmax_checkpoint_with_other_input_is_one_line(prepared, tmp_path):
+    """A softmax checkpoint trained with another feature_norm (or feature
+    type, bands, rate) gave a silent 35% EER or a shape traceback."""
+    softmax = tmp_path / "softmax_save"
+    Checkpointer(
+        softmax,
+        recoverables={
+            "embedding_model": ResCNN(**MODEL),
+            "normalizer": InputNormalization(norm_type="global"),
+        },
+    ).save_checkpoint(
+        meta={
+            "ACC": 0.9,
+            "epoch": 1,
+            "input": {"feature_norm": "global", "n_mels": 24},
+        }
+    )
+    args = base_args(prepared, tmp_path / "out", softmax)
+    code, err = run_main([*args, "--feature_norm=sentence"])
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert "feature_norm 'global' (YAML: 'sentence')" in err
+    assert "n_mels" not in err  # the same in both
+
+
+def test_checkpoints_record_their_input(prepared, tmp_path):
+    softmax = tmp_path / "softmax_save"
+    fake_softmax(softmax)
+    out = tmp_path / "triplet"
+    args = base_args(prepared, out, softmax)
+    code, err = run_main([*args, "--number_of_epochs=1"])
+    assert code == 0, err
+    ckpt = Checkpointer(out / "save").find_checkpoint(min_key="EER")
+    assert ckpt.meta["input"] == {
+        "kind": "fbank",
+        "sample_rate": 8000,
+        "n_mels": 24,
+        "n_mfcc": 40,
+        "feature_norm": "sentence",
+    }

@@ -26,6 +26,7 @@ from speechbrain.utils.data_pipeline import provides, takes
 from torch import Tensor
 
 from deep_speaker_sb.brains.base import EmbeddingBrain
+from deep_speaker_sb.checkpoints import input_config
 from deep_speaker_sb.dataio import (
     audio_pipeline,
     check_valid_speakers,
@@ -117,7 +118,12 @@ class SoftmaxBrain(EmbeddingBrain):
         if stage == sb.Stage.VALID:
             self.log_validation_epoch(epoch, stats)
             self.checkpointer.save_and_keep_only(
-                meta={"ACC": acc, "epoch": epoch}, max_keys=["ACC"]
+                meta={
+                    "ACC": acc,
+                    "epoch": epoch,
+                    "input": input_config(self.modules),
+                },
+                max_keys=["ACC"],
             )
         else:
             self.hparams.train_logger.log_stats(

@@ -29,7 +29,7 @@ from speechbrain.utils.logger import get_logger
 from torch import Tensor
 
 from deep_speaker_sb.brains.base import EmbeddingBrain
-from deep_speaker_sb.checkpoints import load_best_parts
+from deep_speaker_sb.checkpoints import input_config, load_best_parts
 from deep_speaker_sb.data.sampler import SpeakerBatchSampler
 from deep_speaker_sb.data.trials import make_trials
 from deep_speaker_sb.dataio import (
@@ -132,7 +132,12 @@ class TripletBrain(EmbeddingBrain):
             return
         self.log_validation_epoch(epoch, stats)
         self.checkpointer.save_and_keep_only(
-            meta={"EER": stats["EER"], "threshold": threshold, "epoch": epoch},
+            meta={
+                "EER": stats["EER"],
+                "threshold": threshold,
+                "epoch": epoch,
+                "input": input_config(self.modules),
+            },
             min_keys=["EER"],
         )
 
