@@ -7,8 +7,9 @@ Usage::
 
 Writes ``wavs/``, ``train.csv``, ``valid.csv``, ``test.csv``,
 ``trials.txt``, ``skipped.csv`` and ``prep_summary.json`` into the save
-folder (see docs/DESIGN.md), and does nothing when they are already there
-and were made with the same options.
+folder (see docs/DESIGN.md), and does nothing when they are already there,
+were made with the same options and every cached WAV they name exists.
+A full disk or an unwritable save folder stops it with one error line.
 """
 
 from __future__ import annotations

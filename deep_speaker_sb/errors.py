@@ -15,6 +15,8 @@ Example
 (True, True)
 >>> isinstance(MissingFileError("x"), FileNotFoundError)
 True
+>>> isinstance(OutputError("cannot write x: disk full"), OSError)
+True
 """
 
 from __future__ import annotations
@@ -38,3 +40,9 @@ class DataError(UserError, ValueError):
 
 class MissingFileError(UserError, FileNotFoundError):
     """A file or folder the user named (or must make first) is missing."""
+
+
+class OutputError(UserError, OSError):
+    """An output file or folder cannot be written (disk full, no
+    permission, I/O error); nothing is marked done, so running the step
+    again once the cause is fixed redoes what is missing."""

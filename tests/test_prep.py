@@ -9,7 +9,10 @@ in the test (no VIVOS layout) checks that the core prepares any corpus.
 from __future__ import annotations
 
 import csv
+import errno
 import logging
+import os
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,12 @@ from deep_speaker_sb.data.prep import (
 from deep_speaker_sb.data.trials import make_trials
 from deep_speaker_sb.data.vivos import list_vivos, prepare_vivos
 from deep_speaker_sb.dataio import CSV_FIELDS, read_manifest
-from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
+from deep_speaker_sb.errors import (
+    ConfigError,
+    DataError,
+    MissingFileError,
+    OutputError,
+)
 from tests.conftest import load_script, run_script
 
 SR_IN = 16000
@@ -272,6 +280,66 @@ def test_interrupted_write_leaves_no_partial_file(
     assert (save / "train.csv").is_file() and (save / "options.json").is_file()
 
 
+def test_full_disk_stops_and_marks_nothing_prepared(
+    small_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    save = tmp_path / "prep"
+    real_open = wave.open
+    written = []
+
+    def full_disk_open(f, mode=None):
+        w = real_open(f, mode)
+        if mode == "wb":
+            written.append(f)
+            if len(written) == 3:  # the third cached WAV: disk full
+
+                def write_half(data):
+                    w.writeframesraw(data[: len(data) // 2])
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+                w.writeframes = write_half
+        return w
+
+    monkeypatch.setattr(wave, "open", full_disk_open)
+    with pytest.raises(OutputError, match="No space left on device") as info:
+        prepare_vivos(small_corpus, save, num_trials=20)
+    assert isinstance(info.value, OSError)
+    failed = Path(written[2]).name.split(".wav")[0] + ".wav"
+    assert failed in str(info.value) and "ENOSPC" in str(info.value)
+    assert not (save / "options.json").exists()
+    assert not list(save.rglob(failed)) and not list(save.rglob("*.tmp"))
+
+    monkeypatch.setattr(wave, "open", real_open)
+    summary = prepare_vivos(small_corpus, save, num_trials=20)
+    assert summary["skipped"] == 0
+    assert summary["utterances"]["train"] + summary["utterances"]["valid"] == 5
+    assert summary["utterances"]["test"] == 4
+    assert (save / "options.json").is_file()
+
+
+def test_missing_cached_wav_is_rebuilt(
+    tiny_corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    save = tmp_path / "prep"
+    first = prepare_vivos(tiny_corpus, save, num_trials=20)
+    wavs = sorted(save.rglob("*.wav"))
+    gone = wavs[len(wavs) // 2]
+    gone.unlink()
+    before = _mtimes(save)
+    with caplog.at_level(logging.INFO, logger="deep_speaker_sb"):
+        again = prepare_vivos(tiny_corpus, save, num_trials=20)
+    assert "already prepared" not in caplog.text
+    assert "missing" in caplog.text and str(gone) in caplog.text
+    assert gone.is_file()
+    after = _mtimes(save)
+    kept = [k for k in before if k.endswith(".wav")]
+    assert kept and all(after[k] == before[k] for k in kept)  # reused
+    assert again["segments"] == first["segments"]
+    for name in ("train.csv", "valid.csv", "test.csv"):
+        for row in read_manifest(save / name, data_root=save):
+            assert Path(row.wav).is_file(), row.wav
+
+
 def test_bad_input_is_skipped_or_converted(tmp_path: Path):
     root = make_corpus(tmp_path / "vivos", SMALL)
     waves = root / "train" / "waves" / "SPKA"
@@ -496,6 +564,24 @@ def test_cli_error_is_one_line(tmp_path: Path, kind: str):
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert str(folder) in lines[0]
+
+
+@pytest.mark.parametrize("kind", ["file", "under_file"])
+def test_cli_save_folder_not_a_folder_is_one_line(
+    tiny_corpus: Path, tmp_path: Path, kind: str
+):
+    a_file = tmp_path / "prep"
+    a_file.write_text("not a folder")
+    save = a_file if kind == "file" else a_file / "sub"
+    proc = run_script(
+        "data_prep.py", "--data_folder", tiny_corpus, "--save_folder", save
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert str(a_file) in lines[-1]
+    assert a_file.read_text() == "not a folder"
 
 
 def test_cli_prepares_and_prints(

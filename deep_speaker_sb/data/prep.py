@@ -24,6 +24,11 @@ same way for every corpus:
 A cached WAV is reused when it is newer than its source and the audio
 options did not change (``wavs/.audio_options.json``); every file is
 written atomically, so an interrupted preparation is simply run again.
+Only a bad *input* is skipped: an error writing an output (disk full, no
+permission) stops the preparation with an
+:class:`~deep_speaker_sb.errors.OutputError` before ``options.json`` is
+saved, and a skipped run first checks that every cached WAV the manifests
+name still exists (and prepares again when one is missing).
 
 Authors
  * deep-speaker-sb contributors
@@ -31,7 +36,9 @@ Authors
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import functools
 import json
 import multiprocessing
@@ -41,7 +48,7 @@ import shutil
 import time
 import wave
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,15 +59,26 @@ from speechbrain.utils.logger import get_logger
 from tqdm import tqdm
 
 from deep_speaker_sb.data.trials import Trial, make_trials
-from deep_speaker_sb.dataio import DATA_ROOT, SegmentRow, write_manifest
+from deep_speaker_sb.dataio import (
+    DATA_ROOT,
+    SegmentRow,
+    resolve_wav,
+    write_manifest,
+)
 from deep_speaker_sb.dsp import (
     SILENCE_DBFS,
     resample,
     segment_bounds,
     trim_silence,
 )
-from deep_speaker_sb.errors import ConfigError, DataError
+from deep_speaker_sb.errors import (
+    ConfigError,
+    DataError,
+    OutputError,
+    UserError,
+)
 from deep_speaker_sb.utils import (
+    OPTIONS_FILE,
     Pathlike,
     atomic_write,
     outputs_up_to_date,
@@ -354,22 +372,23 @@ class _Result:
 def _process(
     job: _Job, sample_rate: int, trim_db: float, margin: float, min_len: int
 ) -> _Result:
-    """Reads, converts, trims and caches one utterance (or says why not)."""
+    """Reads, converts, trims and caches one utterance (or says why not).
+
+    Only errors reading or decoding the *input* skip it; an error writing
+    the cached WAV raises :class:`~deep_speaker_sb.errors.OutputError`.
+    """
     res = _Result()
+    n_cached = _cached_frames(job)
     try:
-        cached = _cached(job)
         with sf.SoundFile(job.src) as f:
             res.channels, res.in_rate = f.channels, f.samplerate
             res.raw_seconds = f.frames / f.samplerate
             if f.frames == 0:
                 res.reason = "empty: no audio samples"
                 return _forget(job, res)
-            if not cached:
+            if n_cached is None:
                 data = f.read(dtype="float32", always_2d=True)
-        if cached:
-            with wave.open(job.dst, "rb") as w:
-                res.n_out = w.getnframes()
-        else:
+        if n_cached is None:
             x = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
             if not np.all(np.isfinite(x)):
                 res.reason = "unreadable: non-finite samples"
@@ -382,16 +401,21 @@ def _process(
                 )
                 return _forget(job, res)
             y = y[start:stop]
-            res.n_out = len(y)
-            if res.n_out >= min_len:
+    except (RuntimeError, OSError, ValueError, EOFError) as exc:
+        if isinstance(exc, UserError) or not Path(job.src).is_file():
+            raise
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        msg = msg.replace(f"'{job.src}'", "file")
+        res.reason = f"unreadable: {type(exc).__name__}: {msg}".strip()
+        return _forget(job, res)
+    # the input was read; what goes wrong from here is the output's fault
+    if n_cached is not None:
+        res.n_out = n_cached
+    else:
+        res.n_out = len(y)
+        if res.n_out >= min_len:
+            with _writing(job.dst):
                 _write_wav(job.dst, y, sample_rate)
-    except (RuntimeError, OSError, ValueError, EOFError, wave.Error) as exc:
-        if Path(job.src).is_file():
-            msg = str(exc).splitlines()[0] if str(exc) else ""
-            msg = msg.replace(f"'{job.src}'", "file")
-            res.reason = f"unreadable: {type(exc).__name__}: {msg}".strip()
-            return _forget(job, res)
-        raise
     if res.n_out < min_len:
         res.reason = "too short after trimming: {:.2f} s < {:g} s".format(
             res.n_out / sample_rate, min_len / sample_rate
@@ -400,20 +424,48 @@ def _process(
     return res
 
 
-def _cached(job: _Job) -> bool:
-    """Whether a complete cached WAV newer than its source exists."""
+def _cached_frames(job: _Job) -> int | None:
+    """Frames of a complete cached WAV newer than its source, or None."""
     try:
-        return os.stat(job.dst).st_mtime >= os.stat(job.src).st_mtime
-    except FileNotFoundError:
-        return False
+        if os.stat(job.dst).st_mtime < os.stat(job.src).st_mtime:
+            return None
+        with wave.open(job.dst, "rb") as w:
+            return w.getnframes()
+    except (OSError, EOFError, wave.Error):
+        return None  # absent or broken: converted (and written) again
+
+
+@contextlib.contextmanager
+def _writing(path: Pathlike) -> Iterator[None]:
+    """Turns an OS error writing the output ``path`` into an OutputError.
+
+    Example
+    -------
+    >>> with _writing("/full/disk/a.wav"):
+    ...     raise OSError(errno.ENOSPC, "No space left on device")
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.OutputError: cannot write /full/disk/a.wav: ...
+    """
+    try:
+        yield
+    except UserError:
+        raise
+    except OSError as exc:
+        code = errno.errorcode.get(exc.errno or 0)
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise OutputError(
+            f"cannot write {path}: {why}"
+            + (f" [{code}]" if code else "")
+            + "; free space or fix the permissions, then run the "
+            "preparation again (it redoes what is missing)"
+        ) from exc
 
 
 def _forget(job: _Job, res: _Result) -> _Result:
     """Removes the cached WAV of a skipped utterance, if any."""
-    try:
+    with _writing(job.dst), contextlib.suppress(FileNotFoundError):
         os.remove(job.dst)
-    except FileNotFoundError:
-        pass
     return res
 
 
@@ -498,8 +550,9 @@ def _convert_all(
 ) -> tuple[list[ConvertedUtterance], list[Skipped]]:
     """Step 2 over a listing whose WAV cache is up to date (or empty)."""
     jobs = [_Job(u.src, str(save_folder / _wav_relpath(u))) for u in utterances]
-    for spk_dir in {Path(j.dst).parent for j in jobs}:
-        spk_dir.mkdir(parents=True, exist_ok=True)
+    for spk_dir in sorted({Path(j.dst).parent for j in jobs}):
+        with _writing(spk_dir):
+            spk_dir.mkdir(parents=True, exist_ok=True)
     work = functools.partial(
         _process,
         sample_rate=int(options.sample_rate),
@@ -518,10 +571,11 @@ def _convert_all(
                     u, res.n_out, res.raw_seconds, res.channels, res.in_rate
                 )
             )
-    _remove_orphans(
-        save_folder / _WAVS,
-        {str(save_folder / _wav_relpath(u.source)) for u in kept},
-    )
+    with _writing(save_folder / _WAVS):
+        _remove_orphans(
+            save_folder / _WAVS,
+            {str(save_folder / _wav_relpath(u.source)) for u in kept},
+        )
     return kept, skipped
 
 
@@ -730,6 +784,36 @@ def _warn(
 # --------------------------------------------------------------------------
 
 
+def _cache_complete(save_folder: Path, files: dict[str, Path]) -> bool:
+    """Whether every cached WAV that the manifests name exists.
+
+    One ``stat`` per distinct file; logs the missing ones (an unreadable
+    manifest counts as incomplete too).
+    """
+    wavs: set[str] = set()
+    for name in ("train.csv", "valid.csv", "test.csv"):
+        try:
+            with open(files[name], newline="", encoding="utf-8") as f:
+                wavs.update(r.get("wav") or "" for r in csv.DictReader(f))
+        except (OSError, ValueError, csv.Error) as exc:
+            logger.warning("%s unreadable (%s): preparing again", name, exc)
+            return False
+    missing = sorted(
+        w for w in wavs if not os.path.isfile(resolve_wav(w, save_folder))
+    )
+    if missing:
+        shown = ", ".join(resolve_wav(w, save_folder) for w in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        logger.warning(
+            "%d cached WAVs named by the manifests are missing (%s%s): "
+            "preparing again",
+            len(missing),
+            shown,
+            more,
+        )
+    return not missing
+
+
 def prepare_corpus(
     data_folder: Pathlike,
     list_utterances: Callable[[Path], Listing],
@@ -738,9 +822,10 @@ def prepare_corpus(
 ) -> dict[str, Any]:
     """Prepares a listed corpus: WAV cache, manifests, trials, reports.
 
-    Skips all work (and does not list the corpus) when the outputs exist
-    and were made with the same options and data folder
-    (``options.json``).
+    Skips all work (and does not list the corpus) when the outputs exist,
+    were made with the same options and data folder (``options.json``)
+    and every cached WAV the manifests name exists; prepares again
+    (reusing the cached WAVs that exist) when one is missing.
 
     Arguments
     ---------
@@ -767,8 +852,11 @@ def prepare_corpus(
     DataError
         When no usable utterance is left in a split.
     ConfigError
-        When ``save_folder/wavs`` holds files the preparation did not
-        make.
+        When ``save_folder`` is a file, or ``save_folder/wavs`` holds
+        files the preparation did not make.
+    OutputError
+        When an output cannot be written (disk full, no permission):
+        ``options.json`` is not saved, so the next run prepares again.
 
     Example
     -------
@@ -798,23 +886,35 @@ def prepare_corpus(
     wav_root = save_folder / _WAVS
     outputs = [*files.values(), wav_root / _AUDIO_OPTIONS_FILE]
     saved_options = options.saved_options(data_folder)
-    if outputs_up_to_date(save_folder, outputs, saved_options):
+    if save_folder.exists() and not save_folder.is_dir():
+        raise ConfigError(
+            f"save folder {save_folder} is a file, not a folder; give "
+            "another --save_folder"
+        )
+    if outputs_up_to_date(
+        save_folder, outputs, saved_options
+    ) and _cache_complete(save_folder, files):
         logger.info("%s already prepared, skipping", save_folder)
         return json.loads(
             files["prep_summary.json"].read_text(encoding="utf-8")
         )
     logger.info("preparing %s into %s", data_folder, save_folder)
-    save_folder.mkdir(parents=True, exist_ok=True)
+    with _writing(save_folder):
+        save_folder.mkdir(parents=True, exist_ok=True)
+        # not "prepared" again until every output is rewritten
+        (save_folder / OPTIONS_FILE).unlink(missing_ok=True)
     listing = list_utterances(data_folder)
 
     # ---- step 2: convert and trim
-    _reset_cache_if_stale(wav_root, options.audio_options(data_folder))
+    with _writing(wav_root / _AUDIO_OPTIONS_FILE):
+        _reset_cache_if_stale(wav_root, options.audio_options(data_folder))
     kept, failed = _convert_all(listing.utterances, save_folder, options)
     skipped = sorted(
         [*listing.skipped, *failed], key=lambda s: (s.path, s.utt_id)
     )
     _warn(kept, skipped, files["skipped.csv"])
-    _write_skipped(files["skipped.csv"], skipped)
+    with _writing(files["skipped.csv"]):
+        _write_skipped(files["skipped.csv"], skipped)
     by_split = {s: [u for u in kept if u.source.split == s] for s in SPLITS}
     for split, utts in by_split.items():
         if not utts:
@@ -835,13 +935,15 @@ def prepare_corpus(
         for name, part in parts.items()
     }
     for name, part_rows in rows.items():
-        write_manifest(files[f"{name}.csv"], part_rows)
+        with _writing(files[f"{name}.csv"]):
+            write_manifest(files[f"{name}.csv"], part_rows)
     trials = make_trials(
         {u.utt_id: u.spk_id for u in by_split["test"]},
         options.num_trials,
         options.seed,
     )
-    _write_trials(files["trials.txt"], trials)
+    with _writing(files["trials.txt"]):
+        _write_trials(files["trials.txt"], trials)
 
     # ---- step 5: summary
     counts = _summarise(
@@ -863,8 +965,10 @@ def prepare_corpus(
         "realtime_factor": round(raw_total / max(elapsed, 1e-9), 1),
         "files": {k: str(v.resolve()) for k, v in files.items()},
     }
-    write_json(files["prep_summary.json"], summary)
-    save_options(save_folder, saved_options)
+    with _writing(files["prep_summary.json"]):
+        write_json(files["prep_summary.json"], summary)
+    with _writing(save_folder / OPTIONS_FILE):
+        save_options(save_folder, saved_options)
     logger.info(
         "prepared %.2f h of audio (%.2f h after trimming) in %.1f s",
         summary["hours_before_trim"]["total"],

@@ -29,7 +29,9 @@ listed in ``skipped.csv``, as are prompts without a WAV; stereo files are
 mixed down and other sample rates resampled; a speaker missing from
 ``genders.txt`` is kept with gender ``unknown`` and a WAV without a prompt
 is kept with empty ``words`` (both with a logged warning and a count in the
-summary).
+summary).  An error writing an output (disk full, no permission) does
+stop it, with one :class:`~deep_speaker_sb.errors.OutputError` and nothing
+marked prepared, so the next run redoes what is missing.
 """
 
 from __future__ import annotations
