@@ -23,22 +23,24 @@ from __future__ import annotations
 import sys
 
 import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from deep_speaker_sb.augment import prepare_from_hparams
 from deep_speaker_sb.brains.softmax import SoftmaxBrain, dataio_prep
-from deep_speaker_sb.cli import run_cli
+from deep_speaker_sb.cli import (
+    load_recipe_hparams,
+    parse_recipe_args,
+    run_cli,
+)
 from deep_speaker_sb.data.vivos import prepare_vivos
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs softmax pre-training; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    hparams_file, run_opts, overrides = parse_recipe_args(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    hparams = load_recipe_hparams(hparams_file, overrides)
 
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],

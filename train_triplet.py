@@ -26,7 +26,6 @@ from __future__ import annotations
 import sys
 
 import speechbrain as sb
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from deep_speaker_sb.augment import prepare_from_hparams
@@ -36,7 +35,11 @@ from deep_speaker_sb.brains.triplet import (
     init_from_softmax,
     make_train_loader,
 )
-from deep_speaker_sb.cli import run_cli
+from deep_speaker_sb.cli import (
+    load_recipe_hparams,
+    parse_recipe_args,
+    run_cli,
+)
 from deep_speaker_sb.errors import ConfigError
 from deep_speaker_sb.export import (
     export_best,
@@ -51,10 +54,9 @@ INIT_CHOICES = ("softmax", "scratch")
 def main(argv: list[str] | None = None) -> int:
     """Runs the triplet stage (or only the export); returns the status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    hparams_file, run_opts, overrides = parse_recipe_args(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
-    with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+    hparams = load_recipe_hparams(hparams_file, overrides)
     if hparams["init_from"] not in INIT_CHOICES:
         raise ConfigError(
             f"init_from must be one of {', '.join(INIT_CHOICES)}, "

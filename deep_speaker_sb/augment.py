@@ -45,7 +45,7 @@ from speechbrain.utils.logger import get_logger
 from torch import Tensor
 
 from deep_speaker_sb.dataio import read_manifest, speaker_utterances, utterances
-from deep_speaker_sb.errors import ConfigError, DataError
+from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
 from deep_speaker_sb.utils import (
     OPTIONS_FILE,
     Pathlike,
@@ -384,6 +384,10 @@ def _babble(
 
 
 def _file_sha1(path: Pathlike) -> str:
+    if not Path(path).is_file():
+        raise MissingFileError(
+            f"manifest {path} not found; prepare the data with data_prep.py"
+        )
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 

@@ -9,10 +9,18 @@ traceback.
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
-from deep_speaker_sb.errors import UserError
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from ruamel.yaml import YAMLError
+
+from deep_speaker_sb.errors import ConfigError, MissingFileError, UserError
 
 
 def run_cli(main: Callable[[], int | None]) -> int:
@@ -56,3 +64,101 @@ def run_cli(main: Callable[[], int | None]) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def check_device(device: str | None) -> None:
+    """Refuses a ``--device`` this machine cannot run (one clear line).
+
+    Example
+    -------
+    >>> check_device("cpu")
+    >>> check_device("gpu0")
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.ConfigError: --device gpu0: use cpu, cuda or ...
+    """
+    if device is None or device == "cpu":
+        return
+    match = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if match is None:
+        raise ConfigError(
+            f"--device {device}: use cpu, cuda or cuda:N (N a GPU index)"
+        )
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(match.group(1) or 0)
+    if index >= count:
+        raise ConfigError(
+            f"--device {device}: this machine has {count} CUDA device(s); "
+            "use --device cpu"
+        )
+
+
+def parse_recipe_args(
+    argv: Sequence[str],
+) -> tuple[str, dict[str, Any], str]:
+    """SpeechBrain's ``parse_arguments``, with the device checked.
+
+    Returns
+    -------
+    (hparams_file, run_opts, overrides)
+    """
+    hparams_file, run_opts, overrides = sb.parse_arguments(list(argv))
+    check_device(run_opts.get("device"))
+    return hparams_file, run_opts, overrides
+
+
+def load_recipe_hparams(hparams_file: str, overrides: str) -> dict[str, Any]:
+    """Loads a recipe YAML with command-line overrides; every mistake
+    in them (a missing file, an unknown or repeated key, a YAML syntax
+    error, a value of the wrong type) is one :class:`ConfigError` line.
+
+    Arguments
+    ---------
+    hparams_file : str
+        The YAML file.
+    overrides : str
+        The overrides, as ``parse_recipe_args`` returns them.
+
+    Returns
+    -------
+    dict
+        The loaded hyperparameters.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "h.yaml"
+    >>> _ = p.write_text("lr: 0.1\\n")
+    >>> load_recipe_hparams(str(p), "lr: 0.2")
+    {'lr': 0.2}
+    >>> load_recipe_hparams(str(p), "rate: 0.2")
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.ConfigError: unknown option --rate: ...
+    """
+    path = Path(hparams_file)
+    if not path.is_file():
+        raise MissingFileError(f"hyperparameter file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as fin:
+            return load_hyperpyyaml(fin, overrides)
+    except KeyError as exc:
+        found = re.search(r"Override '([^']+)' not found", str(exc))
+        if found is None:
+            raise
+        raise ConfigError(
+            f"unknown option --{found.group(1)}: {path} has no such key"
+        ) from None
+    except YAMLError as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise ConfigError(
+            f"{path} or the command-line options are not valid YAML (a key "
+            f"given twice?): {first}"
+        ) from None
+    except (TypeError, ValueError) as exc:
+        text = " ".join(str(a) for a in exc.args) if exc.args else str(exc)
+        first = " ".join(text.split())[:200]
+        raise ConfigError(
+            f"a value in {path} or the command-line options has the wrong "
+            f"type: {first}"
+        ) from None

@@ -393,3 +393,36 @@ def test_checkpoints_record_their_input(prepared, tmp_path):
         "n_mfcc": 40,
         "feature_norm": "sentence",
     }
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--no_such_key=3"], ["unknown option --no_such_key"]),
+        (["--lr=0.1", "--lr=0.2"], ["not valid YAML", "twice"]),
+        (["--number_of_epochs=abc"], ["wrong type"]),
+        (["--device=foo"], ["--device foo", "cpu"]),
+    ],
+)
+def test_option_mistakes_are_one_line(prepared, tmp_path, extra, words):
+    """Each gave a traceback before (KeyError, DuplicateKeyError,
+    TypeError, a late device error)."""
+    args = base_args(prepared, tmp_path / "out", tmp_path / "softmax")
+    args = [a for a in args if not a.startswith("--device")]
+    code, err = run_main([*args, *extra])
+    assert code == 1, err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    for word in words:
+        assert word in err
+
+
+def test_cuda_without_a_gpu_and_broken_yaml_are_one_line(prepared, tmp_path):
+    args = base_args(prepared, tmp_path / "out", tmp_path / "softmax")
+    if not torch.cuda.is_available():
+        cuda = [a for a in args if not a.startswith("--device")]
+        code, err = run_main([*cuda, "--device=cuda"])
+        assert code == 1 and "0 CUDA device(s)" in err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("seed: [1,\n")
+    code, err = run_main([str(broken)])
+    assert code == 1 and err.startswith("error: ") and "not valid YAML" in err
