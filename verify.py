@@ -21,6 +21,7 @@ Three modes (the model is the newest ``results/triplet/*/pretrained``, or
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -188,6 +189,18 @@ def speaker_mode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out_folder(out: Path) -> None:
+    """Makes ``--out`` (or says in one line why it cannot be used)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: {exc.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"--out {out}: not writable")
+
+
 def trials_mode(args: argparse.Namespace) -> int:
     """Scores a trials file; writes scores, report and plots."""
     csv = Path(args.csv)
@@ -195,6 +208,8 @@ def trials_mode(args: argparse.Namespace) -> int:
         Path(args.trials) if args.trials else csv.parent / "trials.txt"
     )
     trials, utts = evaluation.load_trials(trials_path, csv)
+    if args.out:  # checked before any embedding work
+        _check_out_folder(Path(args.out))
     cohort = None
     if args.snorm:
         cohort = evaluation.draw_cohort(

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import soundfile as sf
 import torch
+from ruamel.yaml import YAMLError
 from speechbrain.dataio.preprocess import AudioNormalizer
 from speechbrain.inference.interfaces import Pretrained
 from speechbrain.processing.features import InputNormalization
@@ -43,7 +44,12 @@ from speechbrain.utils.data_utils import batch_pad_right
 from speechbrain.utils.fetching import FetchConfig
 
 from deep_speaker_sb.embedding import EMBEDDING_MODULES, compute_embeddings
-from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
+from deep_speaker_sb.errors import (
+    ConfigError,
+    DataError,
+    MissingFileError,
+    UserError,
+)
 from deep_speaker_sb.export import (
     CONFIG_FILE,
     CONFIG_FORMAT,
@@ -258,13 +264,29 @@ class DeepSpeaker(Pretrained):
         folder = check_export_folder(source).absolute()
         overrides = {"pretrained_path": str(folder), **(overrides or {})}
         kwargs.setdefault("fetch_config", FetchConfig(allow_network=False))
-        return super().from_hparams(
-            source=str(folder),
-            hparams_file=hparams_file,
-            savedir=str(savedir if savedir is not None else folder),
-            overrides=overrides,
-            **kwargs,
-        )
+        try:
+            return super().from_hparams(
+                source=str(folder),
+                hparams_file=hparams_file,
+                savedir=str(savedir if savedir is not None else folder),
+                overrides=overrides,
+                **kwargs,
+            )
+        except (
+            YAMLError,
+            pickle.UnpicklingError,
+            EOFError,
+            RuntimeError,
+            TypeError,
+            ValueError,
+        ) as exc:
+            if isinstance(exc, UserError):
+                raise
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            raise DataError(
+                f"cannot load the model in {folder} (a broken "
+                f"{hparams_file} or checkpoint): {text[:160]}; {HOW_TO_EXPORT}"
+            ) from None
 
     def load_audio(self, path: Pathlike, savedir=None) -> torch.Tensor:
         """Reads a file (soundfile) as mono ``[time]`` at the model's rate.

@@ -482,7 +482,30 @@ def test_bad_inputs_give_one_error_line(
     sf.write(tmp_path / "ok.wav", np.zeros(800, "float32"), 8000)
     nan_wav = tmp_path / "nan.wav"
     sf.write(nan_wav, np.full(800, np.nan, "float32"), 8000, subtype="FLOAT")
+    garbage_ckpt = tmp_path / "garbage_ckpt"
+    broken_yaml = tmp_path / "broken_yaml"
+    for copy in (garbage_ckpt, broken_yaml):
+        copy.mkdir()
+        for f in model_dir.iterdir():
+            (copy / f.name).write_bytes(f.read_bytes())
+    (garbage_ckpt / "embedding_model.ckpt").write_bytes(b"garbage")
+    (broken_yaml / "hyperparams.yaml").write_text("a: [\n")
+    spk = "VIVOSDEV01"
+    out_file = tmp_path / "out_is_a_file"
+    out_file.write_text("")
     cases = {
+        "garbage checkpoint": (
+            ["--model", str(garbage_ckpt), "--csv", csv_path, "--spk", spk],
+            ["cannot load the model", "garbage_ckpt"],
+        ),
+        "broken hyperparams.yaml": (
+            ["--model", str(broken_yaml), "--csv", csv_path, "--spk", spk],
+            ["cannot load the model", "hyperparams.yaml"],
+        ),
+        "out is a file": (
+            model + ["--csv", csv_path, "--out", str(out_file)],
+            ["--out", "is a file"],
+        ),
         "non-finite wav": (  # printed "cosine nan ... unknown", exit 0
             model + ["--wav", str(nan_wav), "--enrol", csv_path],
             ["nan.wav", "NaN or infinite"],
