@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import errno
 import logging
+import math
 import os
 import wave
 from pathlib import Path
@@ -402,6 +403,11 @@ def test_bad_options_raise(small_corpus: Path, tmp_path: Path):
         prepare_vivos(small_corpus, tmp_path / "p", seg_dur=1.0, min_dur=2.0)
     with pytest.raises(ConfigError, match="num_workers"):
         prepare_vivos(small_corpus, tmp_path / "p", num_workers=0)
+    # non-finite values passed the range checks and ended in a traceback
+    for option in ("trim_db", "trim_margin", "seg_dur"):
+        for bad in (math.nan, math.inf):
+            with pytest.raises(ConfigError, match=f"{option} must be finite"):
+                prepare_vivos(small_corpus, tmp_path / "p", **{option: bad})
     with pytest.raises(DataError, match="not a VIVOS folder"):
         prepare_vivos(small_corpus / "train", tmp_path / "p")
     with pytest.raises(MissingFileError, match="not found"):

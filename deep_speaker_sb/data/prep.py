@@ -41,6 +41,7 @@ import csv
 import errno
 import functools
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -258,7 +259,17 @@ class PrepOptions:
     trim_margin: float = 0.1
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = [
+            f"{name} must be finite (got {value})"
+            for name, value in (
+                ("seg_dur", self.seg_dur),
+                ("min_dur", self.min_dur),
+                ("valid_ratio", self.valid_ratio),
+                ("trim_db", self.trim_db),
+                ("trim_margin", self.trim_margin),
+            )
+            if not math.isfinite(value)
+        ]
         if not self.sample_rate > 0:
             problems.append(f"sample_rate must be > 0 (got {self.sample_rate})")
         if not self.seg_dur > 0:
