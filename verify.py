@@ -279,6 +279,7 @@ def identify_mode(args: argparse.Namespace) -> int:
         raise ConfigError("--wav needs --enrol CSV_or_DIR (enrolled speakers)")
     spk2wavs = register.enrolment_speakers(args.enrol, exclude=args.wav)
     model = load_model(args)
+    model.check_speech(args.wav)  # no speaker for silence, noise, tones
     candidates = register.identify(
         model, args.wav, spk2wavs, top=args.top, batch_size=args.batch_size
     )

@@ -27,6 +27,7 @@ stage's hyperparameters.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import math
@@ -45,6 +46,7 @@ from deep_speaker_sb.defaults import PRETRAINED_DIR, TRIPLET_RESULTS
 from deep_speaker_sb.errors import DataError, MissingFileError
 from deep_speaker_sb.features import Features
 from deep_speaker_sb.lobes.rescnn import ResCNN
+from deep_speaker_sb.speech import SpeechCheck
 from deep_speaker_sb.utils import Pathlike, atomic_write, write_json
 
 logger = get_logger(__name__)
@@ -384,6 +386,7 @@ def export_pretrained(
                 "features": features_config,
                 "normalization": norm_cfg,
                 "model": model_config,
+                "speech_check": dataclasses.asdict(SpeechCheck()),
             },
         )
         write_json(

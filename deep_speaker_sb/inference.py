@@ -61,6 +61,7 @@ from deep_speaker_sb.export import (
     read_threshold,
 )
 from deep_speaker_sb.scoring import cosine_similarity
+from deep_speaker_sb.speech import SpeechCheck, check_speech
 from deep_speaker_sb.utils import Pathlike
 
 
@@ -227,9 +228,9 @@ class DeepSpeaker(Pretrained):
                 "the model (deep_speaker_sb.export.export_pretrained)"
             )
         self.sample_rate = int(self.hparams.sample_rate)
-        self.threshold = read_threshold(
-            Path(self.hparams.threshold_file).parent
-        )
+        folder = Path(self.hparams.threshold_file).parent
+        self.threshold = read_threshold(folder)
+        self.speech_check = read_speech_check(folder)
 
     @classmethod
     def from_hparams(
@@ -345,12 +346,26 @@ class DeepSpeaker(Pretrained):
         """Same as :meth:`encode_batch`."""
         return self.encode_batch(wavs, wav_lens)
 
-    def encode_file(self, path: Pathlike) -> torch.Tensor:
+    def encode_file(
+        self, path: Pathlike, require_speech: bool = True
+    ) -> torch.Tensor:
         """Embedding ``[emb_dim]`` of a whole audio file (any rate/channels).
 
-        The result is on the CPU.
+        The result is on the CPU.  Unless ``require_speech`` is False, audio
+        that cannot be speech (:attr:`speech_check`: silence, steady noise,
+        tones, hum) raises :class:`~deep_speaker_sb.speech.NoSpeechError`
+        instead of giving an embedding that would land near some speaker.
         """
-        return self.encode_batch(self.load_audio(path))[0].cpu()
+        wav = self.load_audio(path)
+        if require_speech:
+            check_speech(wav, self.sample_rate, self.speech_check, str(path))
+        return self.encode_batch(wav)[0].cpu()
+
+    def check_speech(self, path: Pathlike) -> None:
+        """Raises :class:`~deep_speaker_sb.speech.NoSpeechError` when the
+        file cannot be speech (see :attr:`speech_check`)."""
+        wav = self.load_audio(path)
+        check_speech(wav, self.sample_rate, self.speech_check, str(path))
 
     def encode_files(
         self,
@@ -445,15 +460,22 @@ class PlainDeepSpeaker(torch.nn.Module):
         The model's sample rate.
     threshold : float
         The decision threshold on cosine similarity.
+    speech_check : SpeechCheck, optional
+        The thresholds of the speech check of :meth:`encode_file`.
     """
 
     def __init__(
-        self, mods: torch.nn.ModuleDict, sample_rate: int, threshold: float
+        self,
+        mods: torch.nn.ModuleDict,
+        sample_rate: int,
+        threshold: float,
+        speech_check: SpeechCheck | None = None,
     ):
         super().__init__()
         self.mods = mods.eval()
         self.sample_rate = sample_rate
         self.threshold = threshold
+        self.speech_check = speech_check
         self.audio_normalizer = AudioNormalizer(sample_rate, "avg-to-mono")
 
     def encode_batch(
@@ -464,9 +486,14 @@ class PlainDeepSpeaker(torch.nn.Module):
         with torch.no_grad():
             return compute_embeddings(self.mods, wavs, wav_lens).float()
 
-    def encode_file(self, path: Pathlike) -> torch.Tensor:
-        """Embedding ``[emb_dim]`` of a whole audio file."""
-        return self.encode_batch(load_mono(path, self.audio_normalizer))[0]
+    def encode_file(
+        self, path: Pathlike, require_speech: bool = True
+    ) -> torch.Tensor:
+        """Same as :meth:`DeepSpeaker.encode_file`."""
+        wav = load_mono(path, self.audio_normalizer)
+        if require_speech:
+            check_speech(wav, self.sample_rate, self.speech_check, str(path))
+        return self.encode_batch(wav)[0]
 
 
 def load_without_yaml(folder: Pathlike) -> PlainDeepSpeaker:
@@ -564,5 +591,22 @@ def load_without_yaml(folder: Pathlike) -> PlainDeepSpeaker:
         }
     )
     return PlainDeepSpeaker(
-        mods, int(features.config["sample_rate"]), read_threshold(folder)
+        mods,
+        int(features.config["sample_rate"]),
+        read_threshold(folder),
+        SpeechCheck.from_config(config.get("speech_check")),
     )
+
+
+def read_speech_check(folder: Pathlike) -> SpeechCheck:
+    """The speech check of an export: ``speech_check`` in its
+    ``config.json``, the defaults of :class:`SpeechCheck` for what it does
+    not set (or for an export without ``config.json``)."""
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        return SpeechCheck()
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        return SpeechCheck.from_config(config.get("speech_check"))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise DataError(f"{path} is not a valid model config: {exc}") from exc

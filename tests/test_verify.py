@@ -69,6 +69,10 @@ class FakeModel:
         self.calls.append([Path(p).stem for p in paths])
         return torch.tensor([self.vectors[Path(p).stem] for p in paths])
 
+    def check_speech(self, path):
+        """Its files are all speech (tests/test_speech.py checks the
+        check on real audio)."""
+
 
 def _write_manifest(path: Path, spk_utts: dict[str, list[str]]) -> Path:
     """A manifest with two segments per utterance; the WAVs are created

@@ -1,0 +1,100 @@
+"""The speech check: non-speech is refused, speech is not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from deep_speaker_sb.dataio import read_manifest, utterances
+from deep_speaker_sb.speech import (
+    NoSpeechError,
+    SpeechCheck,
+    check_speech,
+    speech_statistics,
+)
+
+SR = 8000
+
+
+def _signals() -> dict[str, torch.Tensor]:
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * SR) / SR
+    spec = np.fft.rfft(rng.standard_normal(len(t)))
+    pink = np.fft.irfft(spec / np.sqrt(np.maximum(np.arange(len(spec)), 1)))
+    out = {
+        "silence": np.zeros_like(t),
+        "one sample": np.array([0.5]),
+        "white noise": 0.1 * rng.standard_normal(len(t)),
+        "clipped noise": np.clip(3 * rng.standard_normal(len(t)), -1, 1),
+        "pink noise": 0.2 * pink / np.abs(pink).max(),
+        "tone": 0.5 * np.sin(2 * np.pi * 440 * t),
+        "DC": np.full_like(t, 0.3),
+        "hum": 0.2 + 0.1 * np.sin(2 * np.pi * 50 * t),
+    }
+    return {k: torch.from_numpy(v.astype(np.float32)) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("kind", sorted(_signals()))
+def test_non_speech_is_refused(kind):
+    with pytest.raises(NoSpeechError, match=f"{kind}.wav holds no speech"):
+        check_speech(_signals()[kind], SR, SpeechCheck(), f"{kind}.wav")
+
+
+def test_prepared_speech_passes(tiny_prepared):
+    utts = utterances(read_manifest(tiny_prepared / "test.csv"))
+    for utt in utts.values():
+        wav, sr = sf.read(utt.wav, dtype="float32")
+        check_speech(torch.from_numpy(wav), sr, SpeechCheck(), utt.wav)
+    # and it is the thresholds that decide
+    wav, sr = sf.read(next(iter(utts.values())).wav, dtype="float32")
+    seconds, spread = speech_statistics(
+        torch.from_numpy(wav), sr, SpeechCheck()
+    )
+    strict = SpeechCheck.from_config({"min_dynamic_db": spread + 1})
+    assert strict.min_speech_seconds == SpeechCheck().min_speech_seconds
+    with pytest.raises(NoSpeechError, match="varies by"):
+        check_speech(torch.from_numpy(wav), sr, strict)
+    long = SpeechCheck.from_config({"min_speech_seconds": seconds + 1})
+    with pytest.raises(NoSpeechError, match="needs"):
+        check_speech(torch.from_numpy(wav), sr, long)
+
+
+def test_model_refuses_silence(tiny_prepared, tmp_path):
+    from speechbrain.processing.features import InputNormalization
+
+    from deep_speaker_sb.export import export_pretrained
+    from deep_speaker_sb.features import Features
+    from deep_speaker_sb.inference import DeepSpeaker, load_without_yaml
+    from deep_speaker_sb.lobes.rescnn import ResCNN
+    from tests.conftest import run_script
+
+    folder = export_pretrained(
+        tmp_path / "pretrained",
+        compute_features=Features(),
+        mean_var_norm=InputNormalization(norm_type="sentence"),
+        embedding_model=ResCNN(channels=(4, 8), emb_dim=16).eval(),
+        threshold=0.0,
+        card={},
+    )
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(3 * SR, "float32"), SR)
+    for model in (
+        DeepSpeaker.from_hparams(source=folder, run_opts={"device": "cpu"}),
+        load_without_yaml(folder),
+    ):
+        with pytest.raises(NoSpeechError, match="silence.wav"):
+            model.encode_file(silence)
+        assert model.encode_file(silence, require_speech=False).shape == (16,)
+    # verify.py gives no speaker: one error line, exit 1 (it named a
+    # speaker before: threshold 0 accepts any positive cosine)
+    proc = run_script(
+        "verify.py",
+        "--model", folder, "--wav", silence,
+        "--enrol", tiny_prepared / "test.csv", "--device", "cpu",
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error")]
+    assert len(errors) == 1 and "holds no speech" in errors[0]
+    assert "speaker:" not in proc.stdout
