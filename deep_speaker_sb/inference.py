@@ -33,6 +33,7 @@ import json
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import soundfile as sf
 import torch
@@ -102,6 +103,21 @@ def load_mono(path: Pathlike, normalizer: AudioNormalizer) -> torch.Tensor:
     if signal.shape[1] == 1:
         signal = signal[:, 0]
     return normalizer(signal, sr)
+
+
+def load_speech(
+    path: Pathlike,
+    normalizer: AudioNormalizer,
+    check: SpeechCheck,
+    require_speech: bool = True,
+) -> torch.Tensor:
+    """:func:`load_mono`, then (unless ``require_speech`` is False) the
+    speech check: :class:`~deep_speaker_sb.speech.NoSpeechError` for audio
+    that cannot be speech."""
+    wav = load_mono(path, normalizer)
+    if require_speech:
+        check_speech(wav, normalizer.sample_rate, check, str(path))
+    return wav
 
 
 #: Full scale of integer PCM, by dtype, for :func:`check_waveforms`.
@@ -356,16 +372,15 @@ class DeepSpeaker(Pretrained):
         tones, hum) raises :class:`~deep_speaker_sb.speech.NoSpeechError`
         instead of giving an embedding that would land near some speaker.
         """
-        wav = self.load_audio(path)
-        if require_speech:
-            check_speech(wav, self.sample_rate, self.speech_check, str(path))
+        wav = load_speech(
+            path, self.audio_normalizer, self.speech_check, require_speech
+        )
         return self.encode_batch(wav)[0].cpu()
 
     def check_speech(self, path: Pathlike) -> None:
         """Raises :class:`~deep_speaker_sb.speech.NoSpeechError` when the
         file cannot be speech (see :attr:`speech_check`)."""
-        wav = self.load_audio(path)
-        check_speech(wav, self.sample_rate, self.speech_check, str(path))
+        load_speech(path, self.audio_normalizer, self.speech_check)
 
     def encode_files(
         self,
@@ -490,9 +505,9 @@ class PlainDeepSpeaker(torch.nn.Module):
         self, path: Pathlike, require_speech: bool = True
     ) -> torch.Tensor:
         """Same as :meth:`DeepSpeaker.encode_file`."""
-        wav = load_mono(path, self.audio_normalizer)
-        if require_speech:
-            check_speech(wav, self.sample_rate, self.speech_check, str(path))
+        wav = load_speech(
+            path, self.audio_normalizer, self.speech_check, require_speech
+        )
         return self.encode_batch(wav)[0]
 
 
@@ -550,13 +565,13 @@ def load_without_yaml(folder: Pathlike) -> PlainDeepSpeaker:
 
     folder = Path(folder)
     path = folder / CONFIG_FILE
-    if not path.is_file():
+    config = read_config(folder)
+    if config is None:
         raise MissingFileError(
             f"{path} missing: the export is older than config.json; "
             "export it again (train_triplet.py ... --export_only True)"
         )
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
         if config.get("format") != CONFIG_FORMAT:
             raise ValueError(f"unknown format {config.get('format')!r}")
         features = Features(**config["features"])
@@ -598,15 +613,35 @@ def load_without_yaml(folder: Pathlike) -> PlainDeepSpeaker:
     )
 
 
+def read_config(folder: Pathlike) -> dict[str, Any] | None:
+    """An export's ``config.json`` as a dict; None for an export older
+    than it.
+
+    Raises
+    ------
+    DataError
+        When it is not a JSON object.
+    """
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DataError(f"{path} is not a valid model config: {exc}") from exc
+    if not isinstance(config, dict):
+        raise DataError(f"{path} is not a valid model config: not an object")
+    return config
+
+
 def read_speech_check(folder: Pathlike) -> SpeechCheck:
     """The speech check of an export: ``speech_check`` in its
     ``config.json``, the defaults of :class:`SpeechCheck` for what it does
     not set (or for an export without ``config.json``)."""
-    path = Path(folder) / CONFIG_FILE
-    if not path.is_file():
-        return SpeechCheck()
+    config = read_config(folder) or {}
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
         return SpeechCheck.from_config(config.get("speech_check"))
     except (ValueError, TypeError, AttributeError) as exc:
-        raise DataError(f"{path} is not a valid model config: {exc}") from exc
+        raise DataError(
+            f"{Path(folder) / CONFIG_FILE}: bad speech_check: {exc}"
+        ) from exc
