@@ -46,10 +46,12 @@ sys.path.insert(0, str(ROOT))
 from bench.baseline_eer import mean_mfcc_vectors  # noqa: E402
 from deep_speaker_sb.dataio import read_manifest, utterances  # noqa: E402
 from deep_speaker_sb.scoring import (  # noqa: E402
+    read_scores,
     read_trials,
     score_trials,
     verification_metrics,
 )
+from deep_speaker_sb.utils import write_json  # noqa: E402
 
 #: The CPU training budget (README): model width, crops and epochs that
 #: train prep -> softmax -> triplet on the benchmark corpus on 2 CPU cores.
@@ -113,7 +115,7 @@ def _timed(folder: Path, name: str, script: str, args: list[str]) -> float:
     )
     if name not in timing:
         timing[name] = _run(script, args, folder / f"{name}.log")
-        timing_file.write_text(json.dumps(timing, indent=1))
+        write_json(timing_file, timing)
     return timing[name]
 
 
@@ -136,15 +138,6 @@ def _family_eers(
             out[f"eer_{family}"] = round(metrics["eer"], 4)
             out[f"n_trials_{family}"] = len(keep)
     return out
-
-
-def _read_scores(path: Path) -> tuple[list[tuple[int, str, str]], torch.Tensor]:
-    trials, scores = [], []
-    for line in path.read_text().splitlines():
-        a, b, label, score = line.split()
-        trials.append((int(label), a, b))
-        scores.append(float(score))
-    return trials, torch.tensor(scores)
 
 
 def _report(
@@ -214,7 +207,7 @@ def run_variant(
                 folder / "verify.log",
             )  # fmt: skip
         label = name if variant == "base" else f"{variant}, {name}"
-        trials, scores = _read_scores(verify_out / "scores.txt")
+        trials, scores = read_scores(verify_out / "scores.txt")
         rows.append(_report(label, trials, scores, minutes, utt2family))
     return rows
 

@@ -461,6 +461,26 @@ def write_scores(
             f.write(f"{a} {b} {label} {s:.6f}\n")
 
 
+def read_scores(path: Pathlike) -> tuple[list[Trial], torch.Tensor]:
+    """Reads what :func:`write_scores` wrote: the trials and their scores.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "scores.txt"
+    >>> write_scores(p, [(1, "a", "b"), (0, "a", "c")],
+    ...              torch.tensor([0.5, -0.25]))
+    >>> read_scores(p)
+    ([(1, 'a', 'b'), (0, 'a', 'c')], tensor([ 0.5000, -0.2500]))
+    """
+    trials, scores = [], []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        enrol, test, label, score = line.split()
+        trials.append((int(label), enrol, test))
+        scores.append(float(score))
+    return trials, torch.tensor(scores)
+
+
 def threshold_rates(
     labels: Sequence[int] | torch.Tensor,
     scores: torch.Tensor,
