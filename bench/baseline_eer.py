@@ -58,9 +58,7 @@ def frame_db(wav: np.ndarray, n_frames: int, hop: int = 80) -> np.ndarray:
     return db - db.max()
 
 
-def mean_mfcc_vectors(
-    paths: list[Path], vad_db: float = 35.0
-) -> np.ndarray:
+def mean_mfcc_vectors(paths: list[Path], vad_db: float = 35.0) -> np.ndarray:
     """The mean MFCC vector (c1-c19, 8 kHz, voiced frames) of each file."""
     mfcc = MFCC(
         deltas=False,
