@@ -25,6 +25,27 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.6",
     ],
-    extras_require={"dev": ["pytest>=7", "ruff>=0.4"]},
+    extras_require={
+        # the torch-free runtime (deep_speaker_sb.runtime) and ONNX export
+        "onnx": [
+            "onnx>=1.16",
+            "onnxruntime>=1.18",
+            "numpy>=1.24",
+            "soundfile>=0.12",
+        ],
+        # WebDataset shards for large corpora (data_prep.py --format shards)
+        "shards": ["webdataset>=0.2.86"],
+        # the pretrained peer of bench/inference_throughput.py; never a
+        # dependency of the package or its tests
+        "bench": ["resemblyzer>=0.1.4"],
+        "dev": [
+            "pytest>=7",
+            "ruff>=0.4",
+            "onnx>=1.16",
+            "onnxruntime>=1.18",
+            "onnxscript>=0.2",
+            "webdataset>=0.2.86",
+        ],
+    },
     license="Apache-2.0",
 )
