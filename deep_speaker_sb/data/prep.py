@@ -46,6 +46,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import subprocess
 import time
 import wave
 from collections import Counter, defaultdict
@@ -107,6 +108,9 @@ OUTPUT_FILES = (
     "skipped.csv",
     "prep_summary.json",
 )
+
+#: Inputs decoded by ffmpeg (libsndfile does not read AAC).
+FFMPEG_SUFFIXES = (".m4a", ".aac")
 
 _WAVS = "wavs"
 _AUDIO_OPTIONS_FILE = ".audio_options.json"
@@ -177,6 +181,11 @@ class Listing:
         counted as ``converted.other_sample_rate`` in the summary.
     skipped : sequence of Skipped
         The inputs the listing already left out (bad names, ...).
+    trials : sequence of (label, enrol_utt, test_utt), optional
+        The corpus's official trials over ``test`` utterance ids, written
+        to ``trials.txt`` as they are (``num_trials`` is then unused; a
+        trial whose file was skipped is dropped, with a warning); ``None``:
+        balanced trials are drawn (:func:`make_trials`).
 
     Example
     -------
@@ -192,10 +201,14 @@ class Listing:
     utterances: Sequence[SourceUtterance]
     native_rate: int
     skipped: Sequence[Skipped] = ()
+    trials: Sequence[Trial] | None = None
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
+        test: set[str] = set()
         for u in self.utterances:
+            if u.split == "test":
+                test.add(u.utt_id)
             if u.split not in SPLITS:
                 raise ValueError(
                     f"utterance {u.utt_id}: split {u.split!r} is not one "
@@ -207,6 +220,13 @@ class Listing:
                     "must skip duplicates (they share one cached WAV)"
                 )
             seen.add(u.utt_id)
+        for _, enrol, probe in self.trials or ():
+            for utt in (enrol, probe):
+                if utt not in test:
+                    raise ValueError(
+                        f"official trial names {utt}, which is not a test "
+                        "utterance of the listing"
+                    )
 
 
 @dataclass(frozen=True)
@@ -390,6 +410,8 @@ def _process(
     """
     res = _Result()
     n_cached = _cached_frames(job)
+    if Path(job.src).suffix.lower() in FFMPEG_SUFFIXES:
+        return _process_decoded(job, sample_rate, trim_db, margin, min_len)
     try:
         with sf.SoundFile(job.src) as f:
             res.channels, res.in_rate = f.channels, f.samplerate
@@ -432,6 +454,72 @@ def _process(
             res.n_out / sample_rate, min_len / sample_rate
         )
         return _forget(job, res)
+    return res
+
+
+def require_ffmpeg(what: str) -> str:
+    """The ``ffmpeg`` program that decodes ``what``, or a ConfigError.
+
+    libsndfile (``soundfile``) reads WAV, FLAC, OGG and MP3 but not AAC
+    (``.m4a``): those inputs are decoded by ``ffmpeg``.
+    """
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise ConfigError(
+            f"{what} needs an AAC decoder and ffmpeg is not on PATH: "
+            "install ffmpeg (apt-get install ffmpeg, or conda install -c "
+            "conda-forge ffmpeg) or convert the .m4a files to WAV or FLAC"
+        )
+    return exe
+
+
+def decode_with_ffmpeg(src: str, sample_rate: int) -> np.ndarray:
+    """Decodes ``src`` with ffmpeg: mono float32 at ``sample_rate``.
+
+    ffmpeg mixes the channels down and resamples; a file it cannot
+    decode raises a ``RuntimeError`` (the input is then skipped).
+    """
+    cmd = [
+        require_ffmpeg(src),
+        *("-nostdin", "-v", "error", "-i", src),
+        *("-ac", "1", "-ar", str(int(sample_rate)), "-f", "f32le", "-"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    if proc.returncode != 0:
+        why = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise RuntimeError(f"ffmpeg: {why[-1] if why else proc.returncode}")
+    return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+
+
+def _process_decoded(
+    job: _Job, sample_rate: int, trim_db: float, margin: float, min_len: int
+) -> _Result:
+    """:func:`_process` for an input that ffmpeg decodes (AAC)."""
+    res = _Result(channels=1, in_rate=sample_rate)
+    try:
+        y = decode_with_ffmpeg(job.src, sample_rate)
+    except (RuntimeError, OSError) as exc:
+        if isinstance(exc, UserError) or not Path(job.src).is_file():
+            raise
+        res.reason = f"unreadable: {exc}"
+        return _forget(job, res)
+    res.raw_seconds = len(y) / sample_rate
+    if not len(y):
+        res.reason = "empty: no audio samples"
+        return _forget(job, res)
+    start, stop = trim_silence(y, sample_rate, trim_db, margin)
+    if stop == start:
+        res.reason = "silent: no signal above {:g} dBFS".format(SILENCE_DBFS)
+        return _forget(job, res)
+    res.n_out = stop - start
+    if res.n_out < min_len:
+        res.reason = "too short after trimming: {:.2f} s < {:g} s".format(
+            res.n_out / sample_rate, min_len / sample_rate
+        )
+        return _forget(job, res)
+    if _cached_frames(job) != res.n_out:
+        with _writing(job.dst):
+            _write_wav(job.dst, y[start:stop], sample_rate)
     return res
 
 
@@ -697,6 +785,30 @@ def _write_skipped(path: Path, skipped: Iterable[Skipped]) -> None:
         writer.writerows((s.path, s.utt_id, s.reason) for s in skipped)
 
 
+def _kept_trials(
+    official: Sequence[Trial], kept: Iterable[ConvertedUtterance]
+) -> list[Trial]:
+    """The official trials whose two utterances were kept (in order).
+
+    Example
+    -------
+    >>> src = SourceUtterance("test", "A_1", "A", "a.flac")
+    >>> _kept_trials([(1, "A_1", "A_1"), (0, "A_1", "B_1")],
+    ...              [ConvertedUtterance(src, 8000, 1.0, 1, 16000)])
+    [(1, 'A_1', 'A_1')]
+    """
+    have = {u.utt_id for u in kept}
+    trials = [t for t in official if t[1] in have and t[2] in have]
+    if len(trials) < len(official):
+        logger.warning(
+            "%d of %d official trials dropped: a file they name was "
+            "skipped (see skipped.csv)",
+            len(official) - len(trials),
+            len(official),
+        )
+    return trials
+
+
 def _write_trials(path: Path, trials: Iterable[Trial]) -> None:
     with atomic_write(path) as f:
         f.writelines(f"{lab} {a} {b}\n" for lab, a, b in trials)
@@ -830,6 +942,7 @@ def prepare_corpus(
     list_utterances: Callable[[Path], Listing],
     save_folder: Pathlike,
     options: PrepOptions,
+    corpus_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Prepares a listed corpus: WAV cache, manifests, trials, reports.
 
@@ -850,6 +963,10 @@ def prepare_corpus(
         Where the WAV cache, manifests and reports are written.
     options : PrepOptions
         Audio, segment, split and trial options.
+    corpus_options : dict, optional
+        What else the listing depends on (the corpus, its trial list,
+        its test speakers...): saved in ``options.json`` under
+        ``"corpus"``, so that changing it prepares again.
 
     Returns
     -------
@@ -897,6 +1014,8 @@ def prepare_corpus(
     wav_root = save_folder / _WAVS
     outputs = [*files.values(), wav_root / _AUDIO_OPTIONS_FILE]
     saved_options = options.saved_options(data_folder)
+    if corpus_options is not None:
+        saved_options["corpus"] = corpus_options
     if save_folder.exists() and not save_folder.is_dir():
         raise ConfigError(
             f"save folder {save_folder} is a file, not a folder; give "
@@ -948,11 +1067,14 @@ def prepare_corpus(
     for name, part_rows in rows.items():
         with _writing(files[f"{name}.csv"]):
             write_manifest(files[f"{name}.csv"], part_rows)
-    trials = make_trials(
-        {u.utt_id: u.spk_id for u in by_split["test"]},
-        options.num_trials,
-        options.seed,
-    )
+    if listing.trials is None:
+        trials = make_trials(
+            {u.utt_id: u.spk_id for u in by_split["test"]},
+            options.num_trials,
+            options.seed,
+        )
+    else:
+        trials = _kept_trials(listing.trials, by_split["test"])
     with _writing(files["trials.txt"]):
         _write_trials(files["trials.txt"], trials)
 
@@ -966,6 +1088,9 @@ def prepare_corpus(
         listing.native_rate,
         options.sample_rate,
     )
+    if listing.trials is not None:
+        counts["trials"]["official"] = len(listing.trials)
+        counts["trials"]["dropped"] = len(listing.trials) - len(trials)
     elapsed = time.perf_counter() - t0
     raw_total = sum(u.raw_seconds for p in parts.values() for u in p)
     summary = {
