@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Prepares VIVOS for speaker verification (8 kHz cache and manifests).
+"""Prepares a corpus for speaker verification (VIVOS at 8 kHz by default).
 
 Usage::
 
     python data_prep.py --data_folder /path/to/vivos --save_folder data/vivos8k
+    python data_prep.py --corpus voxceleb --data_folder /data/voxceleb \\
+        --save_folder data/vox16k        # also folders, cnceleb, ...
+
+``--corpus`` (default ``vivos``) picks the layout: ``folders`` (one
+folder per speaker), ``voxceleb``, ``cnceleb``, ``librispeech``,
+``vietnam_celeb``; see recipes/<Corpus>/README.md.
 
 Writes ``wavs/``, ``train.csv``, ``valid.csv``, ``test.csv``,
 ``trials.txt``, ``skipped.csv`` and ``prep_summary.json`` into the save
@@ -19,25 +25,62 @@ import logging
 import sys
 
 from deep_speaker_sb.cli import run_cli
-from deep_speaker_sb.data.prep import DEFAULT_NUM_TRIALS
+from deep_speaker_sb.data.cnceleb import prepare_cnceleb
+from deep_speaker_sb.data.folders import prepare_folders
+from deep_speaker_sb.data.librispeech import (
+    TEST_SPLITS,
+    TRAIN_SPLITS,
+    prepare_librispeech,
+)
+from deep_speaker_sb.data.prep import DEFAULT_NUM_TRIALS, PrepOptions
+from deep_speaker_sb.data.vietnam_celeb import prepare_vietnam_celeb
 from deep_speaker_sb.data.vivos import prepare_vivos
+from deep_speaker_sb.data.voxceleb import prepare_voxceleb
+from deep_speaker_sb.errors import ConfigError
+
+#: ``--corpus`` -> (its prepare function, its own options).
+CORPORA = {
+    "vivos": (None, ()),
+    "folders": (prepare_folders, ("test_speakers", "test_folder")),
+    "voxceleb": (prepare_voxceleb, ("trials",)),
+    "cnceleb": (prepare_cnceleb, ("trials", "train_folders")),
+    "librispeech": (prepare_librispeech, ("train_splits", "test_splits")),
+    "vietnam_celeb": (prepare_vietnam_celeb, ("trials",)),
+}
+#: Sample rate of the cache when --sample_rate is not given.
+DEFAULT_RATES = {"vivos": 8000}
+OTHER_RATE = 16000
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command-line options (every one has a default but the folders)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
+        "--corpus",
+        choices=sorted(CORPORA),
+        default="vivos",
+        help="layout of --data_folder (default: vivos)",
+    )
+    p.add_argument(
         "--data_folder",
         required=True,
-        help="VIVOS folder holding train/waves and test/waves (required)",
+        help="the corpus folder; for VIVOS the folder holding train/waves "
+        "and test/waves (required)",
     )
     p.add_argument(
         "--save_folder",
         required=True,
         help="where the WAV cache, manifests and reports go (required)",
     )
+    p.add_argument(
+        "--sample_rate",
+        type=int,
+        default=None,
+        help="sample rate (Hz) of the cached WAVs (default: 8000 for vivos, "
+        "16000 for the other corpora)",
+    )
+    _corpus_arguments(p)
     options = [
-        ("--sample_rate", int, 8000, "sample rate (Hz) of the cached WAVs"),
         ("--seg_dur", float, 3.0, "longest segment of a manifest row (s)"),
         (
             "--min_dur",
@@ -90,6 +133,79 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _corpus_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of one corpus (refused with the others)."""
+    g = p.add_argument_group("corpus options")
+    g.add_argument(
+        "--trials",
+        help="voxceleb, cnceleb, vietnam_celeb: the official trial list "
+        "(default: veri_test2.txt, eval/lists/trials.lst, "
+        "vietnam-celeb-e.txt in --data_folder)",
+    )
+    g.add_argument(
+        "--test_speakers",
+        help="folders: a file of test speaker ids (one a line), or how "
+        "many speakers to draw (with --seed)",
+    )
+    g.add_argument(
+        "--test_folder",
+        help="folders: a second folder (same layout) of test speakers",
+    )
+    g.add_argument(
+        "--train_splits",
+        help="librispeech: comma-separated training splits (default: "
+        f"{','.join(TRAIN_SPLITS)})",
+    )
+    g.add_argument(
+        "--test_splits",
+        help="librispeech: comma-separated test splits (default: "
+        f"{','.join(TEST_SPLITS)})",
+    )
+    g.add_argument(
+        "--train_folders",
+        help="cnceleb: comma-separated more roots with data/<spk>/ "
+        "training files (CN-Celeb2)",
+    )
+
+
+def prepare(args: argparse.Namespace) -> dict:
+    """Prepares ``args.corpus``; returns the summary."""
+    prepare_fn, own = CORPORA[args.corpus]
+    given = [
+        name
+        for name in ("trials", "test_speakers", "test_folder")
+        + ("train_splits", "test_splits", "train_folders")
+        if getattr(args, name) is not None
+    ]
+    refused = [name for name in given if name not in own]
+    if refused:
+        raise ConfigError(
+            f"--{refused[0]} is not an option of --corpus {args.corpus}"
+            + (f" (its options: --{', --'.join(own)})" if own else "")
+        )
+    rate = args.sample_rate or DEFAULT_RATES.get(args.corpus, OTHER_RATE)
+    options = dict(
+        sample_rate=rate,
+        seg_dur=args.seg_dur,
+        min_dur=args.min_dur,
+        valid_ratio=args.valid_ratio,
+        num_trials=args.num_trials,
+        seed=args.seed,
+        num_workers=args.num_workers,
+        trim_db=args.trim_db,
+        trim_margin=args.trim_margin,
+    )
+    if prepare_fn is None:
+        return prepare_vivos(args.data_folder, args.save_folder, **options)
+    kwargs = {name: getattr(args, name) for name in given}
+    for name in ("train_splits", "test_splits", "train_folders"):
+        if name in kwargs:
+            kwargs[name] = [x for x in kwargs[name].split(",") if x]
+    return prepare_fn(
+        args.data_folder, args.save_folder, PrepOptions(**options), **kwargs
+    )
+
+
 def report(summary: dict) -> str:
     """What the user reads once the preparation is done."""
     lines = [f"prepared {summary['save_folder']}"]
@@ -119,6 +235,11 @@ def report(summary: dict) -> str:
         f"  trials: {trials['target']} target, {trials['nontarget']} "
         f"non-target in {files['trials.txt']}"
     )
+    if "official" in trials:
+        lines.append(
+            f"  official trial list: {trials['official']} trials, "
+            f"{trials['dropped']} dropped (a file was skipped)"
+        )
     lines.append("manifests:")
     for name in ("train.csv", "valid.csv", "test.csv"):
         lines.append(f"  {files[name]}")
@@ -133,19 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING, format="%(levelname)s: %(message)s"
     )
     logging.getLogger("deep_speaker_sb").setLevel(logging.INFO)
-    summary = prepare_vivos(
-        args.data_folder,
-        args.save_folder,
-        sample_rate=args.sample_rate,
-        seg_dur=args.seg_dur,
-        min_dur=args.min_dur,
-        valid_ratio=args.valid_ratio,
-        num_trials=args.num_trials,
-        seed=args.seed,
-        num_workers=args.num_workers,
-        trim_db=args.trim_db,
-        trim_margin=args.trim_margin,
-    )
+    summary = prepare(args)
     print(report(summary))
     return 0
 

@@ -149,7 +149,7 @@ def list_cnceleb(
         utt = safe_id(path.stem)
         spk = utt.split("-")[0]
         utt_of[name] = utt
-        test[utt] = SourceUtterance("test", utt, spk, str(path), None, "")
+        test[utt] = SourceUtterance("test", utt, spk, str(path), "unknown", "")
     listed = official_trials(
         list_file,
         rows,
@@ -179,7 +179,7 @@ def list_cnceleb(
                 continue
             seen.add(utt)
             train.append(
-                SourceUtterance("train", utt, spk, str(path), None, "")
+                SourceUtterance("train", utt, spk, str(path), "unknown", "")
             )
     if not train:
         raise DataError(

@@ -163,16 +163,16 @@ def list_folders(
                 rel = path.relative_to(spk_dir)
                 utt = safe_id("-".join((folder, *rel.with_suffix("").parts)))
                 reason = None
-                if utt in seen:
-                    reason = f"duplicate utterance id: also {seen[utt]}"
-                elif split == "test" and folder in found["train"]:
+                if split == "test" and folder in found["train"]:
                     reason = "test speaker also in train: kept out of test"
+                elif utt in seen:
+                    reason = f"duplicate utterance id: also {seen[utt]}"
                 if reason:
                     skipped.append(Skipped(str(path), utt, reason))
                     continue
                 seen[utt] = str(path)
                 utterances.append(
-                    SourceUtterance(split, utt, spk, str(path), words="")
+                    SourceUtterance(split, utt, spk, str(path), "unknown", "")
                 )
     logger.info(
         "%d train and %d test speakers",

@@ -153,7 +153,9 @@ def list_voxceleb(
             decoded |= path.suffix.lower() in FFMPEG_SUFFIXES
             utt_of[key] = utt
             found.append(
-                SourceUtterance("train", utt, rel.parts[0], str(path), None, "")
+                SourceUtterance(
+                    "train", utt, rel.parts[0], str(path), "unknown", ""
+                )
             )
     if decoded:
         require_ffmpeg("VoxCeleb2's .m4a files (dev/aac)")
