@@ -32,6 +32,7 @@ from deep_speaker_sb.cli import (
     parse_recipe_args,
     run_cli,
 )
+from deep_speaker_sb.data.prep import check_prepared_rate
 from deep_speaker_sb.data.vivos import prepare_vivos
 
 
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                 "num_workers": hparams["prep_workers"],
             },
         )
+    check_prepared_rate(hparams["prep_folder"], hparams["sample_rate"])
     # The noise, babble and RIR files of the augmentation (once; a no-op
     # with augment: False)
     run_on_main(prepare_from_hparams, args=[hparams])

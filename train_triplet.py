@@ -40,6 +40,7 @@ from deep_speaker_sb.cli import (
     parse_recipe_args,
     run_cli,
 )
+from deep_speaker_sb.data.prep import check_prepared_rate
 from deep_speaker_sb.errors import ConfigError
 from deep_speaker_sb.export import (
     export_best,
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(hparams: dict, run_opts: dict) -> None:
     """Initializes (on a fresh start), scores epoch 0, trains."""
+    check_prepared_rate(hparams["prep_folder"], hparams["sample_rate"])
     # The noise, babble and RIR files of the augmentation (once; a no-op
     # with augment: False)
     run_on_main(prepare_from_hparams, args=[hparams])

@@ -32,7 +32,7 @@ from deep_speaker_sb.data.voxceleb import prepare_voxceleb
 from deep_speaker_sb.dataio import read_manifest
 from deep_speaker_sb.errors import ConfigError, DataError
 from deep_speaker_sb.scoring import read_trials
-from tests.conftest import load_script
+from tests.conftest import ROOT, load_script, run_script
 
 OPTIONS = PrepOptions(sample_rate=16000, num_trials=40)
 
@@ -248,6 +248,24 @@ def test_voxceleb_missing_trial_file_named(vox_root: Path, tmp_path: Path):
         prepare_voxceleb(vox_root, tmp_path / "p", OPTIONS, trials=bad)
     assert "line 2 names id10270/zzz/00009.wav" in str(err.value)
     assert not (tmp_path / "p" / "trials.txt").exists()
+
+
+def test_voxceleb_trial_of_a_skipped_file_dropped(tmp_path: Path):
+    root = tmp_path / "vox"
+    vox_tree(root)
+    (root / "veri_test2.txt").write_text("\n".join(VERI_TEST) + "\n")
+    silent = root / "vox1_test_wav/wav/id10270/5r0dWxy17C8/00002.wav"
+    sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    summary = prepare_voxceleb(root, tmp_path / "p", OPTIONS)
+    kept = [
+        as_ids(t) for t in VERI_TEST if "id10270/5r0dWxy17C8/00002" not in t
+    ]
+    assert read_trials(tmp_path / "p" / "trials.txt") == kept
+    assert summary["trials"]["official"] == 4
+    assert summary["trials"]["dropped"] == 2
+    assert skipped(tmp_path / "p")["id10270-5r0dWxy17C8-00002"].startswith(
+        "silent"
+    )
 
 
 def test_voxceleb2_needs_ffmpeg(vox_root: Path, tmp_path: Path, monkeypatch):
@@ -491,3 +509,23 @@ def test_cli_folders_prints_and_skips(own_root: Path, tmp_path: Path, capsys):
     assert "test :    2 speakers" in capsys.readouterr().out
     counts = Counter(r.spk_id for r in read_manifest(tmp_path / "test.csv"))
     assert len(counts) == 2
+
+
+def test_training_at_another_rate_refused(own_root: Path, tmp_path: Path):
+    """Prepared at 16 kHz (the other corpora's default), trained with the
+    YAML's 8 kHz: one error line saying what to add."""
+    prep = tmp_path / "prep"
+    prepare_folders(own_root, prep, OPTIONS, test_speakers=1)
+    proc = run_script(
+        "train_softmax.py",
+        ROOT / "hparams" / "softmax.yaml",
+        *("--data_folder", own_root, "--prep_folder", prep),
+        *("--output_folder", tmp_path / "out", "--skip_prep", "True"),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
+    assert "prepared at 16000 Hz" in errors[0]
+    assert "--sample_rate 16000" in errors[0]

@@ -937,6 +937,39 @@ def _cache_complete(save_folder: Path, files: dict[str, Path]) -> bool:
     return not missing
 
 
+def check_prepared_rate(prep_folder: Pathlike, sample_rate: int) -> None:
+    """Refuses to train at another rate than the prepared WAVs'.
+
+    The manifests' segment bounds are in samples of the cached WAVs, so
+    the YAML's ``sample_rate`` must be the rate ``data_prep.py`` used
+    (``prep_summary.json``); without a readable summary nothing is
+    checked (reading the manifests reports what is missing).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> write_json(d / "prep_summary.json", {"sample_rate": 16000})
+    >>> check_prepared_rate(d, 16000)
+    >>> check_prepared_rate(d, 8000)
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.ConfigError: ... prepared at 16000 Hz ...
+    """
+    summary = Path(prep_folder) / "prep_summary.json"
+    try:
+        prepared = json.loads(summary.read_text(encoding="utf-8"))
+        rate = int(prepared["sample_rate"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if rate != int(sample_rate):
+        raise ConfigError(
+            f"{prep_folder} was prepared at {rate} Hz but sample_rate is "
+            f"{sample_rate}: add --sample_rate {rate} to the command (the "
+            "model's rate must be the prepared WAVs')"
+        )
+
+
 def prepare_corpus(
     data_folder: Pathlike,
     list_utterances: Callable[[Path], Listing],
