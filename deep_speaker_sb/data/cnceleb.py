@@ -26,7 +26,6 @@ utterance ids ``<spk>-<genre>-<session>-<n>``.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,18 +37,18 @@ from deep_speaker_sb.data.corpora import (
     audio_files,
     find_list,
     official_trials,
+    prepare_with_trials,
     read_trial_list,
     require_folder,
     safe_id,
+    trial_listing,
 )
 from deep_speaker_sb.data.prep import (
     Listing,
     PrepOptions,
     Skipped,
     SourceUtterance,
-    prepare_corpus,
 )
-from deep_speaker_sb.errors import DataError
 from deep_speaker_sb.utils import Pathlike
 
 logger = get_logger(__name__)
@@ -181,18 +180,8 @@ def list_cnceleb(
             train.append(
                 SourceUtterance("train", utt, spk, str(path), "unknown", "")
             )
-    if not train:
-        raise DataError(
-            f"no training file in {root / 'data'} apart from the trial "
-            "speakers'; add CN-Celeb2 as more training data"
-        )
-    logger.info("%d official trials from %s", len(listed), list_file)
-    return Listing(
-        [*train, *test.values()],
-        CNCELEB_SAMPLE_RATE,
-        tuple(skipped),
-        trials=listed,
-    )
+    found = [*train, *test.values()]
+    return trial_listing(found, skipped, listed, CNCELEB_SAMPLE_RATE)
 
 
 def prepare_cnceleb(
@@ -209,13 +198,15 @@ def prepare_cnceleb(
     :func:`~deep_speaker_sb.data.prep.prepare_corpus`; returns its
     summary.
     """
-    data_folder = Path(data_folder).expanduser().resolve()
-    list_file = find_list(
-        data_folder, trials, TRIALS_LST, "CN-Celeb trials.lst"
+    return prepare_with_trials(
+        "cnceleb",
+        list_cnceleb,
+        TRIALS_LST,
+        data_folder,
+        save_folder,
+        options,
+        trials,
+        train_folders=[
+            str(Path(f).expanduser().resolve()) for f in train_folders
+        ],
     )
-    extra = [str(Path(f).expanduser().resolve()) for f in train_folders]
-    lister = functools.partial(
-        list_cnceleb, trials=list_file, train_folders=extra
-    )
-    corpus = {"name": "cnceleb", "trials": str(list_file), "train": extra}
-    return prepare_corpus(data_folder, lister, save_folder, options, corpus)

@@ -13,19 +13,29 @@ helpers here are the parts of a listing that several corpora need:
 - :func:`read_trial_list` and :func:`official_trials`: an official trial
   list read as it is, its file names mapped to utterance ids, with an
   error naming the first file that the corpus does not hold;
-- :func:`split_by_trials`: the test utterances are the trial files, the
-  train utterances every file of the other speakers.
+- :func:`trial_listing`: the test utterances are the trial files, the
+  train utterances every file of the other speakers;
+- :func:`prepare_with_trials`: the preparation of a corpus listed with
+  its trial list.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from speechbrain.utils.logger import get_logger
 
-from deep_speaker_sb.data.prep import Skipped, SourceUtterance
+from deep_speaker_sb.data.prep import (
+    Listing,
+    PrepOptions,
+    Skipped,
+    SourceUtterance,
+    prepare_corpus,
+)
 from deep_speaker_sb.data.trials import Trial
 from deep_speaker_sb.errors import DataError, MissingFileError
 from deep_speaker_sb.utils import Pathlike
@@ -216,26 +226,38 @@ def official_trials(
     return trials
 
 
-def split_by_trials(
-    found: Sequence[SourceUtterance], trial_utts: set[str]
-) -> tuple[list[SourceUtterance], list[Skipped]]:
-    """The utterances of a corpus with official trials, split.
+def trial_listing(
+    found: Sequence[SourceUtterance],
+    skipped: Sequence[Skipped],
+    trials: list[Trial],
+    native_rate: int,
+) -> Listing:
+    """The listing of a corpus with official trials.
 
-    ``found`` holds every usable file (any split); the trial files become
-    ``test`` utterances, the files of every other speaker ``train``
-    utterances, and the other files of a trial speaker are left out.
+    ``found`` holds every usable file (any split); the files of the
+    trials become ``test`` utterances, the files of every other speaker
+    ``train`` utterances, and the other files of a trial speaker are left
+    out (added to ``skipped``).
+
+    Raises
+    ------
+    DataError
+        When every speaker is a trial speaker.
 
     Example
     -------
     >>> found = [SourceUtterance("train", u, u[0], f"/c/{u}.wav")
     ...          for u in ("a1", "a2", "b1", "c1")]
-    >>> kept, left = split_by_trials(found, {"a1", "b1"})
-    >>> [(u.split, u.utt_id) for u in kept], [s.utt_id for s in left]
-    ([('train', 'c1'), ('test', 'a1'), ('test', 'b1')], ['a2'])
+    >>> listing = trial_listing(found, [], [(0, "a1", "b1")], 16000)
+    >>> [(u.split, u.utt_id) for u in listing.utterances]
+    [('train', 'c1'), ('test', 'a1'), ('test', 'b1')]
+    >>> [s.utt_id for s in listing.skipped], listing.trials
+    (['a2'], [(0, 'a1', 'b1')])
     """
+    trial_utts = {u for _, a, b in trials for u in (a, b)}
     by_id = {u.utt_id: u for u in found}
     test_spks = {by_id[u].spk_id for u in trial_utts}
-    train, test, left = [], [], []
+    train, test, left = [], [], list(skipped)
     for u in found:
         if u.utt_id in trial_utts:
             test.append(_with_split(u, "test"))
@@ -251,7 +273,29 @@ def split_by_trials(
             "training speaker is left (add training data or give a "
             "smaller list with --trials)"
         )
-    return train + test, left
+    logger.info("%d official trials over %d files", len(trials), len(test))
+    return Listing(train + test, native_rate, tuple(left), trials=trials)
+
+
+def prepare_with_trials(
+    name: str,
+    lister: Callable[..., Listing],
+    default_list: str,
+    data_folder: Pathlike,
+    save_folder: Pathlike,
+    options: PrepOptions,
+    trials: Pathlike | None,
+    **lister_options: Any,
+) -> dict[str, Any]:
+    """Prepares a corpus listed with its trial list (``--trials``, else
+    ``data_folder/default_list``): the list and the ``lister_options``
+    are saved in ``options.json`` under ``"corpus"``; returns the
+    summary of :func:`~deep_speaker_sb.data.prep.prepare_corpus`."""
+    data_folder = Path(data_folder).expanduser().resolve()
+    list_file = find_list(data_folder, trials, default_list, "trial list")
+    corpus = {"name": name, "trials": str(list_file), **lister_options}
+    lister = functools.partial(lister, trials=list_file, **lister_options)
+    return prepare_corpus(data_folder, lister, save_folder, options, corpus)
 
 
 def _with_split(u: SourceUtterance, split: str) -> SourceUtterance:

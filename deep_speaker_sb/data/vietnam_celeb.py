@@ -22,7 +22,6 @@ one.
 from __future__ import annotations
 
 import csv
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +31,17 @@ from deep_speaker_sb.data.corpora import (
     audio_files,
     find_list,
     official_trials,
+    prepare_with_trials,
     read_trial_list,
     require_folder,
     safe_id,
-    split_by_trials,
+    trial_listing,
 )
 from deep_speaker_sb.data.prep import (
     Listing,
     PrepOptions,
     Skipped,
     SourceUtterance,
-    prepare_corpus,
 )
 from deep_speaker_sb.utils import Pathlike
 
@@ -161,16 +160,7 @@ def list_vietnam_celeb(
             Skipped(str(data / key), key, f"in {TRAIN_LIST}: no such file")
         )
     listed = official_trials(list_file, rows, utt_of, lambda k: str(data / k))
-    utterances, left = split_by_trials(
-        found, {u for _, a, b in listed for u in (a, b)}
-    )
-    logger.info("%d official trials from %s", len(listed), list_file)
-    return Listing(
-        utterances,
-        VIETNAM_CELEB_SAMPLE_RATE,
-        tuple(skipped + left),
-        trials=listed,
-    )
+    return trial_listing(found, skipped, listed, VIETNAM_CELEB_SAMPLE_RATE)
 
 
 def prepare_vietnam_celeb(
@@ -186,8 +176,12 @@ def prepare_vietnam_celeb(
     :func:`~deep_speaker_sb.data.prep.prepare_corpus`; returns its
     summary.
     """
-    data_folder = Path(data_folder).expanduser().resolve()
-    list_file = find_list(data_folder, trials, TRIALS_E, "E or H list")
-    lister = functools.partial(list_vietnam_celeb, trials=list_file)
-    corpus = {"name": "vietnam_celeb", "trials": str(list_file)}
-    return prepare_corpus(data_folder, lister, save_folder, options, corpus)
+    return prepare_with_trials(
+        "vietnam_celeb",
+        list_vietnam_celeb,
+        TRIALS_E,
+        data_folder,
+        save_folder,
+        options,
+        trials,
+    )

@@ -27,7 +27,6 @@ under the same folders is read as it is.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +36,10 @@ from deep_speaker_sb.data.corpora import (
     audio_files,
     find_list,
     official_trials,
+    prepare_with_trials,
     read_trial_list,
     require_folder,
-    split_by_trials,
+    trial_listing,
 )
 from deep_speaker_sb.data.prep import (
     FFMPEG_SUFFIXES,
@@ -47,7 +47,6 @@ from deep_speaker_sb.data.prep import (
     PrepOptions,
     Skipped,
     SourceUtterance,
-    prepare_corpus,
     require_ffmpeg,
 )
 from deep_speaker_sb.errors import DataError
@@ -163,16 +162,7 @@ def list_voxceleb(
     listed = official_trials(
         list_file, rows, utt_of, lambda k: f"{k} under {where}"
     )
-    utterances, left = split_by_trials(
-        found, {u for _, a, b in listed for u in (a, b)}
-    )
-    logger.info("%d official trials from %s", len(listed), list_file)
-    return Listing(
-        utterances,
-        VOXCELEB_SAMPLE_RATE,
-        tuple(skipped + left),
-        trials=listed,
-    )
+    return trial_listing(found, skipped, listed, VOXCELEB_SAMPLE_RATE)
 
 
 def prepare_voxceleb(
@@ -188,10 +178,12 @@ def prepare_voxceleb(
     :func:`~deep_speaker_sb.data.prep.prepare_corpus`; returns its
     summary.
     """
-    data_folder = Path(data_folder).expanduser().resolve()
-    list_file = find_list(
-        data_folder, trials, VOX1_O, "Vox1-O, E or H trial list"
+    return prepare_with_trials(
+        "voxceleb",
+        list_voxceleb,
+        VOX1_O,
+        data_folder,
+        save_folder,
+        options,
+        trials,
     )
-    lister = functools.partial(list_voxceleb, trials=list_file)
-    corpus = {"name": "voxceleb", "trials": str(list_file)}
-    return prepare_corpus(data_folder, lister, save_folder, options, corpus)
