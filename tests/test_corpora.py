@@ -490,6 +490,21 @@ def test_cli_corpus_option_refused(tmp_path: Path, capsys):
     ]
 
 
+@pytest.mark.parametrize(
+    "corpus", ["folders", "voxceleb", "cnceleb", "librispeech", "vietnam_celeb"]
+)
+def test_cli_missing_data_folder(tmp_path: Path, capsys, corpus: str):
+    data_prep = load_script("data_prep.py")
+    save = tmp_path / "prep"
+    argv = ["--corpus", corpus, "--data_folder", str(tmp_path / "nope")]
+    argv += ["--save_folder", str(save)]
+    argv += ["--test_speakers", "2"] if corpus == "folders" else []
+    assert run_cli(lambda: data_prep.main(argv)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: data folder not found: {tmp_path / 'nope'}"]
+    assert not save.exists()
+
+
 def test_cli_folders_prints_and_skips(own_root: Path, tmp_path: Path, capsys):
     data_prep = load_script("data_prep.py")
     argv = ["--corpus", "folders", "--data_folder", str(own_root)]

@@ -119,7 +119,8 @@ def find_list(
         if path.is_file():
             return path.resolve()
     raise MissingFileError(
-        f"trial list not found: {candidates[-1]}; give the {what} with --trials"
+        f"trial list not found: {candidates[-1]}; give the {what} with "
+        "--trials (a path, or a name in the data folder)"
     )
 
 
@@ -292,7 +293,8 @@ def prepare_with_trials(
     are saved in ``options.json`` under ``"corpus"``; returns the
     summary of :func:`~deep_speaker_sb.data.prep.prepare_corpus`."""
     data_folder = Path(data_folder).expanduser().resolve()
-    list_file = find_list(data_folder, trials, default_list, "trial list")
+    require_folder(data_folder, "data folder")
+    list_file = find_list(data_folder, trials, default_list, f"{name} list")
     corpus = {"name": name, "trials": str(list_file), **lister_options}
     lister = functools.partial(lister, trials=list_file, **lister_options)
     return prepare_corpus(data_folder, lister, save_folder, options, corpus)

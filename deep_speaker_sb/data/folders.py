@@ -196,6 +196,7 @@ def prepare_folders(
     :func:`~deep_speaker_sb.data.prep.prepare_corpus`; returns its
     summary.
     """
+    require_folder(Path(data_folder).expanduser(), "data folder")
     spec = str(test_speakers) if test_speakers is not None else None
     if spec is not None and not spec.isdigit():
         spec = str(Path(spec).expanduser().resolve())

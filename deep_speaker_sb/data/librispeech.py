@@ -182,6 +182,7 @@ def prepare_librispeech(
     :func:`~deep_speaker_sb.data.prep.prepare_corpus`; returns its
     summary.
     """
+    require_folder(Path(data_folder).expanduser(), "data folder")
     lister = functools.partial(
         list_librispeech,
         train_splits=tuple(train_splits),
