@@ -183,7 +183,9 @@ def prepare(args: argparse.Namespace) -> dict:
             f"--{refused[0]} is not an option of --corpus {args.corpus}"
             + (f" (its options: --{', --'.join(own)})" if own else "")
         )
-    rate = args.sample_rate or DEFAULT_RATES.get(args.corpus, OTHER_RATE)
+    rate = args.sample_rate
+    if rate is None:
+        rate = DEFAULT_RATES.get(args.corpus, OTHER_RATE)
     options = dict(
         sample_rate=rate,
         seg_dur=args.seg_dur,
