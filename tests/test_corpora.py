@@ -146,8 +146,9 @@ def test_folders_list_and_test_folder(own_root: Path, tmp_path: Path):
 def test_folders_mistakes(own_root: Path, tmp_path: Path):
     with pytest.raises(ConfigError, match="--test_speakers"):
         prepare_folders(own_root, tmp_path, OPTIONS)
-    with pytest.raises(ConfigError, match="between 1 and 3"):
-        prepare_folders(own_root, tmp_path, OPTIONS, test_speakers=4)
+    for n in (1, 4):
+        with pytest.raises(ConfigError, match="between 2 .* and 3"):
+            prepare_folders(own_root, tmp_path, OPTIONS, test_speakers=n)
     ids = tmp_path / "ids.txt"
     ids.write_text("bob\nzoe\n")
     with pytest.raises(DataError, match="speaker zoe"):
@@ -505,32 +506,38 @@ def test_cli_missing_data_folder(tmp_path: Path, capsys, corpus: str):
     assert not save.exists()
 
 
-def test_cli_folders_prints_and_skips(own_root: Path, tmp_path: Path, capsys):
+def test_cli_folders_prints_and_skips(
+    own_root: Path, tmp_path: Path, capsys, caplog
+):
     data_prep = load_script("data_prep.py")
     argv = ["--corpus", "folders", "--data_folder", str(own_root)]
-    argv += ["--save_folder", str(tmp_path), "--test_speakers", "1"]
+    argv += ["--save_folder", str(tmp_path), "--test_speakers", "2"]
     assert run_cli(lambda: data_prep.main(argv)) == 0
     out = capsys.readouterr().out
-    assert "test :    1 speakers" in out
+    assert "test :    2 speakers" in out
     assert (
         sf.info(next((tmp_path / "wavs/test").rglob("*.wav"))).samplerate
         == 16000
     )
     options = (tmp_path / "options.json").read_text()
-    assert '"test_speakers": "1"' in options
-    # another test split is another preparation
-    argv[-1] = "2"
+    assert '"test_speakers": "2"' in options
+    # the same command again does nothing
+    caplog.set_level("INFO", logger="deep_speaker_sb")
     assert run_cli(lambda: data_prep.main(argv)) == 0
-    assert "test :    2 speakers" in capsys.readouterr().out
+    assert "already prepared, skipping" in caplog.text
+    # another test split is another preparation
+    argv[-1] = "3"
+    assert run_cli(lambda: data_prep.main(argv)) == 0
+    assert "test :    3 speakers" in capsys.readouterr().out
     counts = Counter(r.spk_id for r in read_manifest(tmp_path / "test.csv"))
-    assert len(counts) == 2
+    assert len(counts) == 3
 
 
 def test_training_at_another_rate_refused(own_root: Path, tmp_path: Path):
     """Prepared at 16 kHz (the other corpora's default), trained with the
     YAML's 8 kHz: one error line saying what to add."""
     prep = tmp_path / "prep"
-    prepare_folders(own_root, prep, OPTIONS, test_speakers=1)
+    prepare_folders(own_root, prep, OPTIONS, test_speakers=2)
     proc = run_script(
         "train_softmax.py",
         ROOT / "hparams" / "softmax.yaml",

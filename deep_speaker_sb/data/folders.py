@@ -63,10 +63,11 @@ def _choose_test(
     """The test speakers: those listed in a file, or a seeded draw."""
     if isinstance(test_speakers, int) or str(test_speakers).isdigit():
         n = int(test_speakers)
-        if not 0 < n < len(speakers):
+        if not 2 <= n < len(speakers):
             raise ConfigError(
-                f"--test_speakers {n}: give a count between 1 and "
-                f"{len(speakers) - 1} ({len(speakers)} speakers found)"
+                f"--test_speakers {n}: give a count between 2 (a trial "
+                f"pairs two speakers) and {len(speakers) - 1} "
+                f"({len(speakers)} speakers found)"
             )
         return set(random.Random(seed).sample(sorted(speakers), n))
     path = Path(test_speakers).expanduser()
@@ -86,10 +87,11 @@ def _choose_test(
             f"{path} names speaker {unknown[0]}, which has no folder "
             f"({len(unknown)} unknown in all)"
         )
-    if not wanted or wanted == set(speakers):
+    if len(wanted) < 2 or wanted == set(speakers):
         raise DataError(
-            f"{path} must name some speakers, not all of them: the others "
-            "are the training speakers"
+            f"{path} must name two speakers or more (a trial pairs two "
+            "speakers), not all of them: the others are the training "
+            "speakers"
         )
     return wanted
 
@@ -131,13 +133,14 @@ def list_folders(
     -------
     >>> import tempfile, pathlib, numpy, soundfile
     >>> root = pathlib.Path(tempfile.mkdtemp())
-    >>> for name in ("Anna/s1/a.wav", "Anna/b.flac", "Bob/a.wav"):
+    >>> for name in ("Anna/s1/a.wav", "Anna/b.flac", "Bob/a.wav",
+    ...              "Cleo/a.wav"):
     ...     (root / name).parent.mkdir(parents=True, exist_ok=True)
     ...     soundfile.write(root / name, numpy.zeros(800), 8000)
-    >>> listing = list_folders(root, test_speakers=1, seed=0)
+    >>> listing = list_folders(root, test_speakers=2, seed=0)
     >>> [(u.split, u.spk_id, u.utt_id) for u in listing.utterances]
     [('train', 'Anna', 'Anna-b'), ('train', 'Anna', 'Anna-s1-a'),
-     ('test', 'Bob', 'Bob-a')]
+     ('test', 'Bob', 'Bob-a'), ('test', 'Cleo', 'Cleo-a')]
     """
     if (test_speakers is None) == (test_folder is None):
         raise ConfigError(
