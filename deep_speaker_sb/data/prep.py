@@ -408,10 +408,10 @@ def _process(
     Only errors reading or decoding the *input* skip it; an error writing
     the cached WAV raises :class:`~deep_speaker_sb.errors.OutputError`.
     """
-    res = _Result()
-    n_cached = _cached_frames(job)
     if Path(job.src).suffix.lower() in FFMPEG_SUFFIXES:
         return _process_decoded(job, sample_rate, trim_db, margin, min_len)
+    res = _Result()
+    n_cached = _cached_frames(job)
     try:
         with sf.SoundFile(job.src) as f:
             res.channels, res.in_rate = f.channels, f.samplerate
