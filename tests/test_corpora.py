@@ -188,6 +188,11 @@ def vox_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("vox") / "voxceleb"
     vox_tree(root)
     (root / "veri_test2.txt").write_text("\n".join(VERI_TEST) + "\n")
+    (root / "vox1_meta.csv").write_text(
+        "VoxCeleb1 ID\tVGGFace1 ID\tGender\tNationality\tSet\n"
+        "id10001\tA.J._Buckley\tm\tIreland\tdev\n"
+        "id10270\tEartha_Kitt\tf\tUSA\ttest\n"
+    )
     return root
 
 
@@ -214,6 +219,11 @@ def test_voxceleb_official_trials(vox_root: Path, tmp_path: Path):
     }
     assert set(m["train"]) == {"id10001", "id10002", "id10003"}
     assert summary["utterances"]["train"] + summary["utterances"]["valid"] == 6
+    rows = [*read_manifest(tmp_path / "train.csv")]
+    rows += read_manifest(tmp_path / "test.csv")
+    genders = {r.spk_id: r.gender for r in rows}
+    assert genders["id10001"] == "m" and genders["id10270"] == "f"
+    assert genders["id10002"] == "unknown"
     # the test speakers' files that the list does not name are left out
     left = skipped(tmp_path)
     assert set(left) == {

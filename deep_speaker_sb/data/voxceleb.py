@@ -9,6 +9,7 @@
     root/vox2_dev_aac/dev/aac/<id>/<video>/<n>.m4a VoxCeleb2 dev
     root/dev/aac/<id>/<video>/<n>.m4a              (either place)
     root/veri_test2.txt                            the trial list
+    root/vox1_meta.csv, root/vox2_meta.csv         genders (optional)
 
 The trial list is used as it is: ``veri_test2.txt`` (Vox1-O, cleaned) by
 default, or any list in the same format (``list_test_all2.txt``,
@@ -58,6 +59,9 @@ logger = get_logger(__name__)
 VOXCELEB_SAMPLE_RATE = 16000
 #: The default trial list (Vox1-O, cleaned), in the data folder.
 VOX1_O = "veri_test2.txt"
+#: The speaker metadata (gender), when they are in the root.
+VOX1_META = "vox1_meta.csv"
+VOX2_META = "vox2_meta.csv"
 #: Where VoxCeleb1 and VoxCeleb2 lie under the root, as distributed.
 VOX1_FOLDERS = ("wav", "vox1_dev_wav/wav", "vox1_test_wav/wav")
 VOX2_FOLDERS = ("dev/aac", "vox2_dev_aac/dev/aac")
@@ -76,6 +80,34 @@ def _sources(root: Path) -> list[Path]:
             + ", ".join(f"{s}/" for s in (*VOX1_FOLDERS, *VOX2_FOLDERS))
         )
     return found
+
+
+def _genders(meta: Path) -> dict[str, str]:
+    """``{speaker: "m"|"f"}`` of a VoxCeleb meta file, if there is one.
+
+    ``vox1_meta.csv`` is tab-separated, ``vox2_meta.csv`` comma-separated;
+    the speaker is the first column, the gender the ``Gender`` column.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> meta = pathlib.Path(tempfile.mkdtemp()) / VOX2_META
+    >>> _ = meta.write_text("VoxCeleb2 ID ,VGGFace2 ID ,Gender ,Set \\n"
+    ...                     "id00012 ,n000012 ,m ,dev \\n")
+    >>> _genders(meta)
+    {'id00012': 'm'}
+    """
+    if not meta.is_file():
+        return {}
+    lines = meta.read_text(encoding="utf-8-sig").splitlines()
+    sep = "\t" if lines and "\t" in lines[0] else ","
+    header = [f.strip().lower() for f in lines[0].split(sep)] if lines else []
+    if "gender" not in header:
+        logger.warning("%s has no Gender column: genders unknown", meta)
+        return {}
+    col = header.index("gender")
+    rows = [[f.strip() for f in line.split(sep)] for line in lines[1:]]
+    return {r[0]: r[col].lower() for r in rows if len(r) > col and r[0]}
 
 
 def list_voxceleb(
@@ -127,6 +159,7 @@ def list_voxceleb(
     list_file = find_list(root, trials, VOX1_O, "Vox1-O, E or H trial list")
     rows = read_trial_list(list_file, label_first=True)
     sources = _sources(root)
+    genders = {**_genders(root / VOX1_META), **_genders(root / VOX2_META)}
     found: list[SourceUtterance] = []
     skipped: list[Skipped] = []
     utt_of: dict[str, str] = {}
@@ -153,7 +186,12 @@ def list_voxceleb(
             utt_of[key] = utt
             found.append(
                 SourceUtterance(
-                    "train", utt, rel.parts[0], str(path), "unknown", ""
+                    "train",
+                    utt,
+                    rel.parts[0],
+                    str(path),
+                    genders.get(rel.parts[0], "unknown"),
+                    "",
                 )
             )
     if decoded:
