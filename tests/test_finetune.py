@@ -9,21 +9,18 @@ another model must be refused in one line.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
 import torch
 from speechbrain.processing.features import InputNormalization
 
-from deep_speaker_sb.cli import run_cli
 from deep_speaker_sb.dataio import read_manifest
 from deep_speaker_sb.export import export_pretrained
 from deep_speaker_sb.features import Features
 from deep_speaker_sb.finetune import init_from_pretrained, model_differences
 from deep_speaker_sb.lobes.rescnn import ResCNN
-from tests.conftest import ROOT, load_script
+from tests.conftest import ROOT, run_in_process
 
 MODEL = {"n_mels": 24, "channels": [4, 8], "emb_dim": 16, "blocks_per_stage": 1}
 MODEL_ARGS = [
@@ -82,11 +79,7 @@ def run_main(script_name: str, argv: list[str]) -> tuple[int, str]:
     earlier one (an override given twice is an error of its own)."""
     last = {a.split("=")[0]: i for i, a in enumerate(argv)}
     argv = [a for i, a in enumerate(argv) if last[a.split("=")[0]] == i]
-    script = load_script(script_name)
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = run_cli(lambda: script.main(argv))
-    return code, err.getvalue()
+    return run_in_process(script_name, argv)
 
 
 def softmax_args(prepared: Path, out: Path, export: Path) -> list[str]:

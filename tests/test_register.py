@@ -6,8 +6,6 @@ model and score below is worked out by hand.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from deep_speaker_sb.register import (
     enrolment_speakers,
     identify,
 )
+from tests.conftest import run_in_process
 
 VECTORS = {
     "A_0": [3.0, 0.0],  # speaker A: mean of (1, 0) and (0, 1) directions
@@ -347,7 +346,6 @@ def test_identify_from_register_equals_enrol_folder(
 def test_register_of_another_model_is_refused(
     verify_mod, speakers, exports, tmp_path
 ):
-    from deep_speaker_sb.cli import run_cli
     from tests.conftest import run_script
 
     path = tmp_path / "m1.pt"
@@ -361,15 +359,12 @@ def test_register_of_another_model_is_refused(
         "--wav", speakers["query"], "--register", path,
     )  # fmt: skip
     # Enrolling into it with the other model: refused, file untouched.
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr):
-        status = run_cli(
-            lambda: verify_mod.main(
-                ["--model", str(exports[1]), *base, "--enrol_save", str(path)]
-                + ["--enrol", str(speakers["second"])]
-            )
-        )
-    results = [(proc.returncode, proc.stderr), (status, stderr.getvalue())]
+    in_process = run_in_process(
+        "verify.py",
+        ["--model", str(exports[1]), *base, "--enrol_save", str(path)]
+        + ["--enrol", str(speakers["second"])],
+    )
+    results = [(proc.returncode, proc.stderr), in_process]
     for code, err in results:
         assert code == 1
         assert err.count("\n") == 1 and err.startswith("error: "), err
@@ -451,16 +446,12 @@ def test_register_file_mistakes(tmp_path, capsys):
         ),
     ],
 )
-def test_register_option_mistakes(verify_mod, tmp_path, argv, words):
-    from deep_speaker_sb.cli import run_cli
-
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = run_cli(lambda: verify_mod.main(argv))
+def test_register_option_mistakes(argv, words):
+    code, err = run_in_process("verify.py", argv)
     assert code == 1
-    assert err.getvalue().count("\n") == 1, err.getvalue()
+    assert err.count("\n") == 1 and err.startswith("error: "), err
     for word in words:
-        assert word in err.getvalue()
+        assert word in err
 
 
 @pytest.fixture(scope="module")
