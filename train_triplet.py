@@ -83,16 +83,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(hparams: dict, run_opts: dict) -> None:
     """Initializes (on a fresh start), scores epoch 0, trains."""
-    # The noise, babble and RIR files of the augmentation (once; a no-op
-    # with augment: False)
-    run_on_main(prepare_from_hparams, args=[hparams])
-    train_data, valid_data, sampler = dataio_prep(hparams)
     checkpointer = hparams["checkpointer"]
     fresh = checkpointer.find_checkpoint() is None
     if fresh and hparams["init_from"] == "softmax":
         init_from_softmax(hparams["softmax_ckpt_folder"], hparams["modules"])
     elif fresh and hparams["init_from"] == PRETRAINED:
         init_from_pretrained(hparams["init_pretrained"], hparams["modules"])
+    # The noise, babble and RIR files of the augmentation (once; a no-op
+    # with augment: False)
+    run_on_main(prepare_from_hparams, args=[hparams])
+    train_data, valid_data, sampler = dataio_prep(hparams)
 
     brain = TripletBrain(
         modules=hparams["modules"],

@@ -110,8 +110,9 @@ def model_differences(
         pairs[YAML_NAMES.get(key, key)] = (old[key], new[key])
     old = _unwrap(export["embedding_model"]).config
     new = _unwrap(yaml["embedding_model"]).config
-    for key in old.keys() & new.keys():
-        pairs.setdefault(key, (old[key], new[key]))
+    for key in old:
+        if key in new:
+            pairs.setdefault(key, (old[key], new[key]))
     return [
         f"{key} {_plain(a)!r} (YAML: {_plain(b)!r})"
         for key, (a, b) in pairs.items()
