@@ -21,13 +21,11 @@ from deep_speaker_sb.features import Features
 from deep_speaker_sb.finetune import init_from_pretrained, model_differences
 from deep_speaker_sb.lobes.rescnn import ResCNN
 from tests.conftest import ROOT, run_in_process
+from tests.test_triplet import MODEL
+from tests.test_triplet import MODEL_ARGS as NARROW_ARGS
 
-MODEL = {"n_mels": 24, "channels": [4, 8], "emb_dim": 16, "blocks_per_stage": 1}
 MODEL_ARGS = [
-    "--n_mels=24",
-    "--channels=[4, 8]",
-    "--emb_dim=16",
-    "--blocks_per_stage=1",
+    *NARROW_ARGS,
     "--device=cpu",
     "--num_workers=0",
     "--augment=False",
