@@ -5,12 +5,17 @@ Prepares VIVOS (unless ``--skip_prep true``; preparation is idempotent)
 and the augmentation files (with ``augment: True``, also idempotent),
 then trains the embedding model and a speaker classifier on the training
 speakers, validating speaker accuracy on held-out utterances.  Running the
-same command again resumes from the last checkpoint.
+same command again resumes from the last checkpoint.  With ``init_from:
+pretrained`` and ``init_pretrained: <export folder>`` the embedding model
+and normalizer start from a trained export (fine-tuning; the classifier is
+new, one class per training speaker of this data).
 
 Usage:
     python train_softmax.py hparams/softmax.yaml --data_folder /data/vivos
     torchrun --nproc_per_node=4 train_softmax.py hparams/softmax.yaml \\
         --data_folder /data/vivos
+    python train_softmax.py hparams/softmax.yaml --data_folder /data/vivos \\
+        --init_from pretrained --init_pretrained results/triplet/1986/pretrained
     # any YAML key can be overridden: --channels "[8, 16, 32, 64]" ...
     # SpeechBrain run options: --device cpu, --precision bf16, ...
 
@@ -34,6 +39,13 @@ from deep_speaker_sb.cli import (
 )
 from deep_speaker_sb.data.prep import check_prepared_rate
 from deep_speaker_sb.data.vivos import prepare_vivos
+from deep_speaker_sb.finetune import (
+    PRETRAINED,
+    check_init_options,
+    init_from_pretrained,
+)
+
+INIT_CHOICES = ("scratch", PRETRAINED)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,12 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     hparams_file, run_opts, overrides = parse_recipe_args(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
     hparams = load_recipe_hparams(hparams_file, overrides)
+    check_init_options(hparams, INIT_CHOICES)
 
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    # Fine-tuning: the export's weights on a fresh start (checked first, so
+    # a model mismatch is reported before any data preparation)
+    fresh = hparams["checkpointer"].find_checkpoint() is None
+    if fresh and hparams["init_from"] == PRETRAINED:
+        init_from_pretrained(hparams["init_pretrained"], hparams["modules"])
     if not hparams["skip_prep"]:
         run_on_main(
             prepare_vivos,

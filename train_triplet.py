@@ -2,7 +2,9 @@
 """Deep Speaker stage 2: triplet-loss fine-tuning of the ResCNN.
 
 Starts from the best checkpoint of the softmax stage (``init_from:
-softmax``, the default) or from random weights (``init_from: scratch``),
+softmax``, the default), from random weights (``init_from: scratch``) or
+from an export folder (``init_from: pretrained`` with ``init_pretrained:
+<folder>``: fine-tuning a trained model on new speakers),
 scores the validation trials once before training (logged as epoch 0),
 trains on P speakers x K segments batches with the cosine triplet loss,
 keeps the checkpoint with the lowest validation EER and exports it to
@@ -14,6 +16,8 @@ Usage:
     python train_triplet.py hparams/triplet.yaml --mining hardest \\
         --speakers_per_batch 8 --n_per_speaker 4
     python train_triplet.py hparams/triplet.yaml --export_only True
+    python train_triplet.py hparams/triplet.yaml --init_from pretrained \\
+        --init_pretrained results/triplet/1986/pretrained --lr 0.0001
     torchrun --nproc_per_node=4 train_triplet.py hparams/triplet.yaml
     # SpeechBrain run options: --device cpu, --precision bf16, ...
 
@@ -41,15 +45,19 @@ from deep_speaker_sb.cli import (
     run_cli,
 )
 from deep_speaker_sb.data.prep import check_prepared_rate
-from deep_speaker_sb.errors import ConfigError
 from deep_speaker_sb.export import (
     export_best,
     export_initial,
     load_initial_stats,
     save_initial_stats,
 )
+from deep_speaker_sb.finetune import (
+    PRETRAINED,
+    check_init_options,
+    init_from_pretrained,
+)
 
-INIT_CHOICES = ("softmax", "scratch")
+INIT_CHOICES = ("softmax", "scratch", PRETRAINED)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,11 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     hparams_file, run_opts, overrides = parse_recipe_args(argv)
     sb.utils.distributed.ddp_init_group(run_opts)
     hparams = load_recipe_hparams(hparams_file, overrides)
-    if hparams["init_from"] not in INIT_CHOICES:
-        raise ConfigError(
-            f"init_from must be one of {', '.join(INIT_CHOICES)}, "
-            f"got {hparams['init_from']!r}"
-        )
+    check_init_options(hparams, INIT_CHOICES)
 
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
@@ -81,14 +85,16 @@ def main(argv: list[str] | None = None) -> int:
 def train(hparams: dict, run_opts: dict) -> None:
     """Initializes (on a fresh start), scores epoch 0, trains."""
     check_prepared_rate(hparams["prep_folder"], hparams["sample_rate"])
-    # The noise, babble and RIR files of the augmentation (once; a no-op
-    # with augment: False)
-    run_on_main(prepare_from_hparams, args=[hparams])
-    train_data, valid_data, sampler = dataio_prep(hparams)
     checkpointer = hparams["checkpointer"]
     fresh = checkpointer.find_checkpoint() is None
     if fresh and hparams["init_from"] == "softmax":
         init_from_softmax(hparams["softmax_ckpt_folder"], hparams["modules"])
+    elif fresh and hparams["init_from"] == PRETRAINED:
+        init_from_pretrained(hparams["init_pretrained"], hparams["modules"])
+    # The noise, babble and RIR files of the augmentation (once; a no-op
+    # with augment: False)
+    run_on_main(prepare_from_hparams, args=[hparams])
+    train_data, valid_data, sampler = dataio_prep(hparams)
 
     brain = TripletBrain(
         modules=hparams["modules"],

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Speaker verification with a trained Deep Speaker export.
 
-Three modes (the model is the newest ``results/triplet/*/pretrained``, or
+The modes (the model is the newest ``results/triplet/*/pretrained``, or
 ``<--results>/*/pretrained``, unless ``--model DIR`` is given):
 
 - ``python verify.py`` / ``python verify.py --trials PATH``: scores every
@@ -16,6 +16,13 @@ Three modes (the model is the newest ``results/triplet/*/pretrained``, or
 - ``python verify.py --wav FILE --enrol CSV_or_DIR``: the closest enrolled
   speakers of a recording (or "unknown" below the threshold); a speaker's
   model is the mean embedding of its files, the query file itself left out.
+- ``python verify.py --enrol_save REGISTER --enrol CSV_or_DIR``: enrols the
+  speakers once into a register file (each speaker's mean embedding, its
+  file count and the model's identity); enrolling into an existing
+  register adds new speakers and updates known ones (a running mean).
+- ``python verify.py --wav FILE --register REGISTER``: identifies against
+  a saved register without re-embedding the enrolment files (the register
+  must have been made with the same model).
 """
 
 from __future__ import annotations
@@ -72,6 +79,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--enrol",
         help="enrolment manifest CSV or folder of "
         "<SPK>/<file>.wav (with --wav)",
+    )
+    p.add_argument(
+        "--enrol_save",
+        metavar="REGISTER",
+        help="enrol the speakers of --enrol into this register file "
+        "(created, or updated)",
+    )
+    p.add_argument(
+        "--register",
+        metavar="REGISTER",
+        help="saved register to identify --wav against (instead of --enrol)",
     )
     p.add_argument(
         "--top",
@@ -284,6 +302,56 @@ def identify_mode(args: argparse.Namespace) -> int:
         model, args.wav, spk2wavs, top=args.top, batch_size=args.batch_size
     )
     print(f"{args.wav} vs {len(spk2wavs)} enrolled speakers of {args.enrol}:")
+    return _print_candidates(candidates, model.threshold)
+
+
+def register_mode(args: argparse.Namespace) -> int:
+    """``--wav FILE --register REGISTER``: identification against a saved
+    register (no enrolment file is embedded)."""
+    saved = register.SpeakerRegister.load(args.register)  # before the model
+    model = load_model(args)
+    saved.check_model(model.model_id, args.register)
+    model.register = saved
+    candidates = model.identify(args.wav, top=args.top)  # speech-checked
+    print(
+        f"{args.wav} vs {len(saved.speakers)} enrolled speakers of "
+        f"{args.register}:"
+    )
+    return _print_candidates(candidates, model.threshold)
+
+
+def enrol_save_mode(args: argparse.Namespace) -> int:
+    """``--enrol_save REGISTER --enrol CSV_or_DIR``: enrols (or adds) the
+    speakers into a register file, written atomically."""
+    spk2wavs = register.enrolment_speakers(args.enrol)
+    path = Path(args.enrol_save)
+    if path.is_dir():
+        raise ConfigError(f"--enrol_save {path} is a folder; give a file name")
+    model = load_model(args)
+    if path.exists():
+        model.load_register(path)  # refuses another model's register
+    known = set(model.register.speakers) if model.register else set()
+    for spk, wavs in spk2wavs.items():
+        model.enrol(spk, wavs, batch_size=args.batch_size)
+    model.save_register(path)
+    added = [s for s in spk2wavs if s not in known]
+    print(
+        f"enrolled {sum(len(w) for w in spk2wavs.values())} files of "
+        f"{len(spk2wavs)} speakers of {args.enrol} ({len(added)} new, "
+        f"{len(spk2wavs) - len(added)} updated)"
+    )
+    saved = model.register
+    print(
+        f"wrote {path}: {len(saved.speakers)} speakers, "
+        f"{sum(saved.counts)} files"
+    )
+    return 0
+
+
+def _print_candidates(
+    candidates: list[register.Candidate], threshold: float
+) -> int:
+    """Prints the ranked speakers and the answer; returns 0."""
     for rank, c in enumerate(candidates, start=1):
         mark = "accept" if c.accepted else "below threshold"
         print(f"  {rank}. {c.speaker:<20} cosine {c.score:.4f}  ({mark})")
@@ -293,9 +361,28 @@ def identify_mode(args: argparse.Namespace) -> int:
     else:
         print(
             f"speaker: unknown (best score {best.score:.4f} <= threshold "
-            f"{model.threshold:.4f})"
+            f"{threshold:.4f})"
         )
     return 0
+
+
+def _check_register_options(args: argparse.Namespace) -> None:
+    """The combinations of --wav, --enrol, --enrol_save and --register."""
+    if args.enrol_save and (args.wav or args.register):
+        raise ConfigError(
+            "--enrol_save REGISTER goes with --enrol CSV_or_DIR only; "
+            "identify in a second call (--wav FILE --register REGISTER)"
+        )
+    if args.enrol_save and not args.enrol:
+        raise ConfigError("--enrol_save needs --enrol CSV_or_DIR")
+    if args.register and args.enrol:
+        raise ConfigError("give --enrol or --register, not both")
+    if args.register and not args.wav:
+        raise ConfigError("--register goes with --wav FILE")
+    if args.enrol and not (args.wav or args.enrol_save):
+        raise ConfigError(
+            "--enrol goes with --wav FILE or --enrol_save REGISTER"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,12 +392,15 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--batch_size must be at least 1")
     if args.top < 1:
         raise ConfigError("--top must be at least 1")
-    if args.enrol and not args.wav:
-        raise ConfigError("--enrol goes with --wav FILE")
-    if (args.spk or args.wav) and (args.snorm or args.out):
+    _check_register_options(args)
+    if (args.spk or args.wav or args.enrol_save) and (args.snorm or args.out):
         raise ConfigError("--snorm and --out go with the trials mode only")
     if args.spk:
         return speaker_mode(args)
+    if args.enrol_save:
+        return enrol_save_mode(args)
+    if args.wav and args.register:
+        return register_mode(args)
     if args.wav:
         return identify_mode(args)
     return trials_mode(args)

@@ -570,6 +570,8 @@ def _export_stage(
     }
     if hparams["init_from"] == "softmax":
         card["softmax checkpoints"] = str(hparams["softmax_ckpt_folder"])
+    if hparams["init_from"] == "pretrained":
+        card["initial model"] = str(hparams["init_pretrained"])
     return export_pretrained(
         folder,
         compute_features=hparams["compute_features"],

@@ -61,6 +61,7 @@ from deep_speaker_sb.export import (
     check_export_folder,
     read_threshold,
 )
+from deep_speaker_sb.register import Candidate, SpeakerRegister, model_identity
 from deep_speaker_sb.scoring import cosine_similarity
 from deep_speaker_sb.speech import SpeechCheck, check_speech
 from deep_speaker_sb.utils import Pathlike
@@ -247,6 +248,9 @@ class DeepSpeaker(Pretrained):
         folder = Path(self.hparams.threshold_file).parent
         self.threshold = read_threshold(folder)
         self.speech_check = read_speech_check(folder)
+        #: The enrolled speakers of :meth:`enrol` / :meth:`identify`.
+        self.register: SpeakerRegister | None = None
+        self._model_id: str | None = None
 
     @classmethod
     def from_hparams(
@@ -458,6 +462,111 @@ class DeepSpeaker(Pretrained):
         embs = self.encode_files([path_a, path_b], batch_size=1)
         score = float(self.similarity(embs[0], embs[1]))
         return score, score > self.threshold
+
+    # Speaker register: enrol once, identify later
+
+    @property
+    def model_id(self) -> str:
+        """This model's identity (:func:`~deep_speaker_sb.register.
+        model_identity`), kept in a register it makes."""
+        if self._model_id is None:
+            self._model_id = model_identity(self.mods)
+        return self._model_id
+
+    def enrol(
+        self, name: str, paths: Sequence[Pathlike], batch_size: int = 32
+    ) -> SpeakerRegister:
+        """Enrols speaker ``name`` from audio files into :attr:`register`.
+
+        Each file must pass the speech check (:meth:`check_speech`).  A new
+        speaker is added; a known one's model becomes the running mean
+        over its old and new files.  Save the register with
+        :meth:`save_register`.
+
+        Arguments
+        ---------
+        name : str
+            The speaker id.
+        paths : sequence of Pathlike
+            Audio files of the speaker (any rate/channels).
+        batch_size : int
+            Files embedded per batch.
+
+        Returns
+        -------
+        SpeakerRegister
+            :attr:`register`, updated.
+
+        Raises
+        ------
+        ConfigError
+            For an empty name or no file.
+        NoSpeechError
+            When a file cannot be speech (nothing is enrolled).
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(
+                f"a speaker name must be a non-empty string, got {name!r}"
+            )
+        paths = list(paths)
+        if not paths:
+            raise ConfigError(f"no audio file given to enrol {name!r}")
+        for path in paths:
+            self.check_speech(path)
+        new = SpeakerRegister.from_audio(
+            self, {name: paths}, batch_size, model_id=self.model_id
+        )
+        old = self.register or SpeakerRegister(
+            [], new.embeddings[:0], model_id=self.model_id
+        )
+        self.register = old.update(new)
+        return self.register
+
+    def identify(self, path: Pathlike, top: int = 3) -> list[Candidate]:
+        """The ``top`` enrolled speakers closest to a recording.
+
+        The recording is speaker ``candidates[0].speaker`` when
+        ``candidates[0].accepted`` (its score is above :attr:`threshold`),
+        unknown otherwise.
+
+        Arguments
+        ---------
+        path : Pathlike
+            The recording (it must pass the speech check).
+        top : int
+            Speakers returned.
+
+        Returns
+        -------
+        list of Candidate
+            Closest first.
+
+        Raises
+        ------
+        ConfigError
+            When no speaker is enrolled.
+        NoSpeechError
+            When the recording cannot be speech.
+        """
+        if self.register is None or not self.register.speakers:
+            raise ConfigError(
+                "no speaker enrolled: call enrol(name, paths) or "
+                "load_register(path) first"
+            )
+        return self.register.rank(self.encode_file(path), self.threshold, top)
+
+    def load_register(self, path: Pathlike) -> SpeakerRegister:
+        """Loads a saved register as :attr:`register` (refusing one made
+        by another model: :class:`~deep_speaker_sb.errors.ConfigError`)."""
+        self.register = SpeakerRegister.load(path, model_id=self.model_id)
+        return self.register
+
+    def save_register(self, path: Pathlike) -> Path:
+        """Writes :attr:`register` to ``path`` atomically (see
+        :meth:`SpeakerRegister.save`)."""
+        if self.register is None:
+            raise ConfigError("no speaker enrolled: call enrol() first")
+        return self.register.save(path)
 
 
 class PlainDeepSpeaker(torch.nn.Module):

@@ -8,6 +8,13 @@ the speakers by the cosine similarity of their models to its embedding
 (:meth:`SpeakerRegister.rank`, :func:`identify`), a speaker being accepted
 only above the model's decision threshold.
 
+A register can be saved to one file (:meth:`SpeakerRegister.save`: each
+speaker's mean embedding, its file count and the identity of the model
+that made it, :func:`model_identity`) and loaded back
+(:meth:`SpeakerRegister.load`, tensors and strings only, no pickled code),
+refusing a register made by another model; enrolling more files updates
+it (:meth:`SpeakerRegister.update`: a running mean with counts).
+
 Example
 -------
 >>> register = SpeakerRegister(["A", "B"], torch.eye(2))
@@ -20,23 +27,91 @@ Example
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import pickle
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
+from speechbrain.utils.logger import get_logger
 
 from deep_speaker_sb.dataio import (
     read_manifest,
     speaker_utterances,
     utterances,
 )
-from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
+from deep_speaker_sb.errors import (
+    ConfigError,
+    DataError,
+    MissingFileError,
+    OutputError,
+)
 from deep_speaker_sb.evaluation import Embedder
 from deep_speaker_sb.scoring import cosine_similarity
-from deep_speaker_sb.utils import Pathlike
+from deep_speaker_sb.utils import Pathlike, atomic_write
+
+logger = get_logger(__name__)
 
 #: Audio files an enrolment folder may hold.
 AUDIO_SUFFIXES = (".wav", ".flac")
+#: Version of the saved register file (:meth:`SpeakerRegister.save`).
+REGISTER_FORMAT = 1
+
+
+def model_identity(mods: Mapping[str, torch.nn.Module]) -> str:
+    """The identity of a model: a SHA-256 over the embedding model's
+    weights and buffers and the normalizer's statistics (names, shapes,
+    values), with the embedding dimension in front.
+
+    Two loads of one export (moved, re-exported, on any device) give the
+    same identity; any other weights give another.
+
+    Arguments
+    ---------
+    mods : mapping
+        ``embedding_model`` and ``mean_var_norm`` (e.g.
+        ``DeepSpeaker.mods``).
+
+    Returns
+    -------
+    str
+        ``"<emb_dim>-<sha256 hex>"``.
+
+    Example
+    -------
+    >>> from speechbrain.processing.features import InputNormalization
+    >>> from deep_speaker_sb.lobes.rescnn import ResCNN
+    >>> def mods(seed):
+    ...     _ = torch.manual_seed(seed)
+    ...     return {"embedding_model": ResCNN(channels=(4,), emb_dim=8),
+    ...             "mean_var_norm": InputNormalization(norm_type="sentence")}
+    >>> model_identity(mods(0)) == model_identity(mods(0))
+    True
+    >>> model_identity(mods(0)) == model_identity(mods(1))
+    False
+    >>> model_identity(mods(0))[:2]
+    '8-'
+    """
+    model = mods["embedding_model"]
+    model = getattr(model, "module", model)
+    norm = mods["mean_var_norm"]
+    norm = getattr(norm, "module", norm)
+    digest = hashlib.sha256()
+    parts = {
+        **{f"model.{k}": v for k, v in model.state_dict().items()},
+        **{f"norm.{k}": v for k, v in norm._statistics_dict().items()},
+    }
+    for name in sorted(parts):
+        value = parts[name]
+        digest.update(name.encode())
+        if torch.is_tensor(value):
+            value = value.detach().cpu().contiguous()
+            digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
+            digest.update(value.view(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(repr(value).encode())
+    return f"{model.config['emb_dim']}-{digest.hexdigest()}"
 
 
 def enrolment_folder(folder: Pathlike) -> dict[str, list[Path]]:
@@ -160,18 +235,38 @@ class SpeakerRegister:
     speakers : list of str
         Speaker ids.
     embeddings : torch.Tensor
-        ``[len(speakers), emb_dim]`` speaker models, in the same order.
+        ``[len(speakers), emb_dim]`` speaker models, in the same order: the
+        mean of each speaker's file embeddings (cosine scoring ignores
+        their norm).
+    counts : list of int, optional
+        Files averaged into each model (default: 1 each); they weigh the
+        running mean of :meth:`update`.
+    model_id : str, optional
+        The :func:`model_identity` of the model that made the embeddings;
+        :meth:`load` and :meth:`update` refuse another model's.
     """
 
     speakers: list[str]
     embeddings: torch.Tensor
+    counts: list[int] | None = None
+    model_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.embeddings.shape[:1] != (len(self.speakers),):
+        if self.embeddings.dim() != 2 or self.embeddings.shape[:1] != (
+            len(self.speakers),
+        ):
             raise ValueError(
                 f"{len(self.speakers)} speakers but embeddings of shape "
                 f"{tuple(self.embeddings.shape)}"
             )
+        if self.counts is None:
+            self.counts = [1] * len(self.speakers)
+        if len(self.counts) != len(self.speakers):
+            raise ValueError(
+                f"{len(self.speakers)} speakers but {len(self.counts)} counts"
+            )
+        if len(set(self.speakers)) != len(self.speakers):
+            raise ValueError("a speaker is listed twice")
 
     @classmethod
     def from_audio(
@@ -179,24 +274,43 @@ class SpeakerRegister:
         model: Embedder,
         spk2wavs: Mapping[str, Sequence[Pathlike]],
         batch_size: int = 32,
+        model_id: str | None = None,
     ) -> SpeakerRegister:
-        """Enrols speakers: the mean (re-normalized) embedding of each
-        speaker's files, the speakers sorted by id.
+        """Enrols speakers: the mean embedding of each speaker's files,
+        the speakers sorted by id.
+
+        Arguments
+        ---------
+        model : Embedder
+            Embeds the files (``encode_files``).
+        spk2wavs : mapping
+            Speaker id -> audio files (:func:`enrolment_speakers`).
+        batch_size : int
+            Files embedded per batch.
+        model_id : str, optional
+            The model's :func:`model_identity`, kept in the register.
+
+        Returns
+        -------
+        SpeakerRegister
 
         Example
         -------
         >>> class Fake:
         ...     def encode_files(self, paths, batch_size=32):
         ...         return torch.tensor([[1.0, float(p)] for p in paths])
-        >>> reg = SpeakerRegister.from_audio(Fake(), {"B": [1, -1],
+        >>> reg = SpeakerRegister.from_audio(Fake(), {"B": [1, -1, 3],
         ...                                           "A": [0]})
-        >>> reg.speakers, reg.embeddings
+        >>> reg.speakers, reg.embeddings, reg.counts
         (['A', 'B'], tensor([[1., 0.],
-                [1., 0.]]))
+                [1., 1.]]), [1, 3])
         """
         speakers = sorted(spk2wavs)
+        empty = [s for s in speakers if not spk2wavs[s]]
+        if empty:
+            raise DataError(f"no enrolment file for speaker {empty[0]!r}")
         paths = [p for s in speakers for p in spk2wavs[s]]
-        embs = model.encode_files(paths, batch_size=batch_size)
+        embs = model.encode_files(paths, batch_size=batch_size).float()
         means, start = [], 0
         for s in speakers:
             n = len(spk2wavs[s])
@@ -204,8 +318,192 @@ class SpeakerRegister:
             start += n
         return cls(
             speakers,
-            torch.nn.functional.normalize(torch.stack(means), dim=1),
+            torch.stack(means) if means else embs[:0],
+            [len(spk2wavs[s]) for s in speakers],
+            model_id,
         )
+
+    def update(self, other: SpeakerRegister) -> SpeakerRegister:
+        """This register with ``other``'s speakers added: a new speaker is
+        appended, a known one's model becomes the running mean of both
+        (weighted by the counts), the speakers sorted by id.
+
+        Raises
+        ------
+        ConfigError
+            When the two were made by different models.
+
+        Example
+        -------
+        >>> old = SpeakerRegister(["A"], torch.tensor([[1.0, 0.0]]), [3])
+        >>> new = SpeakerRegister(["A", "B"], torch.tensor([[0.0, 1.0],
+        ...                                                 [0.0, 2.0]]))
+        >>> both = old.update(new)
+        >>> both.speakers, both.embeddings, both.counts
+        (['A', 'B'], tensor([[0.7500, 0.2500],
+                [0.0000, 2.0000]]), [4, 1])
+        """
+        if other.model_id != self.model_id:
+            raise ConfigError(
+                f"the speakers to add were embedded by another model "
+                f"({_short(other.model_id)}) than the register's "
+                f"({_short(self.model_id)})"
+            )
+        if not self.speakers:
+            return dataclasses.replace(other)
+        if other.speakers and other.emb_dim != self.emb_dim:
+            raise ConfigError(
+                f"embeddings of size {other.emb_dim} cannot join a register "
+                f"of size {self.emb_dim}"
+            )
+        totals = {
+            s: (e.double() * n, n)
+            for s, e, n in zip(
+                self.speakers, self.embeddings, self.counts, strict=True
+            )
+        }
+        for s, e, n in zip(
+            other.speakers, other.embeddings, other.counts, strict=True
+        ):
+            total, count = totals.get(s, (0.0, 0))
+            totals[s] = (total + e.double() * n, count + n)
+        speakers = sorted(totals)
+        return SpeakerRegister(
+            speakers,
+            torch.stack(
+                [(totals[s][0] / totals[s][1]).float() for s in speakers]
+            ),
+            [totals[s][1] for s in speakers],
+            self.model_id,
+        )
+
+    @property
+    def emb_dim(self) -> int:
+        """The embedding dimension."""
+        return int(self.embeddings.shape[1])
+
+    def save(self, path: Pathlike) -> Path:
+        """Writes the register to one file, atomically (a temporary file
+        renamed into place: an interrupted write leaves the old file).
+
+        The file is a ``torch.save`` of plain data (the format number, the
+        model identity, the speaker ids, a count tensor and the embeddings)
+        that :meth:`load` reads with ``weights_only=True``.
+
+        Raises
+        ------
+        OutputError
+            When the file cannot be written.
+        """
+        path = Path(path)
+        if path.is_dir():
+            raise OutputError(f"register {path} is a folder; give a file name")
+        data = {
+            "format": REGISTER_FORMAT,
+            "model_id": self.model_id,
+            "speakers": list(self.speakers),
+            "counts": torch.tensor(self.counts, dtype=torch.long),
+            "embeddings": self.embeddings.detach().float().cpu(),
+        }
+        try:
+            with atomic_write(path, "wb") as f:
+                torch.save(data, f)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write register {path}: {exc.strerror or exc}"
+            ) from None
+        logger.info("saved %d speakers to %s", len(self.speakers), path)
+        return path
+
+    @classmethod
+    def load(
+        cls, path: Pathlike, model_id: str | None = None
+    ) -> SpeakerRegister:
+        """Reads a register written by :meth:`save` (tensors and strings
+        only: no code is run).
+
+        Arguments
+        ---------
+        path : Pathlike
+            The register file.
+        model_id : str, optional
+            The :func:`model_identity` of the model to use it with; a
+            register made by another model is refused.
+
+        Raises
+        ------
+        MissingFileError
+            When the file does not exist.
+        DataError
+            When it is not a register file.
+        ConfigError
+            When it was made by another model than ``model_id``.
+
+        Example
+        -------
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "speakers.pt"
+        >>> _ = SpeakerRegister(["A"], torch.ones(1, 2), [2], "m1").save(path)
+        >>> SpeakerRegister.load(path, "m1").counts
+        [2]
+        >>> SpeakerRegister.load(path, "m2")
+        Traceback (most recent call last):
+        ...
+        deep_speaker_sb.errors.ConfigError: register ... another model...
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise MissingFileError(
+                f"register not found: {path}; make it with verify.py "
+                "--enrol_save REGISTER --enrol CSV_or_DIR"
+            )
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(data, dict):
+                raise ValueError("not a dictionary")
+            if data.get("format") != REGISTER_FORMAT:
+                raise ValueError(f"unknown format {data.get('format')!r}")
+            register = cls(
+                [str(s) for s in data["speakers"]],
+                data["embeddings"].float(),
+                [int(n) for n in data["counts"].tolist()],
+                data["model_id"],
+            )
+        except (
+            RuntimeError,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            EOFError,
+            pickle.UnpicklingError,
+            zipfile.BadZipFile,
+        ) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(
+                f"{path} is not a speaker register ({msg[:120]}); make it "
+                "with verify.py --enrol_save"
+            ) from None
+        if model_id is not None:
+            register.check_model(model_id, path)
+        return register
+
+    def check_model(self, model_id: str, path: Pathlike) -> None:
+        """Refuses to use the register (saved at ``path``) with a model
+        whose :func:`model_identity` is not the register's.
+
+        Raises
+        ------
+        ConfigError
+            Naming both models (embedding size and identity).
+        """
+        if self.model_id != model_id:
+            raise ConfigError(
+                f"register {path} was made with another model "
+                f"({_short(self.model_id)}) than this one "
+                f"({_short(model_id)}); use the model it was made with, or "
+                "enrol the speakers again into a new register"
+            )
 
     def rank(
         self, embedding: torch.Tensor, threshold: float, top: int = 3
@@ -284,3 +582,17 @@ def identify(
     query = model.encode_files([wav], batch_size=1)[0]
     register = SpeakerRegister.from_audio(model, spk2wavs, batch_size)
     return register.rank(query, model.threshold, top)
+
+
+def _short(model_id: str | None) -> str:
+    """A model identity as shown in messages: emb_dim and 12 hex digits.
+
+    Example
+    -------
+    >>> _short("16-0123456789abcdef"), _short(None)
+    ('emb_dim 16, id 0123456789ab', 'unknown')
+    """
+    if not model_id:
+        return "unknown"
+    dim, _, digest = model_id.partition("-")
+    return f"emb_dim {dim}, id {digest[:12]}"

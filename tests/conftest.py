@@ -6,12 +6,17 @@
 - :func:`load_script`: a top-level script (``verify.py``, ...) imported
   as a module, to call its functions in-process;
 - :func:`run_script`: a top-level script run in a subprocess, as a user
-  runs it (one thread per process).
+  runs it (one thread per process);
+- :func:`run_in_process`: a top-level script's ``main`` run in this
+  process through ``run_cli`` (exit status and stderr, as a user sees
+  them, without a new interpreter).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import subprocess
 import sys
@@ -56,6 +61,18 @@ def run_script(
         text=True,
         timeout=timeout,
     )
+
+
+def run_in_process(name: str, argv: list[str]) -> tuple[int, str]:
+    """Runs ``main(argv)`` of the top-level script ``name`` through
+    :func:`deep_speaker_sb.cli.run_cli`; returns (exit status, stderr)."""
+    from deep_speaker_sb.cli import run_cli
+
+    script = load_script(name)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = run_cli(lambda: script.main(argv))
+    return code, err.getvalue()
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from deep_speaker_sb.register import (
     enrolment_speakers,
     identify,
 )
+from tests.conftest import run_in_process
 
 VECTORS = {
     "A_0": [3.0, 0.0],  # speaker A: mean of (1, 0) and (0, 1) directions
@@ -103,16 +104,16 @@ def test_enrolment_errors(tmp_path, enrol_dir):
         enrolment_speakers(lone, exclude=query)
 
 
-def test_speaker_models_are_normalized_means():
+def test_speaker_models_are_means():
     fake = FakeEncoder()
     register = SpeakerRegister.from_audio(
         fake, {"B": ["B_0.wav", "B_1.wav"], "A": ["A_0.wav", "A_1.wav"]}
     )
     assert register.speakers == ["A", "B"]
-    # A: mean((3, 0), (0, .5)) = (1.5, .25), normalized.
-    a = torch.tensor([1.5, 0.25]) / math.hypot(1.5, 0.25)
+    assert register.counts == [2, 2]
+    # A: mean((3, 0), (0, .5)) = (1.5, .25); B: mean((0, 1), (0, 4)).
     torch.testing.assert_close(
-        register.embeddings, torch.stack([a, torch.tensor([0.0, 1.0])])
+        register.embeddings, torch.tensor([[1.5, 0.25], [0.0, 2.5]])
     )
     assert fake.calls == [["A_0", "A_1", "B_0", "B_1"]]  # one batch
     with pytest.raises(ValueError, match="2 speakers"):
@@ -155,3 +156,306 @@ def test_identify_embeds_the_query_first(enrol_dir):
     assert fake.calls == [["bad"]]  # nothing else embedded
     with pytest.raises(ConfigError, match="--top"):
         identify(fake, "Q.wav", spk2wavs, top=0)
+
+
+# ------------------------------------------- a saved register, real model
+
+MODEL = {"n_mels": 24, "channels": [4, 8], "emb_dim": 16, "blocks_per_stage": 1}
+
+
+def _export(folder: Path, seed: int) -> Path:
+    from speechbrain.processing.features import InputNormalization
+
+    from deep_speaker_sb.export import export_pretrained
+    from deep_speaker_sb.features import Features
+    from deep_speaker_sb.lobes.rescnn import ResCNN
+
+    torch.manual_seed(seed)
+    return export_pretrained(
+        folder,
+        compute_features=Features(n_mels=24),
+        mean_var_norm=InputNormalization(norm_type="sentence"),
+        embedding_model=ResCNN(**MODEL).eval(),
+        threshold=0.9,
+        card={},
+    )
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> tuple[Path, Path]:
+    """Two tiny exports of the same shape, different weights."""
+    root = tmp_path_factory.mktemp("register_models")
+    return _export(root / "m1", 1), _export(root / "m2", 2)
+
+
+@pytest.fixture(scope="module")
+def model(exports):
+    from deep_speaker_sb.inference import DeepSpeaker
+
+    return DeepSpeaker.from_hparams(
+        source=exports[0], run_opts={"device": "cpu"}
+    )
+
+
+@pytest.fixture(scope="module")
+def speakers(tiny_corpus, tmp_path_factory) -> dict[str, Path]:
+    """Enrolment folders (``<SPK>/<file>.wav``, links to the tiny corpus's
+    test speakers) and a query file left out of all of them:
+    ``first``: two speakers, 3 files each; ``second``: 2 more files of
+    the first speaker and a third speaker; ``all``: both together."""
+    root = tmp_path_factory.mktemp("register_enrol")
+    waves = tiny_corpus / "test" / "waves"
+    spk = sorted(p.name for p in waves.iterdir())
+    files = {s: sorted((waves / s).glob("*.wav")) for s in spk}
+    plan = {
+        "first": {spk[0]: files[spk[0]][:3], spk[1]: files[spk[1]][:3]},
+        "second": {spk[0]: files[spk[0]][3:5], spk[2]: files[spk[2]][:3]},
+    }
+    plan["all"] = {
+        spk[0]: files[spk[0]][:5],
+        spk[1]: files[spk[1]][:3],
+        spk[2]: files[spk[2]][:3],
+    }
+    out = {}
+    for name, spk2files in plan.items():
+        for s, wavs in spk2files.items():
+            (root / name / s).mkdir(parents=True)
+            for w in wavs:
+                (root / name / s / w.name).symlink_to(w)
+        out[name] = root / name
+    out["query"] = files[spk[1]][5]
+    return out
+
+
+def _expected_means(model, folder: Path) -> dict[str, torch.Tensor]:
+    """Each speaker's mean embedding, one file at a time (no padding: the
+    register side embeds with batch_size 1 too, as padding a batch moves
+    an embedding by up to ~1e-3)."""
+    return {
+        d.name: torch.stack(
+            [model.encode_file(f) for f in sorted(d.glob("*.wav"))]
+        ).mean(0)
+        for d in sorted(folder.iterdir())
+    }
+
+
+def test_enrol_save_load_equals_reembedding(model, exports, speakers, tmp_path):
+    from deep_speaker_sb.inference import DeepSpeaker
+
+    model.register = None
+    for d in sorted(speakers["first"].iterdir()):
+        model.enrol(d.name, sorted(d.glob("*.wav")), batch_size=1)
+    path = model.save_register(tmp_path / "speakers.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["speakers.pt"]
+
+    fresh = DeepSpeaker.from_hparams(
+        source=exports[0], run_opts={"device": "cpu"}
+    )
+    loaded = fresh.load_register(path)
+    want = _expected_means(model, speakers["first"])
+    assert loaded.speakers == sorted(want)
+    assert loaded.counts == [3, 3]
+    assert loaded.model_id == model.model_id
+    torch.testing.assert_close(
+        loaded.embeddings, torch.stack(list(want.values())), atol=1e-5, rtol=0
+    )
+    # The file holds plain data only.
+    data = torch.load(path, weights_only=True)
+    assert sorted(data) == [
+        "counts",
+        "embeddings",
+        "format",
+        "model_id",
+        "speakers",
+    ]
+
+
+def test_enrolling_again_adds_and_updates(
+    verify_mod, speakers, exports, capsys
+):
+    path = speakers["first"].parent / "update.pt"
+    common = ["--model", str(exports[0]), "--device", "cpu", "--batch_size=1"]
+    for name, new, updated in (("first", 2, 0), ("second", 1, 1)):
+        argv = [*common, "--enrol_save", str(path)]
+        assert verify_mod.main([*argv, "--enrol", str(speakers[name])]) == 0
+        out = capsys.readouterr().out
+        assert f"({new} new, {updated} updated)" in out
+    assert f"wrote {path}: 3 speakers, 11 files" in out
+    saved = SpeakerRegister.load(path)
+    # The running mean equals the mean over all of a speaker's files.
+    from deep_speaker_sb.inference import DeepSpeaker
+
+    model = DeepSpeaker.from_hparams(
+        source=exports[0], run_opts={"device": "cpu"}
+    )
+    want = _expected_means(model, speakers["all"])
+    assert saved.speakers == sorted(want)
+    assert saved.counts == [5, 3, 3]
+    torch.testing.assert_close(
+        saved.embeddings, torch.stack(list(want.values())), atol=1e-5, rtol=0
+    )
+    leftovers = [p.name for p in path.parent.iterdir() if p.is_file()]
+    assert leftovers == ["update.pt"]  # no temporary file left behind
+
+
+def test_identify_from_register_equals_enrol_folder(
+    verify_mod, model, speakers, tmp_path, capsys
+):
+    path = tmp_path / "all.pt"
+    common = [
+        "--model",
+        str(model.hparams.pretrained_path),
+        "--device=cpu",
+        "--batch_size=1",
+    ]
+    argv = [*common, "--enrol_save", str(path), "--enrol", str(speakers["all"])]
+    assert verify_mod.main(argv) == 0
+    query = ["--wav", str(speakers["query"]), "--top", "3"]
+    listings = []
+    for source in (
+        ["--enrol", str(speakers["all"])],
+        ["--register", str(path)],
+    ):
+        capsys.readouterr()
+        assert verify_mod.main([*common, *query, *source]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[1].endswith(f"vs 3 enrolled speakers of {source[1]}:")
+        listings.append(lines[2:])
+    by_folder, by_register = listings
+    assert len(by_folder) == 4  # 3 ranked speakers and the answer
+    assert [ln.split()[1] for ln in by_folder[:3]] == [
+        ln.split()[1] for ln in by_register[:3]
+    ]
+    for a, b in zip(by_folder[:3], by_register[:3], strict=True):
+        assert float(a.split()[3]) == pytest.approx(
+            float(b.split()[3]), abs=2e-4
+        )
+    assert by_folder[3].split()[:2] == by_register[3].split()[:2]
+
+    # The Python interface gives the same ranking.
+    model.load_register(path)
+    got = model.identify(speakers["query"], top=3)
+    spk2wavs = enrolment_speakers(speakers["all"])
+    want = identify(model, speakers["query"], spk2wavs, top=3, batch_size=1)
+    assert [c.speaker for c in got] == [c.speaker for c in want]
+    assert [c.score for c in got] == pytest.approx(
+        [c.score for c in want], abs=1e-5
+    )
+
+
+def test_register_of_another_model_is_refused(
+    verify_mod, speakers, exports, tmp_path
+):
+    from tests.conftest import run_script
+
+    path = tmp_path / "m1.pt"
+    base = ["--device", "cpu", "--batch_size", "4"]
+    argv = ["--model", str(exports[0]), *base, "--enrol_save", str(path)]
+    assert verify_mod.main([*argv, "--enrol", str(speakers["first"])]) == 0
+    before = path.read_bytes()
+    # As a user runs it: one line, exit 1.
+    proc = run_script(
+        "verify.py", "--model", exports[1], *base,
+        "--wav", speakers["query"], "--register", path,
+    )  # fmt: skip
+    # Enrolling into it with the other model: refused, file untouched.
+    in_process = run_in_process(
+        "verify.py",
+        ["--model", str(exports[1]), *base, "--enrol_save", str(path)]
+        + ["--enrol", str(speakers["second"])],
+    )
+    results = [(proc.returncode, proc.stderr), in_process]
+    for code, err in results:
+        assert code == 1
+        assert err.count("\n") == 1 and err.startswith("error: "), err
+        assert f"register {path} was made with another model" in err
+        assert "emb_dim 16" in err
+    assert path.read_bytes() == before  # not rewritten
+
+
+def test_register_api_mistakes(model, speakers, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from deep_speaker_sb.speech import NoSpeechError
+
+    model.register = None
+    with pytest.raises(ConfigError, match="no speaker enrolled"):
+        model.identify(speakers["query"])
+    with pytest.raises(ConfigError, match="no speaker enrolled"):
+        model.save_register(tmp_path / "x.pt")
+    with pytest.raises(ConfigError, match="no audio file"):
+        model.enrol("A", [])
+    with pytest.raises(ConfigError, match="non-empty string"):
+        model.enrol(" ", [speakers["query"]])
+    model.enrol("A", [speakers["query"]])
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, "float32"), 8000)
+    with pytest.raises(NoSpeechError, match="silent.wav"):
+        model.enrol("B", [speakers["query"], silent])
+    assert model.register.speakers == ["A"]  # nothing enrolled
+    with pytest.raises(NoSpeechError, match="silent.wav"):
+        model.identify(silent)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("unpickled code ran",))
+
+
+def test_register_file_mistakes(tmp_path, capsys):
+    with pytest.raises(MissingFileError, match="--enrol_save"):
+        SpeakerRegister.load(tmp_path / "none.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a register")
+    with pytest.raises(DataError, match="not a speaker register"):
+        SpeakerRegister.load(garbage)
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": 1, "speakers": _Evil()}, evil)
+    with pytest.raises(DataError, match="not a speaker register"):
+        SpeakerRegister.load(evil)
+    assert "unpickled code ran" not in capsys.readouterr().out
+    other = tmp_path / "other.pt"
+    torch.save({"format": 99}, other)
+    with pytest.raises(DataError, match="unknown format 99"):
+        SpeakerRegister.load(other)
+    a = SpeakerRegister(["A"], torch.ones(1, 2), model_id="2-aa")
+    b = SpeakerRegister(["A"], torch.ones(1, 2), model_id="2-bb")
+    with pytest.raises(ConfigError, match="another model"):
+        a.update(b)
+    from deep_speaker_sb.errors import OutputError
+
+    with pytest.raises(OutputError, match="is a folder"):
+        a.save(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--register", "r.pt"], ["--register goes with --wav"]),
+        (["--enrol_save", "r.pt"], ["--enrol_save needs --enrol"]),
+        (["--enrol", "d"], ["--enrol goes with --wav FILE or --enrol_save"]),
+        (["--wav", "q.wav", "--enrol", "d", "--register", "r"], ["not both"]),
+        (
+            ["--enrol_save", "r.pt", "--enrol", "d", "--wav", "q.wav"],
+            ["identify in a second call"],
+        ),
+        (
+            ["--wav", "q.wav", "--register", "nowhere.pt"],
+            ["register not found"],
+        ),
+    ],
+)
+def test_register_option_mistakes(argv, words):
+    code, err = run_in_process("verify.py", argv)
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    for word in words:
+        assert word in err
+
+
+@pytest.fixture(scope="module")
+def verify_mod():
+    from tests.conftest import load_script
+
+    return load_script("verify.py")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 from pathlib import Path
@@ -17,12 +15,11 @@ from speechbrain.utils.checkpoints import Checkpointer
 
 from deep_speaker_sb.brains.triplet import dataio_prep, init_from_softmax
 from deep_speaker_sb.checkpoints import load_best_parts
-from deep_speaker_sb.cli import run_cli
 from deep_speaker_sb.embedding import compute_embeddings
 from deep_speaker_sb.errors import UserError
 from deep_speaker_sb.export import export_best, load_initial_stats
 from deep_speaker_sb.lobes.rescnn import ResCNN
-from tests.conftest import ROOT, load_script
+from tests.conftest import ROOT, run_in_process
 
 YAML = ROOT / "hparams" / "triplet.yaml"
 
@@ -141,11 +138,7 @@ def test_init_from_softmax_takes_best_accuracy(tmp_path):
 
 
 def run_main(argv: list[str]) -> tuple[int, str]:
-    script = load_script("train_triplet.py")
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        code = run_cli(lambda: script.main(argv))
-    return code, err.getvalue()
+    return run_in_process("train_triplet.py", argv)
 
 
 def base_args(prepared: Path, out: Path, softmax: Path) -> list[str]:
