@@ -24,6 +24,7 @@ import sys
 
 import speechbrain as sb
 from speechbrain.utils.distributed import if_main_process, run_on_main
+from torch.utils.data import DataLoader
 
 from deep_speaker_sb.augment import prepare_from_hparams
 from deep_speaker_sb.brains.softmax import SoftmaxBrain, dataio_prep
@@ -32,6 +33,7 @@ from deep_speaker_sb.cli import (
     parse_recipe_args,
     run_cli,
 )
+from deep_speaker_sb.data.shards import use_shards, write_shards
 from deep_speaker_sb.data.vivos import prepare_vivos
 
 
@@ -62,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
                 "num_workers": hparams["prep_workers"],
             },
         )
+        if use_shards(hparams):
+            run_on_main(
+                write_shards,
+                args=[hparams["prep_folder"]],
+                kwargs={
+                    "shard_size": hparams["shard_size"],
+                    "seed": hparams["prep_seed"],
+                },
+            )
     # The noise, babble and RIR files of the augmentation (once; a no-op
     # with augment: False)
     run_on_main(prepare_from_hparams, args=[hparams])
@@ -76,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    if isinstance(train_data, DataLoader):  # shards: a new order per epoch
+        brain.train_sampler = train_data.dataset
     brain.fit(
         brain.hparams.epoch_counter,
         train_data,

@@ -60,7 +60,12 @@ from speechbrain.utils.logger import get_logger
 from torch.utils.data import DataLoader, IterableDataset
 
 from deep_speaker_sb.data.sampler import _dist_info
-from deep_speaker_sb.dataio import PREP_HINT, SegmentRow, read_manifest
+from deep_speaker_sb.dataio import (
+    PREP_HINT,
+    SegmentRow,
+    check_speaker_sets,
+    read_manifest,
+)
 from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
 from deep_speaker_sb.utils import (
     Pathlike,
@@ -784,23 +789,27 @@ class SpeakerShardBatches(_ShardReader):
         shards = self._rank_shards(self.rank, shuffle=True)
         shards = shards[worker::workers] or shards
         limit = sum(self.shard_list.counts[s] for s in shards)
+        capacity = min(self.buffer_size, limit)  # distinct segments
         buffer: dict[str, list[dict]] = {}
-        held = since_batch = 0
+        ids: set[str] = set()  # in the buffer: a segment once at most
+        since_batch = 0
         while True:  # loops over the worker's shards until the quota
             for example in self._examples(shards, rng):
-                buffer.setdefault(example["spk_id"], []).append(example)
-                held += 1
                 since_batch += 1
-                if held < self.buffer_size:
+                if example["id"] in ids:
+                    continue
+                buffer.setdefault(example["spk_id"], []).append(example)
+                ids.add(example["id"])
+                if len(ids) < capacity:
                     continue
                 ready = self._ready(buffer)
                 if len(ready) < self.p:
-                    held -= self._evict(buffer, rng)
-                    if since_batch > limit + self.buffer_size:
+                    ids.discard(self._evict(buffer, rng))
+                    if since_batch > 3 * limit:
                         raise DataError(self._stuck_message(shards))
                     continue
                 batch, taken = self._take(buffer, ready, rng)
-                held -= taken
+                ids.difference_update(taken)
                 since_batch = 0
                 yield batch
                 quota -= 1
@@ -812,16 +821,15 @@ class SpeakerShardBatches(_ShardReader):
         buffer: dict[str, list[dict]],
         ready: list[str],
         rng: np.random.Generator,
-    ) -> tuple[PaddedBatch, int]:
-        examples, taken = [], 0
+    ) -> tuple[PaddedBatch, list[str]]:
+        examples, taken = [], []
         for s in rng.choice(ready, self.p, replace=False):
             items = buffer[s]
             if len(items) >= self.k:
                 picks = rng.choice(len(items), self.k, replace=False)
                 examples.extend(items[i] for i in picks)
                 for i in sorted(picks, reverse=True):
-                    items.pop(i)
-                taken += self.k
+                    taken.append(items.pop(i)["id"])
             else:  # a small speaker: with replacement, kept in the buffer
                 picks = rng.choice(len(items), self.k, replace=True)
                 examples.extend(items[i] for i in picks)
@@ -832,14 +840,15 @@ class SpeakerShardBatches(_ShardReader):
 
     def _evict(
         self, buffer: dict[str, list[dict]], rng: np.random.Generator
-    ) -> int:
-        """Drops a random segment of a speaker that cannot fill K yet."""
+    ) -> str:
+        """Drops the oldest segment of a speaker that cannot fill K yet
+        (of any speaker when all can); returns its id."""
         short = [s for s, items in buffer.items() if len(items) < self.k]
         spk = str(rng.choice(short if short else list(buffer)))
-        buffer[spk].pop(0)
+        dropped = buffer[spk].pop(0)["id"]
         if not buffer[spk]:
             del buffer[spk]
-        return 1
+        return dropped
 
     def _stuck_message(self, shards: Sequence[int]) -> str:
         return (
@@ -900,3 +909,110 @@ def use_shards(hparams: dict[str, Any]) -> bool:
             f"got {value!r}"
         )
     return value == "shards"
+
+
+def _shard_list(hparams: dict[str, Any], key: str) -> ShardList:
+    shard_list = read_shard_list(hparams[key])
+    if shard_list.sample_rate != hparams["sample_rate"]:
+        raise ConfigError(
+            f"{shard_list.path} holds {shard_list.sample_rate} Hz audio "
+            f"but sample_rate is {hparams['sample_rate']}"
+        )
+    return shard_list
+
+
+class EncodeSpeaker:
+    """Adds ``spk_id_encoded`` to an example (picklable for workers).
+
+    Example
+    -------
+    >>> from speechbrain.dataio.encoder import CategoricalEncoder
+    >>> enc = CategoricalEncoder()
+    >>> enc.update_from_iterable(["A", "B"])
+    >>> EncodeSpeaker(enc)({"spk_id": "B"})["spk_id_encoded"]
+    tensor([1])
+    """
+
+    def __init__(self, encoder: Any) -> None:
+        self.encoder = encoder
+
+    def __call__(self, example: dict[str, Any]) -> dict[str, Any]:
+        code = self.encoder.encode_sequence_torch([example["spk_id"]])
+        return {**example, "spk_id_encoded": code}
+
+
+def softmax_shard_data(
+    hparams: dict[str, Any],
+    label_encoder_for: Callable[[dict[str, Any], list[str]], Any],
+) -> tuple[DataLoader, DataLoader, Any]:
+    """The softmax stage's training and validation data from shards.
+
+    Training: random ``sentence_len`` crops, each rank its own shards,
+    shuffled (``shard_buffer`` segments per worker); validation: the
+    whole segments of ``valid_shards``, every ``world_size``-th one per
+    rank.
+
+    Arguments
+    ---------
+    hparams : mapping
+        Uses ``train_shards``, ``valid_shards``, ``sample_rate``,
+        ``batch_size``, ``sentence_len``, ``shard_buffer``,
+        ``num_workers`` and ``seed``.
+    label_encoder_for : callable
+        ``(hparams, speakers) -> CategoricalEncoder`` (the stage's).
+
+    Returns
+    -------
+    train_loader, valid_loader : DataLoader
+        Batches with ``id``, ``sig``, ``spk_id_encoded``.
+    label_encoder : CategoricalEncoder
+        What ``label_encoder_for`` returned.
+    """
+    train_list = _shard_list(hparams, "train_shards")
+    valid_list = _shard_list(hparams, "valid_shards")
+    check_speaker_sets(set(train_list.speakers), set(valid_list.speakers))
+    encoder = label_encoder_for(hparams, list(train_list.speakers))
+    common = {
+        "keys": ("id", "sig", "spk_id_encoded"),
+        "transform": EncodeSpeaker(encoder),
+        "seed": hparams["seed"],
+    }
+    train = ShardDataset(
+        train_list,
+        hparams["batch_size"],
+        sentence_len=hparams["sentence_len"],
+        buffer_size=hparams["shard_buffer"],
+        **common,
+    )
+    valid = ShardDataset(
+        valid_list,
+        hparams["batch_size"],
+        shuffle=False,
+        split_by="sample",
+        **common,
+    )
+    workers = hparams["num_workers"]
+    return (
+        make_shard_loader(train, workers),
+        make_shard_loader(valid, workers),
+        encoder,
+    )
+
+
+def triplet_shard_batches(hparams: dict[str, Any]) -> SpeakerShardBatches:
+    """The triplet stage's P x K training batches from ``train_shards``.
+
+    Uses ``train_shards``, ``sample_rate``, ``speakers_per_batch``,
+    ``n_per_speaker``, ``batches_per_epoch``, ``sentence_len``,
+    ``shard_buffer``, ``small_speakers`` and ``seed``.
+    """
+    return SpeakerShardBatches(
+        _shard_list(hparams, "train_shards"),
+        hparams["speakers_per_batch"],
+        hparams["n_per_speaker"],
+        num_batches=hparams["batches_per_epoch"],
+        sentence_len=hparams["sentence_len"],
+        buffer_size=hparams["shard_buffer"],
+        small_speakers=hparams["small_speakers"],
+        seed=hparams["seed"],
+    )
