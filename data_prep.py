@@ -10,6 +10,8 @@ Writes ``wavs/``, ``train.csv``, ``valid.csv``, ``test.csv``,
 folder (see docs/DESIGN.md), and does nothing when they are already there,
 were made with the same options and every cached WAV they name exists.
 A full disk or an unwritable save folder stops it with one error line.
+``--format shards`` also writes the train and valid segments as
+WebDataset tar shards (``shards/<split>/``; see README "Sharded data").
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import sys
 
 from deep_speaker_sb.cli import run_cli
 from deep_speaker_sb.data.prep import DEFAULT_NUM_TRIALS
+from deep_speaker_sb.data.shards import DEFAULT_SHARD_SIZE, write_shards
 from deep_speaker_sb.data.vivos import prepare_vivos
+from deep_speaker_sb.errors import ConfigError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,6 +84,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "seconds kept before and after the speech when trimming",
         ),
     ]
+    p.add_argument(
+        "--format",
+        choices=["csv", "shards"],
+        default="csv",
+        help="csv: the manifests and WAV cache only; shards: also "
+        "WebDataset tar shards of train and valid (default: csv)",
+    )
+    options.append(
+        (
+            "--shard_size",
+            int,
+            DEFAULT_SHARD_SIZE,
+            "segments per shard, at most (with --format shards)",
+        )
+    )
     for flag, kind, default, text in options:
         p.add_argument(
             flag,
@@ -126,9 +145,23 @@ def report(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def report_shards(shards: dict) -> str:
+    """What the user reads once the shards are written."""
+    lines = ["shards:"]
+    for split, info in shards.items():
+        lines.append(
+            f"  {split:5s}: {info['shards']:4d} shards, "
+            f"{info['segments']:6d} segments, {info['speakers']:4d} "
+            f"speakers: {info['shard_list']}"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parses the options, prepares the data and prints the summary."""
     args = parse_args(argv)
+    if args.shard_size < 1:  # before the preparation's work
+        raise ConfigError(f"--shard_size must be >= 1, got {args.shard_size}")
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s: %(message)s"
     )
@@ -147,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         trim_margin=args.trim_margin,
     )
     print(report(summary))
+    if args.format == "shards":
+        shards = write_shards(
+            args.save_folder, shard_size=args.shard_size, seed=args.seed
+        )
+        print(report_shards(shards))
     return 0
 
 
