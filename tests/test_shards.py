@@ -33,7 +33,7 @@ from deep_speaker_sb.data.shards import (
     write_shards,
 )
 from deep_speaker_sb.dataio import SegmentRow, resolve_wav, write_manifest
-from deep_speaker_sb.errors import ConfigError
+from deep_speaker_sb.errors import ConfigError, DataError
 from tests.conftest import ROOT, SCRIPT_ENV, run_script
 
 
@@ -289,3 +289,25 @@ def test_missing_shards_is_one_error_line(tiny_corpus, prepared, tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: shard list ")
     assert "data_prep.py --format shards" in last
+
+
+def test_validation_splits_segments_between_ranks(tmp_path):
+    shards = _toy_shards(tmp_path / "data", 13, 5)
+    seen = []
+    for rank in (0, 1):
+        data = ShardDataset(
+            shards, 4, shuffle=False, split_by="sample", rank=rank,
+            world_size=2,
+        )  # fmt: skip
+        ids = [i for b in data for i in b.id]
+        assert len(data) == -(-len(ids) // 4)
+        seen.append(ids)
+    assert sorted(seen[0] + seen[1]) == [f"u{i:03d}_0" for i in range(13)]
+    assert abs(len(seen[0]) - len(seen[1])) <= 1
+
+
+def test_a_broken_shard_is_a_data_error(tmp_path):
+    shards = _toy_shards(tmp_path / "data", 6, 3)
+    (shards / "shard-000001.tar").write_bytes(b"not a tar file")
+    with pytest.raises(DataError, match="shard-000001.tar is unreadable"):
+        list(ShardDataset(shards, 2))
