@@ -311,3 +311,10 @@ def test_a_broken_shard_is_a_data_error(tmp_path):
     (shards / "shard-000001.tar").write_bytes(b"not a tar file")
     with pytest.raises(DataError, match="shard-000001.tar is unreadable"):
         list(ShardDataset(shards, 2))
+    # from a loader worker: the same one-line message, no worker traceback
+    loader = make_shard_loader(ShardDataset(shards, 2, shuffle=False), 1)
+    with pytest.raises(DataError) as caught:
+        list(loader)
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith("shard ")
+    assert "shard-000001.tar is unreadable" in str(caught.value)

@@ -66,7 +66,12 @@ from deep_speaker_sb.dataio import (
     check_speaker_sets,
     read_manifest,
 )
-from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
+from deep_speaker_sb.errors import (
+    ConfigError,
+    DataError,
+    MissingFileError,
+    UserError,
+)
 from deep_speaker_sb.utils import (
     Pathlike,
     atomic_write,
@@ -478,6 +483,9 @@ def _shuffled(
     examples: Iterator[dict], size: int, rng: np.random.Generator
 ) -> Iterator[dict]:
     """A shuffle buffer of ``size`` examples (no shuffling when < 2)."""
+    if size < 2:
+        yield from examples
+        return
     buffer: list[dict] = []
     for example in examples:
         if len(buffer) < size:
@@ -859,6 +867,31 @@ class SpeakerShardBatches(_ShardReader):
         )
 
 
+class ShardLoader(DataLoader):
+    """A DataLoader whose workers' user errors stay one-line messages.
+
+    torch re-raises an exception of a worker process with the worker's
+    traceback in its message; a :class:`~deep_speaker_sb.errors.UserError`
+    (a broken shard, a buffer that never fills) gets back its own message,
+    so the command line prints one ``error:`` line.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        batches = super().__iter__()
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except UserError as exc:
+                lines = str(exc).rstrip().splitlines()
+                if len(lines) < 2 or not lines[0].startswith("Caught "):
+                    raise
+                prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
+                raise type(exc)(lines[-1].removeprefix(prefix)) from None
+            yield batch
+
+
 def make_shard_loader(
     dataset: ShardDataset | SpeakerShardBatches,
     num_workers: int = 0,
@@ -885,7 +918,7 @@ def make_shard_loader(
     """
     if isinstance(dataset, ShardDataset):
         dataset.num_workers = max(1, num_workers)
-    return DataLoader(
+    return ShardLoader(
         dataset, batch_size=None, num_workers=num_workers, **loader_kwargs
     )
 
