@@ -16,6 +16,8 @@ Writes ``wavs/``, ``train.csv``, ``valid.csv``, ``test.csv``,
 folder (see docs/DESIGN.md), and does nothing when they are already there,
 were made with the same options and every cached WAV they name exists.
 A full disk or an unwritable save folder stops it with one error line.
+``--format shards`` also writes the train and valid segments as
+WebDataset tar shards (``shards/<split>/``; see README "Sharded data").
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from deep_speaker_sb.data.librispeech import (
     prepare_librispeech,
 )
 from deep_speaker_sb.data.prep import DEFAULT_NUM_TRIALS, PrepOptions
+from deep_speaker_sb.data.shards import DEFAULT_SHARD_SIZE, write_shards
 from deep_speaker_sb.data.vietnam_celeb import prepare_vietnam_celeb
 from deep_speaker_sb.data.vivos import prepare_vivos
 from deep_speaker_sb.data.voxceleb import prepare_voxceleb
@@ -123,6 +126,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "seconds kept before and after the speech when trimming",
         ),
     ]
+    p.add_argument(
+        "--format",
+        choices=["csv", "shards"],
+        default="csv",
+        help="csv: the manifests and WAV cache only; shards: also "
+        "WebDataset tar shards of train and valid (default: csv)",
+    )
+    options.append(
+        (
+            "--shard_size",
+            int,
+            DEFAULT_SHARD_SIZE,
+            "segments per shard, at most (with --format shards)",
+        )
+    )
     for flag, kind, default, text in options:
         p.add_argument(
             flag,
@@ -249,15 +267,34 @@ def report(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def report_shards(shards: dict) -> str:
+    """What the user reads once the shards are written."""
+    lines = ["shards:"]
+    for split, info in shards.items():
+        lines.append(
+            f"  {split:5s}: {info['shards']:4d} shards, "
+            f"{info['segments']:6d} segments, {info['speakers']:4d} "
+            f"speakers: {info['shard_list']}"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parses the options, prepares the data and prints the summary."""
     args = parse_args(argv)
+    if args.shard_size < 1:  # before the preparation's work
+        raise ConfigError(f"--shard_size must be >= 1, got {args.shard_size}")
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s: %(message)s"
     )
     logging.getLogger("deep_speaker_sb").setLevel(logging.INFO)
     summary = prepare(args)
     print(report(summary))
+    if args.format == "shards":
+        shards = write_shards(
+            args.save_folder, shard_size=args.shard_size, seed=args.seed
+        )
+        print(report_shards(shards))
     return 0
 
 

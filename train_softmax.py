@@ -29,6 +29,7 @@ import sys
 
 import speechbrain as sb
 from speechbrain.utils.distributed import if_main_process, run_on_main
+from torch.utils.data import DataLoader
 
 from deep_speaker_sb.augment import prepare_from_hparams
 from deep_speaker_sb.brains.softmax import SoftmaxBrain, dataio_prep
@@ -38,6 +39,7 @@ from deep_speaker_sb.cli import (
     run_cli,
 )
 from deep_speaker_sb.data.prep import check_prepared_rate
+from deep_speaker_sb.data.shards import use_shards, write_shards
 from deep_speaker_sb.data.vivos import prepare_vivos
 from deep_speaker_sb.finetune import (
     PRETRAINED,
@@ -81,6 +83,15 @@ def main(argv: list[str] | None = None) -> int:
                 "num_workers": hparams["prep_workers"],
             },
         )
+        if use_shards(hparams):
+            run_on_main(
+                write_shards,
+                args=[hparams["prep_folder"]],
+                kwargs={
+                    "shard_size": hparams["shard_size"],
+                    "seed": hparams["prep_seed"],
+                },
+            )
     check_prepared_rate(hparams["prep_folder"], hparams["sample_rate"])
     # The noise, babble and RIR files of the augmentation (once; a no-op
     # with augment: False)
@@ -96,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    if isinstance(train_data, DataLoader):  # shards: a new order per epoch
+        brain.train_sampler = train_data.dataset
     brain.fit(
         brain.hparams.epoch_counter,
         train_data,

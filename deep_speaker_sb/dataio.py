@@ -277,8 +277,19 @@ def check_valid_speakers(
     ...
     deep_speaker_sb.errors.DataError: validation speakers ['B'] ...
     """
-    train_spk = {r.spk_id for r in train_rows}
-    unknown = sorted({r.spk_id for r in valid_rows} - train_spk)
+    check_speaker_sets(
+        {r.spk_id for r in train_rows}, {r.spk_id for r in valid_rows}
+    )
+
+
+def check_speaker_sets(train_spk: set[str], valid_spk: set[str]) -> None:
+    """:func:`check_valid_speakers` on speaker sets (e.g. of shard lists).
+
+    Example
+    -------
+    >>> check_speaker_sets({"A", "B"}, {"B"})
+    """
+    unknown = sorted(valid_spk - train_spk)
     if unknown:
         shown = unknown[:5] + (["..."] if len(unknown) > 5 else [])
         raise DataError(

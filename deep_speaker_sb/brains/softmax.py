@@ -24,9 +24,11 @@ from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.dataio.encoder import CategoricalEncoder
 from speechbrain.utils.data_pipeline import provides, takes
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from deep_speaker_sb.brains.base import EmbeddingBrain
 from deep_speaker_sb.checkpoints import input_config
+from deep_speaker_sb.data.shards import softmax_shard_data, use_shards
 from deep_speaker_sb.dataio import (
     audio_pipeline,
     check_valid_speakers,
@@ -134,8 +136,17 @@ class SoftmaxBrain(EmbeddingBrain):
 
 def dataio_prep(
     hparams: Mapping[str, Any],
-) -> tuple[DynamicItemDataset, DynamicItemDataset, CategoricalEncoder]:
+) -> tuple[
+    DynamicItemDataset | DataLoader,
+    DynamicItemDataset | DataLoader,
+    CategoricalEncoder,
+]:
     """Builds the training and validation sets and the label encoder.
+
+    With ``data_format: shards`` they come from ``train_shards`` and
+    ``valid_shards`` instead
+    (:func:`deep_speaker_sb.data.shards.softmax_shard_data`): DataLoaders
+    that Brain.fit uses as they are.
 
     Reads ``train_annotation`` and ``valid_annotation`` with
     :func:`~deep_speaker_sb.dataio.read_manifest` (``{data_root}`` is
@@ -156,6 +167,8 @@ def dataio_prep(
     label_encoder : CategoricalEncoder
         Speaker id <-> class index.
     """
+    if use_shards(hparams):
+        return softmax_shard_data(hparams, _label_encoder)
     data_root = hparams["prep_folder"]
     train_rows = read_manifest(hparams["train_annotation"], data_root)
     valid_rows = read_manifest(hparams["valid_annotation"], data_root)
@@ -169,7 +182,9 @@ def dataio_prep(
     )
     valid_data.add_dynamic_item(audio_pipeline(None, sr, random_crop=False))
 
-    label_encoder = CategoricalEncoder()
+    # the speakers in order of first appearance (the shard path's order)
+    speakers = list(dict.fromkeys(r.spk_id for r in train_rows))
+    label_encoder = _label_encoder(hparams, speakers)
 
     @takes("spk_id")
     @provides("spk_id_encoded")
@@ -178,19 +193,23 @@ def dataio_prep(
 
     for data in (train_data, valid_data):
         data.add_dynamic_item(label_pipeline)
+        data.set_output_keys(["id", "sig", "spk_id_encoded"])
+    return train_data, valid_data, label_encoder
+
+
+def _label_encoder(
+    hparams: Mapping[str, Any], speakers: list[str]
+) -> CategoricalEncoder:
+    """Loads ``label_encoder_file``, or creates it from ``speakers``."""
+    label_encoder = CategoricalEncoder()
     label_encoder.load_or_create(
-        path=hparams["label_encoder_file"],
-        from_didatasets=[train_data],
-        output_key="spk_id",
+        path=hparams["label_encoder_file"], from_iterables=[speakers]
     )
-    speakers = {r.spk_id for r in train_rows}
     label_encoder.expect_len(len(speakers))
-    if set(label_encoder.lab2ind) != speakers:
+    if set(label_encoder.lab2ind) != set(speakers):
         raise DataError(
             f"{hparams['label_encoder_file']} lists other speakers than the "
             "training manifest (it belongs to another data set); use a new "
             "output_folder or delete it"
         )
-    for data in (train_data, valid_data):
-        data.set_output_keys(["id", "sig", "spk_id_encoded"])
-    return train_data, valid_data, label_encoder
+    return label_encoder

@@ -31,6 +31,12 @@ from torch import Tensor
 from deep_speaker_sb.brains.base import EmbeddingBrain
 from deep_speaker_sb.checkpoints import input_config, load_best_parts
 from deep_speaker_sb.data.sampler import SpeakerBatchSampler
+from deep_speaker_sb.data.shards import (
+    SpeakerShardBatches,
+    make_shard_loader,
+    triplet_shard_batches,
+    use_shards,
+)
 from deep_speaker_sb.data.trials import make_trials
 from deep_speaker_sb.dataio import (
     audio_pipeline,
@@ -169,7 +175,11 @@ def _no_trials_message(n_utts: int) -> str:
 
 def dataio_prep(
     hparams: Mapping[str, Any],
-) -> tuple[DynamicItemDataset, DynamicItemDataset, SpeakerBatchSampler]:
+) -> tuple[
+    DynamicItemDataset | SpeakerShardBatches,
+    DynamicItemDataset,
+    SpeakerBatchSampler | SpeakerShardBatches,
+]:
     """Builds the training segments, validation utterances and sampler.
 
     Arguments
@@ -189,6 +199,11 @@ def dataio_prep(
     sampler : SpeakerBatchSampler
         P x K batches over ``train_data`` (rank-aware under DDP).
 
+    With ``data_format: shards``, ``train_data`` and ``sampler`` are both
+    the :class:`~deep_speaker_sb.data.shards.SpeakerShardBatches` of
+    ``train_shards`` (P x K batches from a speaker buffer); validation
+    still embeds the whole utterances of ``valid.csv``.
+
     Raises
     ------
     UserError
@@ -196,8 +211,16 @@ def dataio_prep(
         made.
     """
     data_root = hparams["prep_folder"]
-    train_rows = read_manifest(hparams["train_annotation"], data_root)
     valid_rows = read_manifest(hparams["valid_annotation"], data_root)
+    utts = utterances(valid_rows)
+    utt2spk = {u.utt_id: u.spk_id for u in utts.values()}
+    if not make_trials(utt2spk, hparams["num_valid_trials"], hparams["seed"]):
+        raise DataError(_no_trials_message(len(utts)))
+    valid_data = utterance_dataset(utts)
+    if use_shards(hparams):
+        batches = triplet_shard_batches(hparams)
+        return batches, valid_data, batches
+    train_rows = read_manifest(hparams["train_annotation"], data_root)
 
     train_data = segment_dataset(train_rows)
     train_data.add_dynamic_item(
@@ -206,12 +229,6 @@ def dataio_prep(
         )
     )
     train_data.set_output_keys(["id", "sig", "spk_id"])
-
-    utts = utterances(valid_rows)
-    utt2spk = {u.utt_id: u.spk_id for u in utts.values()}
-    if not make_trials(utt2spk, hparams["num_valid_trials"], hparams["seed"]):
-        raise DataError(_no_trials_message(len(utts)))
-    valid_data = utterance_dataset(utts)
 
     sampler = SpeakerBatchSampler(
         [row.spk_id for row in train_rows],
@@ -225,8 +242,8 @@ def dataio_prep(
 
 
 def make_train_loader(
-    train_data: DynamicItemDataset,
-    sampler: SpeakerBatchSampler,
+    train_data: DynamicItemDataset | SpeakerShardBatches,
+    sampler: SpeakerBatchSampler | SpeakerShardBatches,
     **loader_kwargs: Any,
 ) -> torch.utils.data.DataLoader:
     """The training DataLoader over P x K batches.
@@ -251,6 +268,8 @@ def make_train_loader(
     torch.utils.data.DataLoader
         Batches padded by SpeechBrain's ``PaddedBatch``.
     """
+    if isinstance(sampler, SpeakerShardBatches):
+        return make_shard_loader(sampler, **loader_kwargs)
     return make_dataloader(train_data, batch_sampler=sampler, **loader_kwargs)
 
 
