@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from deep_speaker_sb.dsp import resample
 from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
 from deep_speaker_sb.utils import Pathlike
 
@@ -138,7 +137,12 @@ def read_mono(path: Pathlike, sample_rate: int) -> np.ndarray:
         raise DataError(f"audio file {path} holds no samples")
     if not np.isfinite(data).all():
         raise DataError(f"audio file {path} holds NaN or infinite samples")
-    return resample(data.mean(axis=1), int(sr), sample_rate)
+    mono = data.mean(axis=1)
+    if sr == sample_rate:
+        return mono
+    from deep_speaker_sb.dsp import resample  # scipy: only when needed
+
+    return resample(mono, int(sr), sample_rate)
 
 
 def _read_json(path: Path, how: str) -> dict[str, Any]:
