@@ -44,6 +44,7 @@ from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.data_utils import batch_pad_right
 from speechbrain.utils.fetching import FetchConfig
 
+from deep_speaker_sb import runtime
 from deep_speaker_sb.embedding import EMBEDDING_MODULES, compute_embeddings
 from deep_speaker_sb.errors import (
     ConfigError,
@@ -83,20 +84,8 @@ def read_audio(path: Pathlike) -> tuple[torch.Tensor, int]:
     DataError
         When it cannot be decoded or holds no samples.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"audio file not found: {path}")
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read audio file {path}: {msg}") from None
-    if data.shape[0] == 0:
-        raise DataError(f"audio file {path} holds no samples")
-    signal = torch.from_numpy(data)
-    if not torch.isfinite(signal).all():
-        raise DataError(f"audio file {path} holds NaN or infinite samples")
-    return signal, int(sr)
+    data, sr = runtime.read_audio(path)
+    return torch.from_numpy(data), sr
 
 
 def load_mono(path: Pathlike, normalizer: AudioNormalizer) -> torch.Tensor:

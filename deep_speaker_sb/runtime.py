@@ -115,8 +115,9 @@ def pad_batch(waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return out, lens
 
 
-def read_mono(path: Pathlike, sample_rate: int) -> np.ndarray:
-    """A file as float32 mono ``[time]`` at ``sample_rate``.
+def read_audio(path: Pathlike) -> tuple[np.ndarray, int]:
+    """Reads an audio file with soundfile: float32 ``[time, channels]``
+    and its sample rate.
 
     Raises
     ------
@@ -137,12 +138,19 @@ def read_mono(path: Pathlike, sample_rate: int) -> np.ndarray:
         raise DataError(f"audio file {path} holds no samples")
     if not np.isfinite(data).all():
         raise DataError(f"audio file {path} holds NaN or infinite samples")
+    return data, int(sr)
+
+
+def read_mono(path: Pathlike, sample_rate: int) -> np.ndarray:
+    """A file (:func:`read_audio`) as float32 mono ``[time]`` at
+    ``sample_rate``."""
+    data, sr = read_audio(path)
     mono = data.mean(axis=1)
     if sr == sample_rate:
         return mono
     from deep_speaker_sb.dsp import resample  # scipy: only when needed
 
-    return resample(mono, int(sr), sample_rate)
+    return resample(mono, sr, sample_rate)
 
 
 def _read_json(path: Path, how: str) -> dict[str, Any]:
