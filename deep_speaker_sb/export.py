@@ -679,10 +679,13 @@ def _export_stage(
     if hparams["init_from"] == "softmax":
         card["softmax checkpoints"] = str(hparams["softmax_ckpt_folder"])
     calibration = None
-    if _onnx_installed():  # the int8 copy is calibrated on training audio
+    train_csv = Path(str(hparams.get("train_annotation", "")))
+    if not train_csv.is_file():
+        logger.warning("no training manifest %s: no int8 ONNX copy", train_csv)
+    elif _onnx_installed():  # the int8 copy is calibrated on training audio
         from deep_speaker_sb.onnx_export import calibration_audio
 
-        calibration = calibration_audio(hparams["train_annotation"])
+        calibration = calibration_audio(train_csv)
     return export_pretrained(
         folder,
         compute_features=hparams["compute_features"],

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from speechbrain.utils.logger import get_logger
 from torch import Tensor, nn
@@ -206,7 +208,10 @@ def export_fp32(embedder: OnnxEmbedder, path: Pathlike) -> Path:
     example = (torch.randn(2, 16000) * 0.1, torch.tensor([1.0, 0.7]))
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with torch.no_grad():
+        # the tracer's warnings are about shapes that the dynamic axes and
+        # the parity tests (tests/test_onnx.py) cover
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 embedder,
                 example,
@@ -239,7 +244,7 @@ class _Calibration:
         if wav is None:
             return None
         x = wav.detach().float().reshape(1, -1).numpy()
-        return {INPUT_NAMES[0]: x, INPUT_NAMES[1]: x[:1, 0] * 0 + 1.0}
+        return {INPUT_NAMES[0]: x, INPUT_NAMES[1]: np.ones(1, np.float32)}
 
 
 def quantize_int8(
@@ -421,7 +426,7 @@ def add_onnx(
     calibration_csv : Pathlike, optional
         A prepared manifest (the training ``train.csv``) whose audio
         calibrates the int8 copy; without it only the fp32 graph is
-        written.
+        written (and an older int8 copy removed).
 
     Returns
     -------
@@ -436,6 +441,8 @@ def add_onnx(
         calibration_audio(calibration_csv) if calibration_csv else None
     )
     parts = _load_parts(folder)
+    if not calibration:  # no stale int8 copy of an earlier model
+        (folder / ONNX_INT8_FILE).unlink(missing_ok=True)
     entry = write_onnx(folder, *parts, calibration=calibration)
     record_onnx(folder, entry, parts)
     return entry

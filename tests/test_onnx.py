@@ -166,7 +166,8 @@ def test_deepspeaker_onnx_backends(exported, tmp_path):
 
 def test_export_without_onnx_says_how_to_add_it(tmp_path, tiny_prepared):
     folder = tmp_path / "pretrained"
-    _export(folder, "fbank", onnx=False)
+    _, _, model = _export(folder, "fbank", onnx=False)
+    (folder / "config.json").unlink()  # as exports made before config.json
     assert not (folder / ONNX_FILE).exists()
     with pytest.raises(MissingFileError, match="export_onnx.py"):
         DeepSpeaker.from_hparams(source=folder, backend="onnx")
@@ -179,18 +180,25 @@ def test_export_without_onnx_says_how_to_add_it(tmp_path, tiny_prepared):
         tiny_prepared / "train.csv",
     )
     assert run.returncode == 0, run.stderr
-    assert (folder / ONNX_FILE).is_file() and (
-        folder / ONNX_INT8_FILE
-    ).is_file()
-    model = DeepSpeaker.from_hparams(source=folder, backend="onnx-int8")
-    assert model.encode_batch(torch.rand(1, 8000)).shape == (1, 24)
+    assert (folder / ONNX_FILE).is_file()
+    assert (folder / ONNX_INT8_FILE).is_file()
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model"] == model.config
+    assert config["onnx"]["int8"] == ONNX_INT8_FILE
+    card = (folder / "model_card.md").read_text()
+    assert card.count("| ONNX |") == 1
+    torch_model = DeepSpeaker.from_hparams(source=folder)
+    x = torch.from_numpy(_speech_like(1.7, 11))[None]
+    ref = torch_model.encode_batch(x).numpy()
+    assert (
+        _cosines(OnnxSpeaker(folder).embed_waveforms(x.numpy()), ref)[0]
+        > 0.9999
+    )
     bad = run_script("export_onnx.py", tmp_path / "nowhere")
     assert bad.returncode == 1
-    assert bad.stderr.strip().splitlines() == [
-        line
-        for line in bad.stderr.strip().splitlines()
-        if line.startswith("error: model folder not found")
-    ]
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: model folder not found")
 
 
 #: Runs in a subprocess where ``import torch`` fails: embeds two files with
