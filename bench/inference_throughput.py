@@ -5,38 +5,45 @@ Two models: the paper-width ResCNN (the ``ResCNN()`` defaults: stages of
 log-mel bands; untrained, its int8 copy calibrated on ``<prep>/train.csv``
 audio) and the CPU-budget model (``--budget`` export folder, by default
 the trained ``bench_data/accuracy/augment/triplet/pretrained``; its ONNX
-graphs are added to a temporary copy).  Each backend of each model runs in
-its own process (so that its peak memory is its own): ``torch`` is
-``DeepSpeaker.encode_batch``, ``onnx`` / ``onnx-int8`` the same call with
-``backend="onnx"`` / ``"onnx-int8"``; all three take 8 kHz waveforms and
-run features, normalization and the ResCNN.  For 1 and 2 threads, batch 1
-and 32, 3 s and 10 s utterances (real speech cut from ``<prep>/test.csv``
-files; the same clips for every backend), one JSON line gives
-embeddings/s, ``rtf`` (processing time over audio time) and the process's
-peak RSS (``peak_rss_mib``, over all its measurements).
+graphs are added to a temporary copy).  Backends: ``torch`` is
+``DeepSpeaker.encode_batch``; ``onnx`` / ``onnx-int8`` run the export's
+graphs in onnxruntime (``runtime.run_session``, what both
+``DeepSpeaker(backend=...)`` and ``deep_speaker_sb.runtime`` call); all
+three take 8 kHz waveforms and run features, normalization and ResCNN.
+
+Clips of 3 s and 10 s of real speech (cut from ``<prep>/test.csv`` files)
+are embedded at batch 1 and 32 with 1 and 2 threads.  One process per
+model and thread count times every backend *in turn, call by call* (after
+one warm-up call each), for ``--min_time`` seconds per backend (at least
+one round), so that on a shared CPU all backends see the same load; one
+JSON line per cell gives embeddings/s and ``rtf`` (processing time over
+audio time) from the median time per call.  Peak memory (``peak_rss_mib``,
+VmHWM) comes from one more process per backend that loads it and embeds
+one batch of 32 x 3 s (``DeepSpeaker``, torch imported, for the three
+backends; and the torch-free runtime for the two ONNX graphs).
 
 Resemblyzer (``pip install 'deep_speaker_sb[bench]'``; skipped when absent)
-embeds the same clips: they are resampled to its 16 kHz and VAD-trimmed by
-its ``preprocess_wav`` *outside* the timing (``prep_ms`` reports that
-cost apart), then ``VoiceEncoder.embed_utterance`` is timed: its 1.6 s
-partial windows (1.3 per second) through the 3-layer LSTM and their
-average.  It embeds one utterance per call, so its "batch 32" is 32 calls.
+embeds the same clips in the same rounds: they are resampled to its 16 kHz
+and VAD-trimmed by its ``preprocess_wav`` *outside* the timing, then
+``VoiceEncoder.embed_utterance`` is timed: its 1.6 s partial windows (1.3
+per second) through the 3-layer LSTM and their average.  It embeds one
+utterance per call, so its "batch 32" is 32 calls.
 
 Then the cold start of the torch-free runtime (``python -c`` that imports
 ``deep_speaker_sb.runtime``, loads the CPU-budget model and embeds one 3 s
 file: seconds from before the import, and the whole process) and cosine
-scoring of trials.  Measurements share the CPU with whatever else runs:
-compare ratios within one run.
+scoring of trials.
 
 Usage::
 
     python bench/inference_throughput.py [--prep bench_data/tts8k]
-        [--budget FOLDER] [--threads 1 2] [--min_time 1.0]
+        [--budget FOLDER] [--threads 1 2] [--min_time 1.5]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import resource
@@ -85,18 +92,8 @@ def _peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _time(fn, min_time: float) -> tuple[float, int]:
-    """Mean seconds per call of ``fn`` (at least one call, ``min_time``)."""
-    calls, start = 0, time.perf_counter()
-    while True:
-        fn()
-        calls += 1
-        wall = time.perf_counter() - start
-        if wall >= min_time or calls >= 50:
-            return wall / calls, calls
-
-
-def _record(what: dict, batch: int, seconds: float, wall: float, calls: int):
+def _record(what: dict, batch: int, seconds: float, walls: list[float]):
+    wall = float(np.median(walls))
     return {
         **what,
         "batch": batch,
@@ -104,53 +101,97 @@ def _record(what: dict, batch: int, seconds: float, wall: float, calls: int):
         "embeddings_per_s": round(batch / wall, 2),
         "rtf": round(wall / (batch * seconds), 5),
         "ms_per_batch": round(1000 * wall, 1),
-        "calls": calls,
+        "calls": len(walls),
     }
 
 
-def worker(args: argparse.Namespace) -> None:
-    """Times one backend of one model (or Resemblyzer) in this process."""
-    clips = [sf.read(p, dtype="float32")[0] for p in args.clips]
-    seconds = [len(c) / SR for c in clips]
-    what = {"model": args.name, "backend": args.backend}
-    if args.backend == "resemblyzer":
-        from resemblyzer import VoiceEncoder, preprocess_wav
-
-        encoder = VoiceEncoder("cpu", verbose=False)
-        preprocess_wav(clips[0], source_sr=SR)  # its first call compiles
-        start = time.perf_counter()
-        prepared = [preprocess_wav(c, source_sr=SR) for c in clips]
-        prep_ms = 1000 * (time.perf_counter() - start) / len(clips)
-        what["prep_ms"] = round(prep_ms, 1)
-
-        def embed(i, batch):
-            return lambda: [
-                encoder.embed_utterance(prepared[i]) for _ in range(batch)
-            ]
-    else:
+def _embedders(args: argparse.Namespace, clips: list[np.ndarray]) -> dict:
+    """``{backend: embed(i, batch) -> callable}`` for this worker."""
+    out = {}
+    if args.model:
         from deep_speaker_sb.inference import DeepSpeaker
+        from deep_speaker_sb.runtime import run_session
 
         model = DeepSpeaker.from_hparams(
             source=args.model, run_opts={"device": "cpu"}
         )
-
-        def embed(i, batch):
-            wavs = torch.from_numpy(np.tile(clips[i], (batch, 1)))
-            return lambda: model.encode_batch(wavs)
-
-    for threads in args.threads:
-        torch.set_num_threads(threads)
-        if args.backend in BACKENDS[1:]:
-            model.use_backend(args.backend, threads=threads)
-        for i, s in enumerate(seconds):
-            for batch in args.batches:
-                embed(i, min(batch, 2))()  # warm-up (allocations, caches)
-                wall, calls = _time(embed(i, batch), args.min_time)
-                rec = _record(
-                    {**what, "threads": threads}, batch, s, wall, calls
+        for backend in args.backends:
+            if backend == "torch":
+                out[backend] = lambda i, b: functools.partial(
+                    model.encode_batch,
+                    torch.from_numpy(np.tile(clips[i], (b, 1))),
                 )
-                rec["peak_rss_mib"] = _peak_rss_mib()
-                print(json.dumps(rec), flush=True)
+            else:
+                model.use_backend(backend, threads=args.threads[0])
+                session = model.session
+
+                def embed(i, b, session=session):
+                    wavs = np.tile(clips[i], (b, 1))
+                    lens = np.ones(b, dtype=np.float32)
+                    return functools.partial(run_session, session, wavs, lens)
+
+                out[backend] = embed
+        model.use_backend("torch")
+    if args.resemblyzer:
+        from resemblyzer import VoiceEncoder, preprocess_wav
+
+        encoder = VoiceEncoder("cpu", verbose=False)
+        preprocess_wav(clips[0], source_sr=SR)  # its first call compiles
+        prepared = [preprocess_wav(c, source_sr=SR) for c in clips]
+        out["resemblyzer"] = lambda i, b: (
+            lambda: [encoder.embed_utterance(prepared[i]) for _ in range(b)]
+        )
+    return out
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Times the backends of one model (and Resemblyzer) in this process,
+    call by call in turn, so that they share the CPU's conditions."""
+    clips = [sf.read(p, dtype="float32")[0] for p in args.clips]
+    seconds = [len(c) / SR for c in clips]
+    torch.set_num_threads(args.threads[0])
+    embedders = _embedders(args, clips)
+    for i, s in enumerate(seconds):
+        for batch in args.batches:
+            calls = {n: e(i, batch) for n, e in embedders.items()}
+            walls: dict[str, list[float]] = {n: [] for n in calls}
+            for e in embedders.values():
+                e(i, min(batch, 2))()  # warm-up (allocations, caches)
+            budget = args.min_time * len(calls)
+            while True:
+                for n, fn in calls.items():
+                    start = time.perf_counter()
+                    fn()
+                    walls[n].append(time.perf_counter() - start)
+                rounds = len(walls[n])
+                if sum(map(sum, walls.values())) >= budget or rounds >= 50:
+                    break
+            for n, w in walls.items():
+                what = {"model": args.name, "backend": n}
+                what["threads"] = args.threads[0]
+                print(json.dumps(_record(what, batch, s, w)), flush=True)
+
+
+def memory(args: argparse.Namespace) -> None:
+    """Peak RSS of one backend: load, then embed batch 32 of the first
+    clip once."""
+    clips = [sf.read(p, dtype="float32")[0] for p in args.clips]
+    torch.set_num_threads(args.threads[0])
+    embed = _embedders(args, clips)[args.backends[0]]
+    embed(0, max(args.batches))()
+    print(
+        json.dumps(
+            {
+                "what": "peak_memory",
+                "model": args.name,
+                "backend": args.backends[0],
+                "batch": max(args.batches),
+                "utterance_s": round(len(clips[0]) / SR, 2),
+                "peak_rss_mib": _peak_rss_mib(),
+            }
+        ),
+        flush=True,
+    )
 
 
 def export_models(tmp: Path, prep: Path, budget: Path | None) -> dict:
@@ -197,6 +238,42 @@ def export_models(tmp: Path, prep: Path, budget: Path | None) -> dict:
     return folders
 
 
+def _python_c(code: str) -> float:
+    """Runs ``python -c code`` (the package of this checkout importable);
+    the number it prints last."""
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(run.stdout.split()[-1])
+
+
+def runtime_memory(folder: Path, clip: Path, precision: str, batch: int):
+    """Peak RSS of the torch-free runtime embedding ``batch`` copies of
+    ``clip`` (a process that never imports torch)."""
+    code = (
+        "import json, sys, numpy as np, soundfile as sf\n"
+        "from deep_speaker_sb import runtime\n"
+        f"m = runtime.OnnxSpeaker({str(folder)!r}, {precision!r}, threads=1)\n"
+        f"x = sf.read({str(clip)!r}, dtype='float32')[0]\n"
+        f"m.embed_waveforms(np.tile(x, ({batch}, 1)))\n"
+        "assert 'torch' not in sys.modules\n"
+        "status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+        "print(int(status.split()[0]) / 1024)\n"
+    )
+    last = _python_c(code)
+    return {
+        "what": "peak_memory",
+        "model": folder.name,
+        "backend": f"runtime {precision} (no torch)",
+        "batch": batch,
+        "peak_rss_mib": round(last, 1),
+    }
+
+
 def cold_start(folder: Path, clip: Path, precision: str) -> dict:
     """Import + load + first embedding of the runtime, in a new process."""
     code = (
@@ -207,19 +284,11 @@ def cold_start(folder: Path, clip: Path, precision: str) -> dict:
         "print(time.perf_counter() - t)\n"
     )
     start = time.perf_counter()
-    run = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    last = _python_c(code)
     return {
         "what": "runtime_cold_start",
         "precision": precision,
-        "import_load_first_embedding_s": round(
-            float(run.stdout.split()[-1]), 3
-        ),
+        "import_load_first_embedding_s": round(last, 3),
         "whole_process_s": round(time.perf_counter() - start, 3),
     }
 
@@ -256,16 +325,17 @@ def main() -> None:
     p.add_argument("--seconds", type=float, nargs="+", default=[3.0, 10.0])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--min_time", type=float, default=1.0)
+    p.add_argument("--min_time", type=float, default=1.5)
     p.add_argument("--trials", type=int, default=200000)
-    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--backend", help=argparse.SUPPRESS)
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # time | memory
+    p.add_argument("--backends", nargs="+", default=[], help=argparse.SUPPRESS)
+    p.add_argument("--resemblyzer", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--name", help=argparse.SUPPRESS)
     p.add_argument("--clips", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        worker(args)
+        (worker if args.worker == "time" else memory)(args)
         return
     budget = args.budget
     if budget is None and DEFAULT_BUDGET.is_dir():
@@ -275,25 +345,39 @@ def main() -> None:
         tmp = Path(tmp)
         clips = make_clips(args.prep, tmp, args.seconds)
         folders = export_models(tmp, args.prep, budget)
-        jobs = [(n, f, b) for n, f in folders.items() for b in BACKENDS]
         try:
             import resemblyzer  # noqa: F401
 
-            jobs.append(("resemblyzer", None, "resemblyzer"))
+            peer = ["--resemblyzer"]
         except ImportError:
             print(json.dumps({"what": "resemblyzer", "skipped": True}))
-        common = ["--threads", *map(str, args.threads)]
-        common += ["--batches", *map(str, args.batches)]
-        common += [
-            "--min_time",
-            str(args.min_time),
-            "--clips",
-            *map(str, clips),
-        ]
-        for name, folder, backend in jobs:
-            cmd = [sys.executable, __file__, "--worker", "--name", name]
-            cmd += ["--backend", backend, "--model", str(folder), *common]
+            peer = []
+        clip_args = ["--clips", *map(str, clips)]
+
+        def run(mode: str, name: str, folder, extra: list[str]) -> None:
+            cmd = [sys.executable, __file__, "--worker", mode, "--name", name]
+            cmd += ["--model", str(folder)] if folder else []
+            cmd += ["--batches", *map(str, args.batches), *clip_args, *extra]
             subprocess.run(cmd, check=True, cwd=ROOT)
+
+        for name, folder in folders.items():
+            for threads in args.threads:
+                extra = ["--threads", str(threads), "--min_time"]
+                extra += [str(args.min_time), "--backends", *BACKENDS, *peer]
+                run("time", name, folder, extra)
+        for name, folder in folders.items():
+            for backend in BACKENDS:
+                run("memory", name, folder, ["--backends", backend])
+            for precision in ("fp32", "int8"):
+                rec = runtime_memory(folder, clips[0], precision, 32)
+                print(json.dumps(rec), flush=True)
+        if peer:
+            run(
+                "memory",
+                "resemblyzer",
+                None,
+                ["--backends", "resemblyzer", *peer],
+            )
         if "budget" in folders:
             for precision in ("fp32", "int8"):
                 rec = cold_start(folders["budget"], clips[0], precision)
