@@ -31,6 +31,7 @@ setup(
             "onnx>=1.16",
             "onnxruntime>=1.18",
             "numpy>=1.24",
+            "scipy>=1.9",
             "soundfile>=0.12",
         ],
         # WebDataset shards for large corpora (data_prep.py --format shards)

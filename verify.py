@@ -39,7 +39,7 @@ from deep_speaker_sb.cli import run_cli
 from deep_speaker_sb.defaults import PREP_FOLDER, TRIPLET_RESULTS
 from deep_speaker_sb.errors import ConfigError
 from deep_speaker_sb.export import check_export_folder, latest_export
-from deep_speaker_sb.inference import DeepSpeaker
+from deep_speaker_sb.inference import BACKENDS, DeepSpeaker
 
 DEFAULT_CSV = f"{PREP_FOLDER}/test.csv"
 DEFAULT_RESULTS = TRIPLET_RESULTS
@@ -141,6 +141,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="cpu, cuda, cuda:0 ... (default: cuda if present)",
     )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch (default), or the export's ONNX graph in onnxruntime "
+        "on the CPU: onnx (fp32) or onnx-int8",
+    )
     return p.parse_args(argv)
 
 
@@ -151,8 +158,11 @@ def load_model(args: argparse.Namespace) -> DeepSpeaker:
     if args.device and args.device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(f"--device {args.device}: no CUDA device here")
-    run_opts = {"device": args.device} if args.device else None
-    model = DeepSpeaker.from_hparams(source=folder, run_opts=run_opts)
+    device = args.device or ("cpu" if args.backend != "torch" else None)
+    run_opts = {"device": device} if device else None
+    model = DeepSpeaker.from_hparams(
+        source=folder, run_opts=run_opts, backend=args.backend
+    )
     model.folder = folder
     print(
         f"model: {folder} (threshold {model.threshold:.4f}: cosine "

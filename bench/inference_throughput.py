@@ -1,78 +1,302 @@
-"""Inference throughput of the paper-width Deep Speaker model.
+"""CPU inference throughput: torch vs ONNX fp32 vs ONNX int8 (vs Resemblyzer).
 
-Exports an untrained paper-width ResCNN (the ``ResCNN()`` defaults: stages
-of 64/128/256/512 channels, 3 residual blocks each, 512-d embeddings, on
-64 log-mel bands at 8 kHz) into a temporary folder, loads it back with
-``DeepSpeaker.from_hparams`` and times the whole pipeline (features,
-sentence normalization, ResCNN) on 3 s utterances at batch sizes 1 and 32,
-on the CPU (and on CUDA when present).  Then times cosine scoring of trials
-on precomputed embeddings.  Prints one JSON line per measurement.
+Two models: the paper-width ResCNN (the ``ResCNN()`` defaults: stages of
+64/128/256/512 channels, 3 residual blocks each, 512-d embeddings, 64
+log-mel bands; untrained, its int8 copy calibrated on ``<prep>/train.csv``
+audio) and the CPU-budget model (``--budget`` export folder, by default
+the trained ``bench_data/accuracy/augment/triplet/pretrained``; its ONNX
+graphs are added to a temporary copy).  Backends: ``torch`` is
+``DeepSpeaker.encode_batch``; ``onnx`` / ``onnx-int8`` run the export's
+graphs in onnxruntime (``runtime.run_session``, what both
+``DeepSpeaker(backend=...)`` and ``deep_speaker_sb.runtime`` call); all
+three take 8 kHz waveforms and run features, normalization and ResCNN.
+
+Clips of 3 s and 10 s of real speech (cut from ``<prep>/test.csv`` files)
+are embedded at batch 1 and 32 with 1 and 2 threads.  One process per
+model and thread count times every backend *in turn, call by call* (after
+one warm-up call each), for ``--min_time`` seconds per backend (at least
+one round), so that on a shared CPU all backends see the same load; one
+JSON line per cell gives embeddings/s and ``rtf`` (processing time over
+audio time) from the median time per call.  Peak memory (``peak_rss_mib``,
+VmHWM) comes from one more process per backend that loads it and embeds
+one batch of 32 x 3 s (``DeepSpeaker``, torch imported, for the three
+backends; and the torch-free runtime for the two ONNX graphs).
+
+Resemblyzer (``pip install 'deep_speaker_sb[bench]'``; skipped when absent)
+embeds the same clips in the same rounds: they are resampled to its 16 kHz
+and VAD-trimmed by its ``preprocess_wav`` *outside* the timing, then
+``VoiceEncoder.embed_utterance`` is timed: its 1.6 s partial windows (1.3
+per second) through the 3-layer LSTM and their average.  It embeds one
+utterance per call, so its "batch 32" is 32 calls.
+
+Then the cold start of the torch-free runtime (``python -c`` that imports
+``deep_speaker_sb.runtime``, loads the CPU-budget model and embeds one 3 s
+file: seconds from before the import, and the whole process) and cosine
+scoring of trials.
 
 Usage::
 
-    python bench/inference_throughput.py [--seconds 3] [--batches 1 32]
-        [--repeats 5] [--threads N] [--trials 200000]
-
-``rtf`` is processing time over audio time (below 1: faster than real
-time); ``x_realtime`` is its inverse.
+    python bench/inference_throughput.py [--prep bench_data/tts8k]
+        [--budget FOLDER] [--threads 1 2] [--min_time 1.5]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
+import resource
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 import torch
-from speechbrain.processing.features import (
-    InputNormalization,
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PREP = ROOT / "bench_data" / "tts8k"
+DEFAULT_BUDGET = (
+    ROOT / "bench_data" / "accuracy" / "augment" / "triplet" / "pretrained"
 )
-
-from deep_speaker_sb.export import export_pretrained
-from deep_speaker_sb.features import Features
-from deep_speaker_sb.inference import DeepSpeaker
-from deep_speaker_sb.lobes.rescnn import ResCNN
-from deep_speaker_sb.scoring import score_trials
+BACKENDS = ("torch", "onnx", "onnx-int8")
+SR = 8000
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+def make_clips(prep: Path, out: Path, seconds: list[float]) -> list[Path]:
+    """One 8 kHz clip per duration, concatenated from test utterances."""
+    from deep_speaker_sb.dataio import read_manifest, resolve_wav
+
+    csv = prep / "test.csv"
+    wavs = sorted({str(resolve_wav(r.wav, prep)) for r in read_manifest(csv)})
+    random.Random(0).shuffle(wavs)
+    audio = np.concatenate([sf.read(w, dtype="float32")[0] for w in wavs[:20]])
+    paths = []
+    for s in seconds:
+        path = out / f"clip_{s:g}s.wav"
+        sf.write(path, audio[: int(s * SR)], SR)
+        paths.append(path)
+    return paths
 
 
-def time_embeddings(
-    model: DeepSpeaker, device: str, batch: int, seconds: float, repeats: int
-) -> dict:
-    """Times ``encode_batch`` on random audio; returns one JSON record."""
-    wavs = torch.randn(batch, int(seconds * model.sample_rate)) * 0.1
-    wavs = wavs.to(device)
-    for _ in range(2):  # warm-up
-        model.encode_batch(wavs)
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        model.encode_batch(wavs)
-    _sync(device)
-    wall = (time.perf_counter() - start) / repeats
-    audio = batch * seconds
+def _peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM: unlike ``ru_maxrss``, not inherited
+    from the parent across ``exec``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _record(what: dict, batch: int, seconds: float, walls: list[float]):
+    wall = float(np.median(walls))
     return {
-        "what": "embeddings",
-        "device": device,
-        "threads": torch.get_num_threads(),
+        **what,
         "batch": batch,
         "utterance_s": seconds,
         "embeddings_per_s": round(batch / wall, 2),
+        "rtf": round(wall / (batch * seconds), 5),
         "ms_per_batch": round(1000 * wall, 1),
-        "rtf": round(wall / audio, 5),
-        "x_realtime": round(audio / wall, 1),
+        "calls": len(walls),
+    }
+
+
+def _embedders(args: argparse.Namespace, clips: list[np.ndarray]) -> dict:
+    """``{backend: embed(i, batch) -> callable}`` for this worker."""
+    out = {}
+    if args.model:
+        from deep_speaker_sb.inference import DeepSpeaker
+        from deep_speaker_sb.runtime import run_session
+
+        model = DeepSpeaker.from_hparams(
+            source=args.model, run_opts={"device": "cpu"}
+        )
+        for backend in args.backends:
+            if backend == "torch":
+                out[backend] = lambda i, b: functools.partial(
+                    model.encode_batch,
+                    torch.from_numpy(np.tile(clips[i], (b, 1))),
+                )
+            else:
+                model.use_backend(backend, threads=args.threads[0])
+                session = model.session
+
+                def embed(i, b, session=session):
+                    wavs = np.tile(clips[i], (b, 1))
+                    lens = np.ones(b, dtype=np.float32)
+                    return functools.partial(run_session, session, wavs, lens)
+
+                out[backend] = embed
+        model.use_backend("torch")
+    if args.resemblyzer:
+        from resemblyzer import VoiceEncoder, preprocess_wav
+
+        encoder = VoiceEncoder("cpu", verbose=False)
+        preprocess_wav(clips[0], source_sr=SR)  # its first call compiles
+        prepared = [preprocess_wav(c, source_sr=SR) for c in clips]
+        out["resemblyzer"] = lambda i, b: (
+            lambda: [encoder.embed_utterance(prepared[i]) for _ in range(b)]
+        )
+    return out
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Times the backends of one model (and Resemblyzer) in this process,
+    call by call in turn, so that they share the CPU's conditions."""
+    clips = [sf.read(p, dtype="float32")[0] for p in args.clips]
+    seconds = [len(c) / SR for c in clips]
+    torch.set_num_threads(args.threads[0])
+    embedders = _embedders(args, clips)
+    for i, s in enumerate(seconds):
+        for batch in args.batches:
+            calls = {n: e(i, batch) for n, e in embedders.items()}
+            walls: dict[str, list[float]] = {n: [] for n in calls}
+            for e in embedders.values():
+                e(i, min(batch, 2))()  # warm-up (allocations, caches)
+            budget = args.min_time * len(calls)
+            while True:
+                for n, fn in calls.items():
+                    start = time.perf_counter()
+                    fn()
+                    walls[n].append(time.perf_counter() - start)
+                rounds = len(walls[n])
+                if sum(map(sum, walls.values())) >= budget or rounds >= 50:
+                    break
+            for n, w in walls.items():
+                what = {"model": args.name, "backend": n}
+                what["threads"] = args.threads[0]
+                print(json.dumps(_record(what, batch, s, w)), flush=True)
+
+
+def memory(args: argparse.Namespace) -> None:
+    """Peak RSS of one backend: load, then embed batch 32 of the first
+    clip once."""
+    clips = [sf.read(p, dtype="float32")[0] for p in args.clips]
+    torch.set_num_threads(args.threads[0])
+    embed = _embedders(args, clips)[args.backends[0]]
+    embed(0, max(args.batches))()
+    print(
+        json.dumps(
+            {
+                "what": "peak_memory",
+                "model": args.name,
+                "backend": args.backends[0],
+                "batch": max(args.batches),
+                "utterance_s": round(len(clips[0]) / SR, 2),
+                "peak_rss_mib": _peak_rss_mib(),
+            }
+        ),
+        flush=True,
+    )
+
+
+def export_models(tmp: Path, prep: Path, budget: Path | None) -> dict:
+    """The two export folders, with their ONNX graphs."""
+    from speechbrain.processing.features import InputNormalization
+
+    from deep_speaker_sb.export import export_pretrained
+    from deep_speaker_sb.features import Features
+    from deep_speaker_sb.lobes.rescnn import ResCNN
+    from deep_speaker_sb.onnx_export import add_onnx, calibration_audio
+
+    torch.manual_seed(0)
+    paper = ResCNN().eval()
+    export_pretrained(
+        tmp / "paper",
+        compute_features=Features(),
+        mean_var_norm=InputNormalization(norm_type="sentence"),
+        embedding_model=paper,
+        threshold=0.5,
+        card={"data": "none (benchmark)"},
+        calibration=calibration_audio(prep / "train.csv"),
+    )
+    folders = {"paper": tmp / "paper"}
+    if budget is not None:
+        shutil.copytree(budget, tmp / "budget")
+        add_onnx(tmp / "budget", prep / "train.csv")
+        folders["budget"] = tmp / "budget"
+    for name, folder in folders.items():
+        config = json.loads((folder / "config.json").read_text())
+        ckpt = torch.load(folder / "embedding_model.ckpt", weights_only=True)
+        n_params = sum(v.numel() for k, v in ckpt.items() if "running" not in k)
+        print(
+            json.dumps(
+                {
+                    "what": "model",
+                    "model": name,
+                    "params": n_params,
+                    "config": config["model"],
+                    "onnx": config["onnx"],
+                }
+            ),
+            flush=True,
+        )
+    return folders
+
+
+def _python_c(code: str) -> float:
+    """Runs ``python -c code`` (the package of this checkout importable);
+    the number it prints last."""
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(run.stdout.split()[-1])
+
+
+def runtime_memory(folder: Path, clip: Path, precision: str, batch: int):
+    """Peak RSS of the torch-free runtime embedding ``batch`` copies of
+    ``clip`` (a process that never imports torch)."""
+    code = (
+        "import json, sys, numpy as np, soundfile as sf\n"
+        "from deep_speaker_sb import runtime\n"
+        f"m = runtime.OnnxSpeaker({str(folder)!r}, {precision!r}, threads=1)\n"
+        f"x = sf.read({str(clip)!r}, dtype='float32')[0]\n"
+        f"m.embed_waveforms(np.tile(x, ({batch}, 1)))\n"
+        "assert 'torch' not in sys.modules\n"
+        "status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+        "print(int(status.split()[0]) / 1024)\n"
+    )
+    last = _python_c(code)
+    return {
+        "what": "peak_memory",
+        "model": folder.name,
+        "backend": f"runtime {precision} (no torch)",
+        "batch": batch,
+        "peak_rss_mib": round(last, 1),
+    }
+
+
+def cold_start(folder: Path, clip: Path, precision: str) -> dict:
+    """Import + load + first embedding of the runtime, in a new process."""
+    code = (
+        "import time; t = time.perf_counter()\n"
+        "from deep_speaker_sb import runtime\n"
+        f"m = runtime.OnnxSpeaker({str(folder)!r}, {precision!r}, threads=1)\n"
+        f"m.embed([{str(clip)!r}])\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    start = time.perf_counter()
+    last = _python_c(code)
+    return {
+        "what": "runtime_cold_start",
+        "precision": precision,
+        "import_load_first_embedding_s": round(last, 3),
+        "whole_process_s": round(time.perf_counter() - start, 3),
     }
 
 
 def time_scoring(n_trials: int, n_utts: int = 2000, dim: int = 512) -> dict:
     """Times cosine scoring of ``n_trials`` trials on random embeddings."""
+    from deep_speaker_sb.scoring import score_trials
+
     rng = random.Random(0)
     embs = torch.nn.functional.normalize(torch.randn(n_utts, dim), dim=1)
     emb = {f"u{i}": embs[i] for i in range(n_utts)}
@@ -87,8 +311,6 @@ def time_scoring(n_trials: int, n_utts: int = 2000, dim: int = 512) -> dict:
     assert len(scores) == n_trials
     return {
         "what": "trial_scoring",
-        "device": "cpu",
-        "threads": torch.get_num_threads(),
         "trials": n_trials,
         "emb_dim": dim,
         "seconds": round(wall, 3),
@@ -98,44 +320,77 @@ def time_scoring(n_trials: int, n_utts: int = 2000, dim: int = 512) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--prep", type=Path, default=DEFAULT_PREP)
+    p.add_argument("--budget", type=Path, default=None)
+    p.add_argument("--seconds", type=float, nargs="+", default=[3.0, 10.0])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--min_time", type=float, default=1.5)
     p.add_argument("--trials", type=int, default=200000)
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # time | memory
+    p.add_argument("--backends", nargs="+", default=[], help=argparse.SUPPRESS)
+    p.add_argument("--resemblyzer", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model", help=argparse.SUPPRESS)
+    p.add_argument("--name", help=argparse.SUPPRESS)
+    p.add_argument("--clips", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if args.worker:
+        (worker if args.worker == "time" else memory)(args)
+        return
+    budget = args.budget
+    if budget is None and DEFAULT_BUDGET.is_dir():
+        budget = DEFAULT_BUDGET
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        torch.manual_seed(0)
-        model = ResCNN()
-        folder = export_pretrained(
-            Path(tmp) / "pretrained",
-            compute_features=Features(),
-            mean_var_norm=InputNormalization(norm_type="sentence"),
-            embedding_model=model,
-            threshold=0.5,
-            card={"data": "none (benchmark)"},
-        )
-        n_params = sum(p.numel() for p in model.parameters())
-        print(
-            json.dumps(
-                {"what": "model", "params": n_params, "config": model.config}
+        tmp = Path(tmp)
+        clips = make_clips(args.prep, tmp, args.seconds)
+        folders = export_models(tmp, args.prep, budget)
+        try:
+            import resemblyzer  # noqa: F401
+
+            peer = ["--resemblyzer"]
+        except ImportError:
+            print(json.dumps({"what": "resemblyzer", "skipped": True}))
+            peer = []
+        clip_args = ["--clips", *map(str, clips)]
+
+        def run(mode: str, name: str, folder, extra: list[str]) -> None:
+            cmd = [sys.executable, __file__, "--worker", mode, "--name", name]
+            cmd += ["--model", str(folder)] if folder else []
+            cmd += ["--batches", *map(str, args.batches), *clip_args, *extra]
+            subprocess.run(cmd, check=True, cwd=ROOT)
+
+        for name, folder in folders.items():
+            for threads in args.threads:
+                extra = ["--threads", str(threads), "--min_time"]
+                extra += [str(args.min_time), "--backends", *BACKENDS, *peer]
+                run("time", name, folder, extra)
+        for name, folder in folders.items():
+            for backend in BACKENDS:
+                run("memory", name, folder, ["--backends", backend])
+            for precision in ("fp32", "int8"):
+                rec = runtime_memory(folder, clips[0], precision, 32)
+                print(json.dumps(rec), flush=True)
+        if peer:
+            run(
+                "memory",
+                "resemblyzer",
+                None,
+                ["--backends", "resemblyzer", *peer],
             )
-        )
-        for device in devices:
-            ds = DeepSpeaker.from_hparams(
-                source=folder, run_opts={"device": device}
-            )
-            for batch in args.batches:
-                repeats = (
-                    args.repeats if batch < 8 else max(1, args.repeats // 2)
-                )
-                rec = time_embeddings(ds, device, batch, args.seconds, repeats)
+        if "budget" in folders:
+            for precision in ("fp32", "int8"):
+                rec = cold_start(folders["budget"], clips[0], precision)
                 print(json.dumps(rec), flush=True)
     print(json.dumps(time_scoring(args.trials)), flush=True)
+    print(
+        json.dumps(
+            {
+                "what": "bench_minutes",
+                "minutes": round((time.perf_counter() - start) / 60, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

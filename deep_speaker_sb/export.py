@@ -12,7 +12,12 @@ The folder (``<output_folder>/pretrained/``, see ``docs/DESIGN.md``) holds
   place it is stored; :class:`deep_speaker_sb.inference.DeepSpeaker` reads
   it);
 - ``model_card.md``: data, epochs, validation EER, threshold, model size and
-  features.
+  features;
+- ``embedding_model.onnx`` and ``embedding_model.int8.onnx`` (when
+  onnxruntime is installed; see :mod:`deep_speaker_sb.onnx_export`): the
+  whole audio -> embedding graph for ``backend="onnx"`` / ``"onnx-int8"``
+  and :mod:`deep_speaker_sb.runtime`, recorded in ``config.json``
+  (``onnx``: files, opset, exporting versions) and the model card.
 
 It is built in a temporary sibling folder and renamed into place, so an
 interrupted export never leaves a half-written folder behind.  Load it with
@@ -34,6 +39,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -309,6 +315,8 @@ def export_pretrained(
     embedding_model: ResCNN,
     threshold: float,
     card: dict[str, Any],
+    onnx: bool = True,
+    calibration: Sequence[torch.Tensor] | None = None,
 ) -> Path:
     """Writes the self-contained pretrained folder (replacing any old one).
 
@@ -329,6 +337,12 @@ def export_pretrained(
     card : dict
         Model card facts: ``data``, ``epochs``, ``valid_eer`` and any
         other ``key: value`` to show.
+    onnx : bool
+        Also write ``embedding_model.onnx`` (skipped, with a warning, when
+        onnxruntime is not installed).
+    calibration : sequence of torch.Tensor, optional
+        Training waveforms ``[time]`` that calibrate the int8 copy
+        ``embedding_model.int8.onnx`` (None: no int8 copy).
 
     Returns
     -------
@@ -347,6 +361,7 @@ def export_pretrained(
     ...                            blocks_per_stage=1),
     ...     threshold=0.5,
     ...     card={"data": "demo", "epochs": 1, "valid_eer": 0.1},
+    ...     onnx=False,
     ... )
     >>> sorted(p.name for p in folder.iterdir())
     ... # doctest: +NORMALIZE_WHITESPACE
@@ -379,16 +394,13 @@ def export_pretrained(
             )
         _save_state(model, tmp / EMBEDDING_CKPT)
         _save_norm(norm, tmp / NORM_CKPT)
-        write_json(
-            tmp / CONFIG_FILE,
-            {
-                "format": CONFIG_FORMAT,
-                "features": features_config,
-                "normalization": norm_cfg,
-                "model": model_config,
-                "speech_check": dataclasses.asdict(SpeechCheck()),
-            },
-        )
+        config = _config(features_config, norm_cfg, model_config)
+        if onnx and _onnx_installed():
+            from deep_speaker_sb.onnx_export import write_onnx
+
+            config["onnx"] = write_onnx(tmp, feats, norm, model, calibration)
+            card = {**card, "ONNX": onnx_card_line(config["onnx"])}
+        write_json(tmp / CONFIG_FILE, config)
         write_json(
             tmp / THRESHOLD_FILE,
             {
@@ -428,6 +440,102 @@ def export_pretrained(
             shutil.rmtree(old, ignore_errors=True)
     logger.info("exported the pretrained model to %s", folder)
     return folder
+
+
+def _config(
+    features_config: dict[str, Any],
+    norm_cfg: dict[str, Any],
+    model_config: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``config.json`` of an export (without its ``onnx`` entry)."""
+    return {
+        "format": CONFIG_FORMAT,
+        "features": features_config,
+        "normalization": norm_cfg,
+        "model": model_config,
+        "speech_check": dataclasses.asdict(SpeechCheck()),
+    }
+
+
+def _onnx_installed() -> bool:
+    """Whether onnxruntime (the ONNX extra) is importable; warns if not."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        logger.warning(
+            "onnxruntime not installed: the export has no ONNX files "
+            "(pip install 'deep_speaker_sb[onnx]', then export_onnx.py)"
+        )
+        return False
+    return True
+
+
+def onnx_card_line(entry: dict[str, Any]) -> str:
+    """The model card's ONNX row from ``config.json``'s ``onnx`` entry.
+
+    Example
+    -------
+    >>> onnx_card_line({"fp32": "m.onnx", "int8": "m.int8.onnx",
+    ...                 "opset": 17, "torch": "2.9.1", "onnx": "1.2"})
+    'm.onnx, m.int8.onnx (opset 17; exported with torch 2.9.1, onnx 1.2)'
+    """
+    files = ", ".join(entry[k] for k in ("fp32", "int8") if entry.get(k))
+    tools = ", ".join(
+        f"{k} {entry[k]}"
+        for k in ("torch", "onnx", "onnxruntime")
+        if entry.get(k)
+    )
+    return f"{files} (opset {entry['opset']}; exported with {tools})"
+
+
+def record_onnx(
+    folder: Pathlike,
+    entry: dict[str, Any],
+    parts: Sequence[torch.nn.Module],
+) -> None:
+    """Records ONNX files added to an existing export folder: the ``onnx``
+    entry of ``config.json`` (written from ``parts``, the features,
+    normalizer and ResCNN, when the folder predates it) and a row of the
+    model card."""
+    from deep_speaker_sb.inference import read_config
+
+    folder = Path(folder)
+    feats, norm, model = (_unwrap(p) for p in parts)
+    config = read_config(folder) or _config(
+        dict(feats.config), norm_config(norm), dict(model.config)
+    )
+    write_json(folder / CONFIG_FILE, {**config, "onnx": entry})
+    card_path = folder / CARD_FILE
+    text = card_path.read_text(encoding="utf-8")
+    row = f"| ONNX | {onnx_card_line(entry)} |"
+    lines = [ln for ln in text.splitlines() if not ln.startswith("| ONNX |")]
+    table_end = max(i for i, ln in enumerate(lines) if ln.startswith("|"))
+    lines.insert(table_end + 1, row)
+    with atomic_write(card_path) as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def onnx_file(folder: Pathlike, int8: bool = False) -> Path:
+    """The ONNX file of an export folder (fp32, or the int8 copy).
+
+    Raises
+    ------
+    MissingFileError
+        For an export without it, saying how to add it.
+    """
+    from deep_speaker_sb.onnx_export import ONNX_FILE, ONNX_INT8_FILE
+
+    folder = Path(folder)
+    path = folder / (ONNX_INT8_FILE if int8 else ONNX_FILE)
+    if not path.is_file():
+        calib = " --calibration_csv data/vivos8k/train.csv" if int8 else ""
+        raise MissingFileError(
+            f"{path} missing: the export predates ONNX or was made without "
+            f"onnxruntime; add it with `python export_onnx.py {folder}"
+            f"{calib}` (or re-export: train_triplet.py ... --export_only "
+            "True)"
+        )
+    return path
 
 
 def missing_files(folder: Pathlike) -> list[str]:
@@ -572,6 +680,14 @@ def _export_stage(
         card["softmax checkpoints"] = str(hparams["softmax_ckpt_folder"])
     if hparams["init_from"] == "pretrained":
         card["initial model"] = str(hparams["init_pretrained"])
+    calibration = None
+    train_csv = Path(str(hparams.get("train_annotation", "")))
+    if not train_csv.is_file():
+        logger.warning("no training manifest %s: no int8 ONNX copy", train_csv)
+    elif _onnx_installed():  # the int8 copy is calibrated on training audio
+        from deep_speaker_sb.onnx_export import calibration_audio
+
+        calibration = calibration_audio(train_csv)
     return export_pretrained(
         folder,
         compute_features=hparams["compute_features"],
@@ -579,6 +695,7 @@ def _export_stage(
         embedding_model=hparams["embedding_model"],
         threshold=float(threshold),
         card=card,
+        calibration=calibration,
     )
 
 

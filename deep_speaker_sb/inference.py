@@ -44,6 +44,7 @@ from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.data_utils import batch_pad_right
 from speechbrain.utils.fetching import FetchConfig
 
+from deep_speaker_sb import runtime
 from deep_speaker_sb.embedding import EMBEDDING_MODULES, compute_embeddings
 from deep_speaker_sb.errors import (
     ConfigError,
@@ -59,9 +60,11 @@ from deep_speaker_sb.export import (
     HPARAMS_FILE,
     NORM_CKPT,
     check_export_folder,
+    onnx_file,
     read_threshold,
 )
 from deep_speaker_sb.register import Candidate, SpeakerRegister, model_identity
+from deep_speaker_sb.runtime import open_session, run_session
 from deep_speaker_sb.scoring import cosine_similarity
 from deep_speaker_sb.speech import SpeechCheck, check_speech
 from deep_speaker_sb.utils import Pathlike
@@ -82,20 +85,8 @@ def read_audio(path: Pathlike) -> tuple[torch.Tensor, int]:
     DataError
         When it cannot be decoded or holds no samples.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFileError(f"audio file not found: {path}")
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read audio file {path}: {msg}") from None
-    if data.shape[0] == 0:
-        raise DataError(f"audio file {path} holds no samples")
-    signal = torch.from_numpy(data)
-    if not torch.isfinite(signal).all():
-        raise DataError(f"audio file {path} holds NaN or infinite samples")
-    return signal, int(sr)
+    data, sr = runtime.read_audio(path)
+    return torch.from_numpy(data), sr
 
 
 def load_mono(path: Pathlike, normalizer: AudioNormalizer) -> torch.Tensor:
@@ -209,6 +200,30 @@ def check_waveforms(
     return wavs.float(), wav_lens
 
 
+#: Backends of :meth:`DeepSpeaker.from_hparams`: torch, or the export's
+#: ONNX graph (fp32 or int8) in onnxruntime on the CPU.
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def check_backend(backend: str) -> str:
+    """Returns ``backend`` if it is one of :data:`BACKENDS`.
+
+    Example
+    -------
+    >>> check_backend("onnx-int8")
+    'onnx-int8'
+    >>> check_backend("tensorrt")
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.ConfigError: backend must be one of torch, ...
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(
+            f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}"
+        )
+    return backend
+
+
 def audio_duration(path: Pathlike) -> float:
     """Duration in seconds from the header (0.0 when unreadable)."""
     try:
@@ -251,6 +266,31 @@ class DeepSpeaker(Pretrained):
         #: The enrolled speakers of :meth:`enrol` / :meth:`identify`.
         self.register: SpeakerRegister | None = None
         self._model_id: str | None = None
+        self.backend = "torch"
+        self.session = None
+
+    def use_backend(self, backend: str, threads: int | None = None) -> None:
+        """Embeds with ``backend`` from now on (see :data:`BACKENDS`).
+
+        Raises
+        ------
+        ConfigError
+            For an unknown backend, or ONNX on a non-CPU device.
+        MissingFileError
+            When the export has no ONNX graph (with how to add it).
+        """
+        check_backend(backend)
+        self.session = None
+        if backend != "torch":
+            if str(self.device) != "cpu":
+                raise ConfigError(
+                    f"backend {backend} runs on the CPU; drop the device "
+                    f"{self.device} (or use backend torch)"
+                )
+            folder = Path(self.hparams.threshold_file).parent
+            path = onnx_file(folder, int8=backend == "onnx-int8")
+            self.session = open_session(path, threads)
+        self.backend = backend
 
     @classmethod
     def from_hparams(
@@ -259,6 +299,7 @@ class DeepSpeaker(Pretrained):
         hparams_file: str = HPARAMS_FILE,
         savedir: Pathlike | None = None,
         overrides: dict | None = None,
+        backend: str = "torch",
         **kwargs,
     ) -> DeepSpeaker:
         """Loads an export folder, offline.
@@ -275,6 +316,10 @@ class DeepSpeaker(Pretrained):
         overrides : dict, optional
             HyperPyYAML overrides (``pretrained_path`` defaults to
             ``source`` so that a moved folder still loads).
+        backend : str
+            ``"torch"`` (default), ``"onnx"`` or ``"onnx-int8"``: the
+            export's ``embedding_model.onnx`` / ``.int8.onnx`` run by
+            onnxruntime on the CPU; same methods and outputs.
         **kwargs
             Forwarded (e.g. ``run_opts={"device": "cuda"}``).
 
@@ -283,10 +328,11 @@ class DeepSpeaker(Pretrained):
         DeepSpeaker
         """
         folder = check_export_folder(source).absolute()
+        check_backend(backend)
         overrides = {"pretrained_path": str(folder), **(overrides or {})}
         kwargs.setdefault("fetch_config", FetchConfig(allow_network=False))
         try:
-            return super().from_hparams(
+            model = super().from_hparams(
                 source=str(folder),
                 hparams_file=hparams_file,
                 savedir=str(savedir if savedir is not None else folder),
@@ -308,6 +354,8 @@ class DeepSpeaker(Pretrained):
                 f"cannot load the model in {folder} (a broken "
                 f"{hparams_file} or checkpoint): {text[:160]}; {HOW_TO_EXPORT}"
             ) from None
+        model.use_backend(backend)
+        return model
 
     def load_audio(self, path: Pathlike, savedir=None) -> torch.Tensor:
         """Reads a file (soundfile) as mono ``[time]`` at the model's rate.
@@ -354,6 +402,9 @@ class DeepSpeaker(Pretrained):
             lengths outside ``(0, 1]``.
         """
         wavs, wav_lens = check_waveforms(wavs, wav_lens)
+        if self.session is not None:
+            emb = run_session(self.session, wavs.numpy(), wav_lens.numpy())
+            return torch.from_numpy(emb)
         wavs = wavs.to(self.device, torch.float32)
         wav_lens = wav_lens.to(self.device, torch.float32)
         with torch.no_grad():

@@ -25,6 +25,7 @@ from deep_speaker_sb.export import export_pretrained, latest_export
 from deep_speaker_sb.features import Features
 from deep_speaker_sb.inference import DeepSpeaker
 from deep_speaker_sb.lobes.rescnn import ResCNN
+from deep_speaker_sb.onnx_export import ONNX_FILE
 
 SR = 8000
 
@@ -99,7 +100,8 @@ def wavs(tmp_path_factory):
 def test_export_folder_is_complete_and_loadable(exported):
     folder, (feats, norm, model) = exported
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [*export_mod.REQUIRED_FILES, export_mod.CONFIG_FILE]
+        # the ONNX graph too (no int8 copy: no calibration audio given)
+        [*export_mod.REQUIRED_FILES, export_mod.CONFIG_FILE, ONNX_FILE]
     )
     leftovers = [p.name for p in folder.parent.iterdir() if p != folder]
     assert leftovers == []

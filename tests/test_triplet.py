@@ -219,6 +219,10 @@ def test_train_resume_and_export(prepared, tmp_path):
             assert key in line, line
     export = out / "pretrained"
     assert (export / "threshold.json").is_file()
+    # the ONNX graph and its int8 copy (calibrated on train.csv audio)
+    onnx_entry = json.loads((export / "config.json").read_text())["onnx"]
+    assert (export / onnx_entry["fp32"]).is_file()
+    assert (export / onnx_entry["int8"]).is_file()
     # The model before triplet training is exported too: the weights of
     # the best (max ACC) softmax checkpoint, with the epoch-0 threshold.
     initial = out / "pretrained_init"

@@ -1,0 +1,292 @@
+"""Torch-free speaker embeddings: an export's ONNX graph in onnxruntime.
+
+Needs only ``numpy``, ``soundfile``, ``scipy`` (resampling) and
+``onnxruntime`` (``pip install 'deep_speaker_sb[onnx]'``), not torch or
+SpeechBrain, so that a service can embed speech without the training
+stack::
+
+    from deep_speaker_sb import runtime
+    model = runtime.OnnxSpeaker("results/triplet/1986/pretrained")
+    embs = model.embed(["a.wav", "b.wav"])        # [2, emb_dim], unit norm
+    score = runtime.score(embs[0], embs[1])       # cosine similarity
+    same = score > model.threshold
+
+Files of any rate and channel count are mixed to mono and resampled to
+the model's rate with the data preparation's resampler
+(:func:`deep_speaker_sb.dsp.resample`; ``DeepSpeaker`` resamples with
+torchaudio, so for files not at 8 kHz the two differ by resampling
+rounding).  The runtime does not run the speech check of
+``DeepSpeaker.encode_file`` (it needs torch): screen silence and noise
+before embedding, or use ``DeepSpeaker(..., backend="onnx")``.
+
+Authors
+ * deep-speaker-sb contributors
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
+from deep_speaker_sb.utils import Pathlike
+
+# SpeechBrain's get_logger would import torch: the standard library's here
+logger = logging.getLogger(__name__)
+
+#: Files of an export folder the runtime reads (the names of
+#: ``deep_speaker_sb.export`` / ``onnx_export``, which import torch).
+CONFIG_FILE = "config.json"
+THRESHOLD_FILE = "threshold.json"
+#: ``config.json``'s ``onnx`` keys of the two graphs.
+PRECISIONS = ("fp32", "int8")
+
+
+def open_session(path: Pathlike, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session on ``path``.
+
+    Arguments
+    ---------
+    path : Pathlike
+        An ``.onnx`` file.
+    threads : int, optional
+        Intra-op threads (default: onnxruntime's, one per core).
+
+    Raises
+    ------
+    ConfigError
+        When onnxruntime is not installed.
+    DataError
+        When the file is not a valid graph.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError(
+            "the ONNX backend needs onnxruntime: "
+            "pip install 'deep_speaker_sb[onnx]'"
+        ) from None
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own exception types
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot load the ONNX graph {path}: {msg}") from None
+
+
+def run_session(
+    session: Any, wavs: np.ndarray, wav_lens: np.ndarray
+) -> np.ndarray:
+    """Embeddings ``[batch, emb_dim]`` of padded ``wavs`` ``[batch, time]``
+    (float32 at the model's rate) with relative lengths ``[batch]``."""
+    feeds = {
+        "wavs": np.ascontiguousarray(wavs, dtype=np.float32),
+        "wav_lens": np.ascontiguousarray(wav_lens, dtype=np.float32),
+    }
+    return session.run(None, feeds)[0]
+
+
+def pad_batch(waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pads mono waveforms with zeros; relative lengths.
+
+    Example
+    -------
+    >>> wavs, lens = pad_batch([np.ones(4), np.ones(2)])
+    >>> wavs.tolist(), lens.tolist()
+    ([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 0.0, 0.0]], [1.0, 0.5])
+    """
+    longest = max(len(w) for w in waves)
+    out = np.zeros((len(waves), longest), dtype=np.float32)
+    for i, w in enumerate(waves):
+        out[i, : len(w)] = w
+    lens = np.array([len(w) / longest for w in waves], dtype=np.float32)
+    return out, lens
+
+
+def read_audio(path: Pathlike) -> tuple[np.ndarray, int]:
+    """Reads an audio file with soundfile: float32 ``[time, channels]``
+    and its sample rate.
+
+    Raises
+    ------
+    MissingFileError
+        When the file does not exist.
+    DataError
+        When it cannot be decoded, holds no samples, or NaN / inf.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"audio file not found: {path}")
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot read audio file {path}: {msg}") from None
+    if data.shape[0] == 0:
+        raise DataError(f"audio file {path} holds no samples")
+    if not np.isfinite(data).all():
+        raise DataError(f"audio file {path} holds NaN or infinite samples")
+    return data, int(sr)
+
+
+def read_mono(path: Pathlike, sample_rate: int) -> np.ndarray:
+    """A file (:func:`read_audio`) as float32 mono ``[time]`` at
+    ``sample_rate``."""
+    data, sr = read_audio(path)
+    mono = data.mean(axis=1)
+    if sr == sample_rate:
+        return mono
+    from deep_speaker_sb.dsp import resample  # scipy: only when needed
+
+    return resample(mono, sr, sample_rate)
+
+
+def _read_json(path: Path, how: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise MissingFileError(f"{path} missing; {how}")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DataError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path} is not a JSON object")
+    return value
+
+
+class OnnxSpeaker:
+    """An export folder's ONNX graph, with files in and embeddings out.
+
+    Arguments
+    ---------
+    folder : Pathlike
+        An export folder with ``embedding_model.onnx`` (see
+        :mod:`deep_speaker_sb.onnx_export`).
+    precision : str
+        ``"fp32"`` or ``"int8"`` (``embedding_model.int8.onnx``).
+    threads : int, optional
+        onnxruntime intra-op threads.
+
+    Raises
+    ------
+    MissingFileError
+        When the folder, its ``config.json`` or the graph is missing (with
+        how to add the ONNX files).
+    """
+
+    def __init__(
+        self,
+        folder: Pathlike,
+        precision: str = "fp32",
+        threads: int | None = None,
+    ):
+        if precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {PRECISIONS}, got {precision!r}"
+            )
+        self.folder = Path(folder)
+        how = (
+            "add the ONNX files with `python export_onnx.py "
+            f"{self.folder} --calibration_csv <prep>/train.csv`"
+        )
+        if not self.folder.is_dir():
+            raise MissingFileError(f"model folder not found: {self.folder}")
+        config = _read_json(self.folder / CONFIG_FILE, how)
+        entry = config.get("onnx") or {}
+        if not entry.get(precision):
+            raise MissingFileError(
+                f"{self.folder} has no {precision} ONNX graph; {how}"
+            )
+        graph = self.folder / str(entry[precision])
+        if not graph.is_file():
+            raise MissingFileError(f"{graph} missing; {how}")
+        try:
+            self.sample_rate = int(config["features"]["sample_rate"])
+            self.emb_dim = int(config["model"]["emb_dim"])
+            threshold = _read_json(
+                self.folder / THRESHOLD_FILE, "re-export the model"
+            )
+            self.threshold = float(threshold["threshold"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{self.folder}: bad model config: {exc}") from None
+        self.precision = precision
+        self.session = open_session(graph, threads)
+
+    def embed_waveforms(
+        self, wavs: np.ndarray, wav_lens: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Embeddings ``[batch, emb_dim]`` of ``wavs`` ``[batch, time]``
+        (float, at :attr:`sample_rate`, padded at the end) with relative
+        lengths ``wav_lens`` (default: all 1)."""
+        wavs = np.asarray(wavs, dtype=np.float32)
+        if wavs.ndim == 1:
+            wavs = wavs[None]
+        if wavs.ndim != 2 or wavs.size == 0:
+            raise DataError(f"audio must be [batch, time], got {wavs.shape}")
+        if wav_lens is None:
+            wav_lens = np.ones(len(wavs), dtype=np.float32)
+        return run_session(self.session, wavs, wav_lens)
+
+    def embed(
+        self, paths: Sequence[Pathlike], batch_size: int = 16
+    ) -> np.ndarray:
+        """Embeddings ``[len(paths), emb_dim]`` of audio files.
+
+        Files are sorted by length and embedded ``batch_size`` at a time
+        (padding never changes an embedding); rows follow ``paths``.
+        """
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        waves = [read_mono(p, self.sample_rate) for p in paths]
+        out = np.zeros((len(waves), self.emb_dim), dtype=np.float32)
+        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            out[idx] = self.embed_waveforms(*pad_batch([waves[i] for i in idx]))
+        return out
+
+    def verify(self, path_a: Pathlike, path_b: Pathlike) -> tuple[float, bool]:
+        """Cosine score of two files and the decision at :attr:`threshold`."""
+        a, b = self.embed([path_a, path_b], batch_size=1)
+        value = float(score(a, b))
+        return value, value > self.threshold
+
+
+def score(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+    """Cosine similarity of embeddings over the last axis (broadcasting).
+
+    Example
+    -------
+    >>> round(score(np.array([1.0, 0.0]), np.array([1.0, 1.0])), 4)
+    0.7071
+    >>> score(np.eye(2), np.array([0.0, 2.0])).tolist()
+    [0.0, 1.0]
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    dot = (a * b).sum(-1)
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    value = dot / np.maximum(norms, 1e-12)
+    return float(value) if np.ndim(value) == 0 else value
+
+
+def embed(
+    paths: Sequence[Pathlike],
+    model: Pathlike | OnnxSpeaker,
+    precision: str = "fp32",
+) -> np.ndarray:
+    """Embeddings ``[len(paths), emb_dim]`` of audio files with ``model``
+    (an :class:`OnnxSpeaker` or an export folder to load)."""
+    if not isinstance(model, OnnxSpeaker):
+        model = OnnxSpeaker(model, precision)
+    return model.embed(paths)

@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Adds the ONNX graphs to an existing export folder.
+
+Writes ``embedding_model.onnx`` (fp32) and, with ``--calibration_csv``,
+``embedding_model.int8.onnx`` (static int8, calibrated on that manifest's
+audio) into the folder, and records them in its ``config.json`` and model
+card.  Exports made by ``train_triplet.py`` already hold both; this is for
+folders exported before, e.g.::
+
+    python export_onnx.py results/triplet/1986/pretrained \\
+        --calibration_csv data/vivos8k/train.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from deep_speaker_sb.cli import run_cli
+from deep_speaker_sb.onnx_export import add_onnx
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the command line and adds the ONNX files."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("folder", help="export folder (.../pretrained)")
+    p.add_argument(
+        "--calibration_csv",
+        help="prepared manifest (train.csv) that calibrates the int8 copy; "
+        "without it only the fp32 graph is written",
+    )
+    args = p.parse_args(argv)
+    entry = add_onnx(args.folder, args.calibration_csv)
+    for key in ("fp32", "int8"):
+        if entry.get(key):
+            print(f"wrote {args.folder}/{entry[key]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

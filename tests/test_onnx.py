@@ -1,0 +1,287 @@
+"""ONNX export, the onnx backends of DeepSpeaker and the torch-free runtime.
+
+Narrow untrained models stand in for trained ones; the torch path
+(:func:`compute_embeddings`) is the reference every ONNX output is
+compared with.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from speechbrain.processing.features import InputNormalization
+
+from deep_speaker_sb.embedding import EMBEDDING_MODULES, compute_embeddings
+from deep_speaker_sb.errors import ConfigError, MissingFileError
+from deep_speaker_sb.export import export_pretrained
+from deep_speaker_sb.features import Features
+from deep_speaker_sb.inference import DeepSpeaker
+from deep_speaker_sb.lobes.rescnn import ResCNN
+from deep_speaker_sb.onnx_export import (
+    ONNX_FILE,
+    ONNX_INT8_FILE,
+    OPSET,
+    OnnxFeatures,
+)
+from deep_speaker_sb.runtime import OnnxSpeaker, score
+from tests.conftest import ROOT, SCRIPT_ENV, run_script
+
+SR = 8000
+
+
+def _parts(kind: str, seed: int = 0):
+    torch.manual_seed(seed)
+    feats = Features(kind=kind, sample_rate=SR, n_mels=32, n_mfcc=20)
+    norm = InputNormalization(norm_type="sentence")
+    model = ResCNN(
+        n_mels=feats.n_features,
+        channels=(8, 16),
+        emb_dim=24,
+        blocks_per_stage=1,
+    )
+    with torch.no_grad():  # batch-norm statistics the export must carry
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return feats.eval(), norm.eval(), model.eval()
+
+
+def _speech_like(seconds: float, seed: int) -> np.ndarray:
+    """Harmonics under a syllable-rate envelope (passes the speech check)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(SR * seconds)) / SR
+    f0 = rng.uniform(90, 220)
+    sig = sum(
+        rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * k * f0 * t + k)
+        for k in range(1, int(3400 // f0))
+    )
+    envelope = np.clip(np.sin(2 * np.pi * rng.uniform(3, 5) * t), 0.01, 1)
+    return (0.3 * sig * envelope / np.abs(sig).max()).astype(np.float32)
+
+
+def _export(folder: Path, kind: str, onnx: bool = True) -> tuple:
+    parts = _parts(kind)
+    calibration = [torch.from_numpy(_speech_like(2.0, s)) for s in range(4)]
+    export_pretrained(
+        folder,
+        compute_features=parts[0],
+        mean_var_norm=parts[1],
+        embedding_model=parts[2],
+        threshold=0.4,
+        card={"data": "unit test"},
+        onnx=onnx,
+        calibration=calibration,
+    )
+    return parts
+
+
+@pytest.fixture(scope="module", params=["fbank", "mfcc"])
+def exported(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(request.param) / "pretrained"
+    parts = _export(folder, request.param)
+    return folder, dict(zip(EMBEDDING_MODULES, parts, strict=True))
+
+
+def _cosines(a, b) -> np.ndarray:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (
+        (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    )
+
+
+@pytest.mark.parametrize("kind", ["fbank", "mfcc"])
+def test_onnx_features_match_torch_features(kind):
+    feats = _parts(kind)[0]
+    for n in (799, 8000, 12345):
+        x = torch.from_numpy(_speech_like(n / SR, n))[None]
+        ref, out = feats(x), OnnxFeatures(feats)(x)
+        assert out.shape == ref.shape
+        # dB features: equal within float32 rounding of FFT vs DFT
+        assert (out - ref).abs().max() < 1e-2
+
+
+def test_export_folder_holds_and_records_the_graphs(exported):
+    folder, _ = exported
+    assert (folder / ONNX_FILE).is_file()
+    assert (folder / ONNX_INT8_FILE).is_file()
+    entry = json.loads((folder / "config.json").read_text())["onnx"]
+    assert entry["fp32"] == ONNX_FILE and entry["int8"] == ONNX_INT8_FILE
+    assert entry["opset"] == OPSET and entry["torch"] and entry["onnxruntime"]
+    card = (folder / "model_card.md").read_text()
+    assert f"| ONNX | {ONNX_FILE}, {ONNX_INT8_FILE} (opset {OPSET}" in card
+
+
+def test_onnx_matches_torch_on_random_padded_batches(exported):
+    folder, mods = exported
+    runtime = OnnxSpeaker(folder, threads=1)
+    rng = np.random.default_rng(1)
+    for batch in (1, 3, 5):
+        n = rng.integers(1500, 20000, size=batch)
+        waves = [_speech_like(k / SR, int(k)) for k in n]
+        longest = int(n.max()) + int(rng.integers(0, 800))  # extra padding
+        wavs = np.zeros((batch, longest), np.float32)
+        for i, w in enumerate(waves):
+            wavs[i, : len(w)] = w
+        lens = (n / longest).astype(np.float32)
+        with torch.no_grad():
+            ref = compute_embeddings(
+                mods, torch.from_numpy(wavs), torch.from_numpy(lens)
+            )
+        out = runtime.embed_waveforms(wavs, lens)
+        assert out.shape == (batch, 24)
+        assert _cosines(out, ref.numpy()).min() >= 0.9999
+        # padding does not change an embedding: each one alone
+        for i, w in enumerate(waves):
+            alone = runtime.embed_waveforms(w[None])
+            assert _cosines(alone, out[i : i + 1])[0] >= 0.9999
+
+
+def test_deepspeaker_onnx_backends(exported, tmp_path):
+    folder, _ = exported
+    path = tmp_path / "speech.wav"
+    sf.write(path, _speech_like(2.5, 3), SR)
+    embs = {}
+    for backend in ("torch", "onnx", "onnx-int8"):
+        model = DeepSpeaker.from_hparams(
+            source=folder, run_opts={"device": "cpu"}, backend=backend
+        )
+        assert model.backend == backend
+        embs[backend] = model.encode_file(path)
+        batch = model.encode_batch(torch.rand(2, 8000) - 0.5)
+        assert batch.shape == (2, 24) and batch.dtype == torch.float32
+    assert float(embs["onnx"] @ embs["torch"]) >= 0.9999
+    # int8 weights and activations: close, not equal (a loose bound)
+    assert float(embs["onnx-int8"] @ embs["torch"]) > 0.97
+    with pytest.raises(ConfigError, match="backend must be one of"):
+        DeepSpeaker.from_hparams(source=folder, backend="tensorrt")
+
+
+def test_export_without_onnx_says_how_to_add_it(tmp_path, tiny_prepared):
+    folder = tmp_path / "pretrained"
+    _, _, model = _export(folder, "fbank", onnx=False)
+    (folder / "config.json").unlink()  # as exports made before config.json
+    assert not (folder / ONNX_FILE).exists()
+    with pytest.raises(MissingFileError, match="export_onnx.py"):
+        DeepSpeaker.from_hparams(source=folder, backend="onnx")
+    with pytest.raises(MissingFileError, match="export_onnx.py"):
+        OnnxSpeaker(folder)
+    run = run_script(
+        "export_onnx.py",
+        folder,
+        "--calibration_csv",
+        tiny_prepared / "train.csv",
+    )
+    assert run.returncode == 0, run.stderr
+    assert (folder / ONNX_FILE).is_file()
+    assert (folder / ONNX_INT8_FILE).is_file()
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model"] == model.config
+    assert config["onnx"]["int8"] == ONNX_INT8_FILE
+    card = (folder / "model_card.md").read_text()
+    assert card.count("| ONNX |") == 1
+    torch_model = DeepSpeaker.from_hparams(source=folder)
+    x = torch.from_numpy(_speech_like(1.7, 11))[None]
+    ref = torch_model.encode_batch(x).numpy()
+    assert (
+        _cosines(OnnxSpeaker(folder).embed_waveforms(x.numpy()), ref)[0]
+        > 0.9999
+    )
+    bad = run_script("export_onnx.py", tmp_path / "nowhere")
+    assert bad.returncode == 1
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: model folder not found")
+
+
+#: Runs in a subprocess where ``import torch`` fails: embeds two files with
+#: the runtime and prints the embeddings and the score as JSON.
+_NO_TORCH = """
+import json, sys
+class NoTorch:  # any import of torch, torchaudio or speechbrain fails
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchaudio", "speechbrain"):
+            raise ImportError(f"{name} is made unimportable")
+sys.meta_path.insert(0, NoTorch())
+try:
+    import torch
+    sys.exit("torch imported")
+except ImportError:
+    pass
+from deep_speaker_sb import runtime
+model = runtime.OnnxSpeaker(sys.argv[1], threads=1)
+embs = runtime.embed(sys.argv[2:], model)
+assert not [m for m in sys.modules if m.split(".")[0] == "torch"]
+print(json.dumps({"embs": embs.tolist(),
+                  "score": runtime.score(embs[0], embs[1]),
+                  "threshold": model.threshold}))
+"""
+
+
+def test_runtime_runs_without_torch(exported, tmp_path):
+    folder, mods = exported
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    wav_a, wav_b = _speech_like(1.5, 5), _speech_like(2.2, 6)
+    sf.write(a, wav_a, SR)
+    sf.write(b, (wav_b * 32767).astype(np.int16), SR, subtype="PCM_16")
+    run = subprocess.run(
+        [sys.executable, "-c", _NO_TORCH, str(folder), str(a), str(b)],
+        cwd=ROOT,
+        env=SCRIPT_ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    plain = DeepSpeaker.from_hparams(source=folder, run_opts={"device": "cpu"})
+    ref = torch.stack(
+        [plain.encode_file(p, require_speech=False) for p in (a, b)]
+    )
+    assert _cosines(out["embs"], ref.numpy()).min() >= 0.9999
+    assert out["score"] == pytest.approx(float(ref[0] @ ref[1]), abs=1e-3)
+    assert out["threshold"] == pytest.approx(0.4)
+
+
+def test_runtime_resamples_and_scores(exported, tmp_path):
+    folder, _ = exported
+    model = OnnxSpeaker(folder, precision="int8")
+    wav = _speech_like(2.0, 9)
+    up = np.repeat(wav, 2)  # crude 16 kHz copy: resampled back to 8 kHz
+    sf.write(tmp_path / "8k.wav", wav, SR)
+    sf.write(tmp_path / "16k.wav", np.stack([up, up], axis=1), 2 * SR)
+    embs = model.embed([tmp_path / "8k.wav", tmp_path / "16k.wav"])
+    assert embs.shape == (2, 24)
+    assert np.allclose(np.linalg.norm(embs, axis=1), 1.0, atol=1e-4)
+    assert score(embs[0], embs[1]) > 0.9
+    with pytest.raises(MissingFileError, match="audio file not found"):
+        model.embed([tmp_path / "missing.wav"])
+    with pytest.raises(ConfigError, match="precision"):
+        OnnxSpeaker(folder, precision="fp16")
+
+
+def test_verify_backend_flag(tiny_prepared, tmp_path):
+    folder = tmp_path / "pretrained"
+    _export(folder, "fbank")
+    run = run_script(
+        "verify.py",
+        "--model",
+        folder,
+        "--csv",
+        tiny_prepared / "test.csv",
+        "--backend",
+        "onnx-int8",
+        "--out",
+        tmp_path / "out",
+    )
+    assert run.returncode == 0, run.stderr
+    assert "EER" in run.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert 0.0 <= report["eer"] <= 1.0
