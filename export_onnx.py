@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from deep_speaker_sb.cli import run_cli
-from deep_speaker_sb.onnx_export import add_onnx
+from deep_speaker_sb.inference import add_onnx
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -200,8 +200,9 @@ def export_models(tmp: Path, prep: Path, budget: Path | None) -> dict:
 
     from deep_speaker_sb.export import export_pretrained
     from deep_speaker_sb.features import Features
+    from deep_speaker_sb.inference import add_onnx
     from deep_speaker_sb.lobes.rescnn import ResCNN
-    from deep_speaker_sb.onnx_export import add_onnx, calibration_audio
+    from deep_speaker_sb.onnx_export import calibration_audio
 
     torch.manual_seed(0)
     paper = ResCNN().eval()

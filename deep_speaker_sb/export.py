@@ -497,8 +497,6 @@ def record_onnx(
     entry of ``config.json`` (written from ``parts``, the features,
     normalizer and ResCNN, when the folder predates it) and a row of the
     model card."""
-    from deep_speaker_sb.inference import read_config
-
     folder = Path(folder)
     feats, norm, model = (_unwrap(p) for p in parts)
     config = read_config(folder) or _config(
@@ -572,6 +570,27 @@ def check_export_folder(folder: Pathlike) -> Path:
             f"missing; {HOW_TO_EXPORT}"
         )
     return folder
+
+
+def read_config(folder: Pathlike) -> dict[str, Any] | None:
+    """An export's ``config.json`` as a dict; None for an export older
+    than it.
+
+    Raises
+    ------
+    DataError
+        When it is not a JSON object.
+    """
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DataError(f"{path} is not a valid model config: {exc}") from exc
+    if not isinstance(config, dict):
+        raise DataError(f"{path} is not a valid model config: not an object")
+    return config
 
 
 def read_threshold(folder: Pathlike) -> float:

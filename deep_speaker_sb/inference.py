@@ -29,7 +29,6 @@ torch.Size([2, 16])
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,7 +60,14 @@ from deep_speaker_sb.export import (
     NORM_CKPT,
     check_export_folder,
     onnx_file,
+    read_config,
     read_threshold,
+    record_onnx,
+)
+from deep_speaker_sb.onnx_export import (
+    ONNX_INT8_FILE,
+    calibration_audio,
+    write_onnx,
 )
 from deep_speaker_sb.register import Candidate, SpeakerRegister, model_identity
 from deep_speaker_sb.runtime import open_session, run_session
@@ -773,27 +779,6 @@ def load_without_yaml(folder: Pathlike) -> PlainDeepSpeaker:
     )
 
 
-def read_config(folder: Pathlike) -> dict[str, Any] | None:
-    """An export's ``config.json`` as a dict; None for an export older
-    than it.
-
-    Raises
-    ------
-    DataError
-        When it is not a JSON object.
-    """
-    path = Path(folder) / CONFIG_FILE
-    if not path.is_file():
-        return None
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise DataError(f"{path} is not a valid model config: {exc}") from exc
-    if not isinstance(config, dict):
-        raise DataError(f"{path} is not a valid model config: not an object")
-    return config
-
-
 def read_speech_check(folder: Pathlike) -> SpeechCheck:
     """The speech check of an export: ``speech_check`` in its
     ``config.json``, the defaults of :class:`SpeechCheck` for what it does
@@ -805,3 +790,53 @@ def read_speech_check(folder: Pathlike) -> SpeechCheck:
         raise DataError(
             f"{Path(folder) / CONFIG_FILE}: bad speech_check: {exc}"
         ) from exc
+
+
+def _load_parts(
+    folder: Path,
+) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """The three parts of an export, loaded without its YAML when it has
+    ``config.json``, otherwise through ``DeepSpeaker``."""
+    if read_config(folder) is not None:
+        mods = load_without_yaml(folder).mods
+    else:
+        mods = DeepSpeaker.from_hparams(
+            source=folder, run_opts={"device": "cpu"}
+        ).mods
+    return (
+        mods["compute_features"],
+        mods["mean_var_norm"],
+        mods["embedding_model"],
+    )
+
+
+def add_onnx(
+    folder: Pathlike, calibration_csv: Pathlike | None = None
+) -> dict[str, Any]:
+    """Adds the ONNX files to an existing export folder (in place).
+
+    Arguments
+    ---------
+    folder : Pathlike
+        An export folder (``check_export_folder``).
+    calibration_csv : Pathlike, optional
+        A prepared manifest (the training ``train.csv``) whose audio
+        calibrates the int8 copy; without it only the fp32 graph is
+        written (and an older int8 copy removed).
+
+    Returns
+    -------
+    dict
+        The ``onnx`` entry, also merged into ``config.json`` (written when
+        the folder has none, so that the torch-free runtime can read it).
+    """
+    folder = check_export_folder(folder)
+    calibration = (
+        calibration_audio(calibration_csv) if calibration_csv else None
+    )
+    parts = _load_parts(folder)
+    if not calibration:  # no stale int8 copy of an earlier model
+        (folder / ONNX_INT8_FILE).unlink(missing_ok=True)
+    entry = write_onnx(folder, *parts, calibration=calibration)
+    record_onnx(folder, entry, parts)
+    return entry

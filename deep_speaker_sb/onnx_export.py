@@ -14,8 +14,8 @@ as in torch (the same normalizer and ResCNN run in the graph).
 ``embedding_model.int8.onnx`` (onnxruntime static quantization, QDQ,
 per-channel int8 weights of the ResCNN's convolutions and affine layer,
 calibrated on training audio; the front end and the normalizer stay
-float).  :func:`add_onnx` adds both files to an existing export folder
-(``export_onnx.py`` on the command line).
+float).  :func:`deep_speaker_sb.inference.add_onnx` adds both files to an
+existing export folder (``export_onnx.py`` on the command line).
 
 Authors
  * deep-speaker-sb contributors
@@ -390,59 +390,3 @@ def calibration_audio(
         )
         wavs.append(torch.from_numpy(data.reshape(len(data), -1).mean(1)))
     return wavs
-
-
-def _load_parts(folder: Path) -> tuple[nn.Module, nn.Module, nn.Module]:
-    """The three parts of an export, loaded without its YAML when it has
-    ``config.json``, otherwise through ``DeepSpeaker``."""
-    from deep_speaker_sb.inference import (
-        DeepSpeaker,
-        load_without_yaml,
-        read_config,
-    )
-
-    if read_config(folder) is not None:
-        mods = load_without_yaml(folder).mods
-    else:
-        mods = DeepSpeaker.from_hparams(
-            source=folder, run_opts={"device": "cpu"}
-        ).mods
-    return (
-        mods["compute_features"],
-        mods["mean_var_norm"],
-        mods["embedding_model"],
-    )
-
-
-def add_onnx(
-    folder: Pathlike, calibration_csv: Pathlike | None = None
-) -> dict[str, Any]:
-    """Adds the ONNX files to an existing export folder (in place).
-
-    Arguments
-    ---------
-    folder : Pathlike
-        An export folder (``check_export_folder``).
-    calibration_csv : Pathlike, optional
-        A prepared manifest (the training ``train.csv``) whose audio
-        calibrates the int8 copy; without it only the fp32 graph is
-        written (and an older int8 copy removed).
-
-    Returns
-    -------
-    dict
-        The ``onnx`` entry, also merged into ``config.json`` (written when
-        the folder has none, so that the torch-free runtime can read it).
-    """
-    from deep_speaker_sb.export import check_export_folder, record_onnx
-
-    folder = check_export_folder(folder)
-    calibration = (
-        calibration_audio(calibration_csv) if calibration_csv else None
-    )
-    parts = _load_parts(folder)
-    if not calibration:  # no stale int8 copy of an earlier model
-        (folder / ONNX_INT8_FILE).unlink(missing_ok=True)
-    entry = write_onnx(folder, *parts, calibration=calibration)
-    record_onnx(folder, entry, parts)
-    return entry
