@@ -6,6 +6,8 @@ metrics are SpeechBrain's :func:`speechbrain.utils.metric_stats.EER` and
 :func:`~speechbrain.utils.metric_stats.minDCF`; for long trial lists (where
 SpeechBrain's versions take minutes and gigabytes) an exact vectorized
 equivalent with the same candidate thresholds and tie rules is used.
+minDCF is reported normalized (:func:`compute_min_dcf`), as in NIST SRE
+and VoxSRC results.
 
 The project's two cosine functions are here: :func:`cosine_similarity`
 (row-wise, broadcasting) and :func:`cosine_matrix` (all pairs).  The
@@ -381,24 +383,40 @@ def compute_min_dcf(
     p_target: float = 0.01,
     c_miss: float = 1.0,
     c_fa: float = 1.0,
+    normalize: bool = True,
 ) -> tuple[float, float]:
-    """Minimum detection cost (not normalized, as SpeechBrain's ``minDCF``).
+    """Minimum detection cost and its threshold.
+
+    Normalized by default, as NIST SRE and VoxSRC report it: the raw cost
+    ``c_miss p_miss p_target + c_fa p_fa (1 - p_target)`` (SpeechBrain's
+    ``minDCF``, ``normalize=False``) divided by the cost of the better
+    trivial system, ``min(c_miss p_target, c_fa (1 - p_target))``; 1.0 is
+    no better than always answering "different speaker".
 
     Example
     -------
     >>> pos = torch.tensor([0.9, 0.8, 0.7, 0.3])
     >>> neg = torch.tensor([0.6, 0.4, 0.2, 0.1])
-    >>> dcf, thr = compute_min_dcf(pos, neg, p_target=0.5)
+    >>> dcf, thr = compute_min_dcf(pos, neg, p_target=0.5, normalize=False)
     >>> round(dcf, 4)
     0.125
+    >>> round(compute_min_dcf(pos, neg, p_target=0.5)[0], 4)
+    0.25
     """
     pos, neg = pos.float().flatten(), neg.float().flatten()
     if len(pos) + len(neg) <= SPEECHBRAIN_METRICS_LIMIT:
-        return minDCF(pos, neg, c_miss=c_miss, c_fa=c_fa, p_target=p_target)
-    thresholds, p_miss, p_fa = _rates(pos, neg)
-    c_det = c_miss * p_miss * p_target + c_fa * p_fa * (1 - p_target)
-    c_min, i = torch.min(c_det, dim=0)
-    return float(c_min), float(thresholds[i])
+        c_min, thr = minDCF(
+            pos, neg, c_miss=c_miss, c_fa=c_fa, p_target=p_target
+        )
+        c_min, thr = float(c_min), float(thr)
+    else:
+        thresholds, p_miss, p_fa = _rates(pos, neg)
+        c_det = c_miss * p_miss * p_target + c_fa * p_fa * (1 - p_target)
+        c_min_t, i = torch.min(c_det, dim=0)
+        c_min, thr = float(c_min_t), float(thresholds[i])
+    if normalize:
+        c_min /= min(c_miss * p_target, c_fa * (1 - p_target))
+    return c_min, thr
 
 
 def verification_metrics(
@@ -416,9 +434,9 @@ def verification_metrics(
     Returns
     -------
     dict
-        ``eer`` (fraction), ``eer_threshold``, ``min_dcf_0.01``,
-        ``min_dcf_0.01_threshold``, the same for 0.05, ``n_target``,
-        ``n_nontarget``.
+        ``eer`` (fraction), ``eer_threshold``, ``min_dcf_0.01`` (normalized,
+        see :func:`compute_min_dcf`), ``min_dcf_0.01_threshold``, the same
+        for 0.05, ``n_target``, ``n_nontarget``.
 
     Example
     -------

@@ -360,10 +360,11 @@ def test_eer_and_min_dcf_by_hand():
     assert m["eer"] == pytest.approx(0.25)
     assert m["n_target"] == 4 and m["n_nontarget"] == 4
     # p_target 0.01: rejecting everything above 0.6 costs 0.01 * 1/4 (miss
-    # 0.45) and nothing else; accepting nothing costs 0.01 -> min 0.0025.
-    assert m["min_dcf_0.01"] == pytest.approx(0.0025)
-    # p_target 0.05: same point, 0.05 * 1/4.
-    assert m["min_dcf_0.05"] == pytest.approx(0.0125)
+    # 0.45) and nothing else; accepting nothing costs 0.01 -> min 0.0025,
+    # normalized by the cost of rejecting every trial (0.01): 0.25.
+    assert m["min_dcf_0.01"] == pytest.approx(0.0025 / 0.01)
+    # p_target 0.05: same point, 0.05 * 1/4, normalized by 0.05.
+    assert m["min_dcf_0.05"] == pytest.approx(0.0125 / 0.05)
 
 
 def test_fast_metrics_equal_speechbrain(monkeypatch):
@@ -375,8 +376,11 @@ def test_fast_metrics_equal_speechbrain(monkeypatch):
     want_dcf = minDCF(pos, neg, p_target=0.05)
     monkeypatch.setattr(scoring, "SPEECHBRAIN_METRICS_LIMIT", 0)
     assert scoring.compute_eer(pos, neg) == pytest.approx(want_eer)
-    got = scoring.compute_min_dcf(pos, neg, p_target=0.05)
+    got = scoring.compute_min_dcf(pos, neg, p_target=0.05, normalize=False)
     assert got == pytest.approx(want_dcf)
+    normalized, thr = scoring.compute_min_dcf(pos, neg, p_target=0.05)
+    assert normalized == pytest.approx(want_dcf[0] / 0.05)
+    assert thr == pytest.approx(want_dcf[1])
 
 
 def test_snorm_by_hand():

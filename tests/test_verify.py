@@ -193,8 +193,9 @@ def test_evaluate_trials_known_scores():
     assert report["at_threshold"] == pytest.approx(
         {"false_reject_rate": 0.25, "false_accept_rate": 0.25}
     )
-    # minDCF(0.01): missing 0.45 (cost 0.01 / 4) beats any false accept.
-    assert report["min_dcf_0.01"] == pytest.approx(0.0025)
+    # minDCF(0.01): missing 0.45 (cost 0.01 / 4) beats any false accept;
+    # normalized by the cost of rejecting all (0.01).
+    assert report["min_dcf_0.01"] == pytest.approx(0.25)
     assert (report["n_target"], report["n_nontarget"]) == (4, 4)
     assert (report["n_trials"], report["n_utterances"]) == (8, 9)
     assert report["model"] == "fake" and report["threshold"] == 0.5
