@@ -23,7 +23,8 @@ same way for every corpus:
 
 A cached WAV is reused when it is newer than its source and the audio
 options did not change (``wavs/.audio_options.json``); every file is
-written atomically, so an interrupted preparation is simply run again.
+written atomically, so an interrupted preparation is simply run again
+(and removes the temporary files the interrupted one left).
 Only a bad *input* is skipped: an error writing an output (disk full, no
 permission) stops the preparation with an
 :class:`~deep_speaker_sb.errors.OutputError` before ``options.json`` is
@@ -890,7 +891,10 @@ def prepare_corpus(
     dict
         The summary (also saved as ``prep_summary.json``): speakers,
         utterances and segments per split, hours before and after
-        trimming, the number of skipped inputs and their reasons.
+        trimming, the number of skipped inputs and their reasons, the
+        cached WAVs reused (``reused_from_cache``) and the speed of the
+        audio this run converted (``realtime_factor``; ``None`` when it
+        converted none).
 
     Raises
     ------
