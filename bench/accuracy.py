@@ -24,7 +24,8 @@ Variants (``--variants``, default all):
 - ``aam``: ``base`` with additive angular margin pre-training;
 - ``stats``: ``base`` with mean + standard deviation pooling;
 - ``all``: ``base`` with the three (augment, aam, stats);
-- ``nonspeech``: ``base`` with ``--nonspeech_weight 1.0`` in pre-training.
+- ``nonspeech``: ``base`` with ``--nonspeech_weight 1.0`` in pre-training;
+- ``augment_nonspeech``: ``augment`` with ``--nonspeech_weight 1.0``.
 
 Every run lives in ``<out>/<variant>/`` and is resumed, not redone, when
 the command is run again.
@@ -92,6 +93,7 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "all": (["--augment", "True", "--pooling", "stats"], AAM),
     # generated non-speech pushed away from the speakers (issue #10)
     "nonspeech": (NO_AUGMENT, ["--nonspeech_weight", "1.0"]),
+    "augment_nonspeech": (["--augment", "True"], ["--nonspeech_weight", "1.0"]),
 }
 
 
