@@ -103,7 +103,12 @@ def train(hparams: dict, run_opts: dict) -> None:
         run_opts=run_opts,
         checkpointer=checkpointer,
     )
-    if fresh:
+    initial = load_initial_stats(hparams["output_folder"]) if fresh else None
+    if initial is not None:
+        # A run killed before its first checkpoint scored (and logged)
+        # epoch 0 of the same initial model already: not logged twice.
+        brain.valid_stats = initial
+    elif fresh:
         # Epoch 0: the validation EER of the initial (softmax) model.
         brain.evaluate(
             valid_data,
@@ -115,6 +120,7 @@ def train(hparams: dict, run_opts: dict) -> None:
             save_initial_stats,
             args=[hparams["output_folder"], brain.valid_stats],
         )
+    if fresh:
         run_on_main(export_initial, args=[hparams, brain.valid_stats])
 
     # The sampler is rank-aware: SpeechBrain must not wrap it for DDP, so

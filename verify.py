@@ -186,6 +186,18 @@ def _stats_lines(name: str, stats: dict) -> list[str]:
     ]
 
 
+def _warn_no_speech(entries: list[dict], left_out: str) -> None:
+    """One warning line naming the files the speech check left out."""
+    if entries:
+        names = ", ".join(e["wav"] for e in entries[:5])
+        more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+        print(
+            f"warning: {len(entries)} file(s) hold no speech and are left "
+            f"out{left_out}: {names}{more}",
+            file=sys.stderr,
+        )
+
+
 def speaker_mode(args: argparse.Namespace) -> int:
     """``--spk A,B``: SAN (A != B) or SAP (A = B) statistics."""
     ids = [s.strip() for s in args.spk.split(",") if s.strip()]
@@ -202,17 +214,18 @@ def speaker_mode(args: argparse.Namespace) -> int:
         stats = evaluation.speaker_pair_statistics(
             model, utts_a, batch_size=args.batch_size
         )
-        print(f"speaker {a}: {len(utts_a)} utterances")
+        print(f"speaker {a}: {stats['n_a']} utterances")
         name = "SAP (anchor-positive, same speaker)"
     else:
         stats = evaluation.speaker_pair_statistics(
             model, utts_a, utts_b, batch_size=args.batch_size
         )
         print(
-            f"speaker A {a}: {len(utts_a)} utterances; "
-            f"speaker B {b}: {len(utts_b)} utterances"
+            f"speaker A {a}: {stats['n_a']} utterances; "
+            f"speaker B {b}: {stats['n_b']} utterances"
         )
         name = "SAN (anchor-negative, A x B)"
+    _warn_no_speech(stats["no_speech"], " with their pairs")
     print("\n".join(_stats_lines(name, stats)))
     return 0
 
@@ -276,9 +289,12 @@ def trials_mode(args: argparse.Namespace) -> int:
     written = evaluation.write_evaluation(out, result)
 
     report = result.report
+    _warn_no_speech(
+        report["no_speech"], f" with their {report['trials_left_out']} trials"
+    )
     kind = "s-norm score" if args.snorm else "cosine similarity"
     print(
-        f"{len(trials)} trials ({report['n_target']} target, "
+        f"{report['n_trials']} trials ({report['n_target']} target, "
         f"{report['n_nontarget']} non-target) over "
         f"{report['n_utterances']} utterances of {args.csv}; scores: {kind}"
     )

@@ -23,7 +23,9 @@ Variants (``--variants``, default all):
 - ``augment``: ``base`` with on-the-fly augmentation in both stages;
 - ``aam``: ``base`` with additive angular margin pre-training;
 - ``stats``: ``base`` with mean + standard deviation pooling;
-- ``all``: ``base`` with the three (augment, aam, stats).
+- ``all``: ``base`` with the three (augment, aam, stats);
+- ``nonspeech``: ``base`` with ``--nonspeech_weight 1.0`` in pre-training;
+- ``augment_nonspeech``: ``augment`` with ``--nonspeech_weight 1.0``.
 
 Every run lives in ``<out>/<variant>/`` and is resumed, not redone, when
 the command is run again.
@@ -89,6 +91,9 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "stats": ([*NO_AUGMENT, "--pooling", "stats"], []),
     # the three together
     "all": (["--augment", "True", "--pooling", "stats"], AAM),
+    # generated non-speech pushed away from the speakers (issue #10)
+    "nonspeech": (NO_AUGMENT, ["--nonspeech_weight", "1.0"]),
+    "augment_nonspeech": (["--augment", "True"], ["--nonspeech_weight", "1.0"]),
 }
 
 

@@ -7,7 +7,8 @@ export and scores them against speaker models enrolled from a manifest's
 utterances (mean embedding per speaker, as ``verify.py --wav --enrol``).
 Prints one JSON line per kind: how many of the signals would have been
 accepted as a speaker without the speech check (best cosine above the
-export's threshold) and how many the speech check
+export's threshold; the mean and the largest best cosine say by how much)
+and how many the speech check
 (:mod:`deep_speaker_sb.speech`) now refuses; and the share of the
 manifest's own utterances the speech check refuses.
 
@@ -26,7 +27,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,51 +38,17 @@ from deep_speaker_sb.dataio import (  # noqa: E402
 )
 from deep_speaker_sb.inference import DeepSpeaker  # noqa: E402
 from deep_speaker_sb.register import SpeakerRegister  # noqa: E402
-from deep_speaker_sb.speech import NoSpeechError, check_speech  # noqa: E402
+from deep_speaker_sb.speech import (  # noqa: E402
+    NONSPEECH_KINDS,
+    NoSpeechError,
+    check_speech,
+    nonspeech_signal,
+)
 
 
 def nonspeech(kind: str, n: int, sr: int, rng: np.random.Generator):
     """``n`` signals of one kind, 3 s each (random level and frequency)."""
-    t = np.arange(3 * sr) / sr
-    out = []
-    for _ in range(n):
-        level = 10 ** rng.uniform(-2, -0.3)
-        if kind == "silence":
-            x = np.zeros_like(t)
-        elif kind == "white noise":
-            x = level * rng.standard_normal(len(t))
-        elif kind == "pink noise":
-            spec = np.fft.rfft(rng.standard_normal(len(t)))
-            spec /= np.sqrt(np.maximum(np.arange(len(spec)), 1))
-            x = np.fft.irfft(spec, len(t))
-            x = level * x / np.abs(x).max()
-        elif kind == "clipped noise":
-            x = np.clip(3 * rng.standard_normal(len(t)), -1, 1)
-        elif kind == "tone":
-            x = level * np.sin(2 * np.pi * rng.uniform(100, 3000) * t)
-        elif kind == "DC":
-            x = np.full_like(t, rng.uniform(-0.5, 0.5))
-        elif kind == "hum":
-            f = rng.choice([50.0, 60.0])
-            x = 0.1 + level * np.sin(2 * np.pi * f * t)
-        elif kind == "one sample":
-            x = np.array([level])
-        else:
-            raise ValueError(kind)
-        out.append(torch.from_numpy(x.astype(np.float32)))
-    return out
-
-
-KINDS = (
-    "silence",
-    "white noise",
-    "pink noise",
-    "clipped noise",
-    "tone",
-    "DC",
-    "hum",
-    "one sample",
-)
+    return [nonspeech_signal(kind, 3 * sr, sr, rng) for _ in range(n)]
 
 
 def main() -> None:
@@ -102,13 +68,15 @@ def main() -> None:
     register = SpeakerRegister.from_audio(model, spk2wavs, batch_size=32)
     rng = np.random.default_rng(0)
     sr = model.sample_rate
-    for kind in KINDS:
+    for kind in NONSPEECH_KINDS:
         accepted = refused = 0
+        best_scores = []
         signals = nonspeech(kind, args.n, sr, rng)
         for x in signals:
             emb = model.encode_batch(x)[0]
             best = register.rank(emb, model.threshold, top=1)[0]
             accepted += int(best.accepted)
+            best_scores.append(best.score)
             try:
                 check_speech(x, sr, model.speech_check)
             except NoSpeechError:
@@ -120,6 +88,9 @@ def main() -> None:
                     "n": len(signals),
                     "accepted_without_check": accepted,
                     "refused_by_check": refused,
+                    "best_cosine_mean": round(float(np.mean(best_scores)), 4),
+                    "best_cosine_max": round(float(np.max(best_scores)), 4),
+                    "threshold": round(model.threshold, 4),
                 }
             ),
             flush=True,

@@ -6,6 +6,12 @@ optional s-norm against a :func:`draw_cohort` cohort, metrics and the
 :func:`speaker_pair_statistics` is the SAP / SAN mode (the cosine
 similarities of all utterance pairs of one or two speakers).  The scoring
 itself is :mod:`deep_speaker_sb.scoring`'s.
+
+Files that fail the speech check (:mod:`deep_speaker_sb.speech`: silence,
+steady noise, tones) are found by :func:`screen_speech` before any
+embedding and left out of every evaluation: the trials that name them are
+dropped and both are counted in the report (``no_speech_files``,
+``trials_left_out``, and the list ``no_speech``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+from speechbrain.utils.logger import get_logger
 
 from deep_speaker_sb.data.trials import Trial
 from deep_speaker_sb.dataio import (
@@ -38,14 +45,23 @@ from deep_speaker_sb.scoring import (
     verification_metrics,
     write_scores,
 )
+from deep_speaker_sb.speech import NoSpeechError
 from deep_speaker_sb.utils import Pathlike, write_json
+
+logger = get_logger(__name__)
 
 
 class Embedder(Protocol):
     """What the evaluations need of a model (e.g. ``DeepSpeaker``): its
-    decision threshold on cosine similarity and batched file embedding."""
+    decision threshold on cosine similarity, its speech check and batched
+    file embedding."""
 
     threshold: float
+
+    def check_speech(self, path: Pathlike) -> None:
+        """Raises :class:`~deep_speaker_sb.speech.NoSpeechError` when the
+        file cannot be speech."""
+        ...
 
     def encode_files(
         self, paths: Sequence[Pathlike], batch_size: int = 32
@@ -189,6 +205,67 @@ def _embed(
     return model.encode_files([u.wav for u in utts], batch_size=batch_size)
 
 
+def screen_speech(model: Embedder, utts: Sequence[Utterance]) -> dict[str, str]:
+    """The utterances whose file fails the model's speech check.
+
+    Arguments
+    ---------
+    model : Embedder
+        The model (its ``check_speech``).
+    utts : sequence of Utterance
+        The utterances to check (each file is read once).
+
+    Returns
+    -------
+    dict
+        Utterance id -> why its file holds no speech, in the order of
+        ``utts``; empty when all are speech.
+
+    Example
+    -------
+    >>> from deep_speaker_sb.speech import NoSpeechError
+    >>> class Fake:
+    ...     def check_speech(self, path):
+    ...         if "silence" in str(path):
+    ...             raise NoSpeechError(f"{path} holds no speech")
+    >>> utts = [Utterance("a", "A", "a.wav"),
+    ...         Utterance("z", "A", "silence.wav")]
+    >>> screen_speech(Fake(), utts)
+    {'z': 'silence.wav holds no speech'}
+    """
+    refused: dict[str, str] = {}
+    for u in utts:
+        try:
+            model.check_speech(u.wav)
+        except NoSpeechError as exc:
+            refused[u.utt_id] = str(exc)
+    if refused:
+        logger.info(
+            "%d of %d files hold no speech and are left out: %s",
+            len(refused),
+            len(utts),
+            ", ".join(sorted(refused)),
+        )
+    return refused
+
+
+def no_speech_entries(
+    refused: Mapping[str, str], utts: Mapping[str, Utterance]
+) -> list[dict[str, str]]:
+    """The ``no_speech`` list of a report: utterance, file and reason.
+
+    Example
+    -------
+    >>> no_speech_entries({"z": "no speech"},
+    ...                   {"z": Utterance("z", "A", "z.wav")})
+    [{'utt_id': 'z', 'wav': 'z.wav', 'reason': 'no speech'}]
+    """
+    return [
+        {"utt_id": u, "wav": str(utts[u].wav), "reason": why}
+        for u, why in sorted(refused.items())
+    ]
+
+
 @dataclasses.dataclass(frozen=True)
 class TrialsEvaluation:
     """What :func:`evaluate_trials` returns.
@@ -253,25 +330,55 @@ def evaluate_trials(
         ``at_threshold`` (:func:`threshold_rates` of the cosine scores at
         the model's threshold), ``score`` (``"cosine similarity"`` or
         ``"s-norm"``) and, with a cohort, ``raw`` (the cosine metrics) and
-        ``snorm`` (``cohort_size``, ``top_n``, ``seed``).
+        ``snorm`` (``cohort_size``, ``top_n``, ``seed``,
+        ``no_speech_files``).  Files that fail the speech check
+        (:func:`screen_speech`) are not embedded and the trials that name
+        them are not scored: ``no_speech_files`` counts them,
+        ``trials_left_out`` counts those trials and ``no_speech`` lists
+        them (:func:`no_speech_entries`); ``n_trials`` counts the scored
+        trials.
+
+    Raises
+    ------
+    DataError
+        When the speech check leaves no target or no non-target trial.
 
     Example
     -------
     >>> class Fake:  # embeds "<spk>_<n>.wav" as a vector of its speaker
     ...     threshold = 0.5
+    ...     def check_speech(self, path):
+    ...         if "silent" in str(path):
+    ...             raise NoSpeechError(f"{path} holds no speech")
     ...     def encode_files(self, paths, batch_size=32):
     ...         return torch.stack([torch.eye(2)[int(str(p)[0])]
     ...                             for p in paths])
     >>> utts = {u: Utterance(u, u[0], f"{u}.wav")
-    ...         for u in ("0_a", "0_b", "1_a")}
-    >>> trials = [(1, "0_a", "0_b"), (0, "0_a", "1_a")]
+    ...         for u in ("0_a", "0_b", "1_a", "1_silent")}
+    >>> trials = [(1, "0_a", "0_b"), (0, "0_a", "1_a"),
+    ...           (0, "0_b", "1_silent")]
     >>> result = evaluate_trials(Fake(), trials, utts)
     >>> result.scores
     tensor([1., 0.])
     >>> result.report["eer"], result.report["at_threshold"]
     (0.0, {'false_reject_rate': 0.0, 'false_accept_rate': 0.0})
+    >>> result.report["no_speech_files"], result.report["trials_left_out"]
+    (1, 1)
     """
-    needed = sorted({u for _, e, t in trials for u in (e, t)})
+    utt_ids = sorted({u for _, e, t in trials for u in (e, t)})
+    refused = screen_speech(model, [utts[u] for u in utt_ids])
+    scored = [t for t in trials if t[1] not in refused and t[2] not in refused]
+    if refused:
+        kinds = {label for label, _, _ in scored}
+        if kinds != {0, 1}:
+            raise DataError(
+                f"{len(refused)} trial file(s) hold no speech (e.g. "
+                f"{next(iter(refused.values()))}); leaving them out leaves "
+                "no target or no non-target trial to score"
+            )
+    n_left_out = len(trials) - len(scored)
+    trials = scored
+    needed = [u for u in utt_ids if u not in refused]
     start = time.perf_counter()
     embs = _embed(model, [utts[u] for u in needed], batch_size)
     seconds = time.perf_counter() - start
@@ -282,6 +389,9 @@ def evaluate_trials(
         **(info or {}),
         "n_trials": len(trials),
         "n_utterances": len(needed),
+        "no_speech_files": len(refused),
+        "trials_left_out": n_left_out,
+        "no_speech": no_speech_entries(refused, utts),
         "embedding_seconds": round(seconds, 3),
         "threshold": model.threshold,
     }
@@ -289,7 +399,16 @@ def evaluate_trials(
     report["at_threshold"] = threshold_rates(labels, raw, model.threshold)
     scores, metrics = raw, raw_metrics
     if cohort is not None:
-        cohort_embs = _embed(model, cohort.utterances, batch_size)
+        cohort_refused = screen_speech(model, cohort.utterances)
+        cohort_utts = [
+            u for u in cohort.utterances if u.utt_id not in cohort_refused
+        ]
+        if len(cohort_utts) < 2:
+            raise DataError(
+                f"s-norm needs 2+ cohort utterances with speech in "
+                f"{cohort.csv} ({len(cohort_refused)} hold no speech)"
+            )
+        cohort_embs = _embed(model, cohort_utts, batch_size)
         scores = snorm_scores(trials, embeddings, cohort_embs, top_n)
         metrics = verification_metrics(labels, scores)
         report["raw"] = raw_metrics
@@ -297,6 +416,7 @@ def evaluate_trials(
             "cohort_size": len(cohort_embs),
             "top_n": top_n,
             "seed": cohort.seed,
+            "no_speech_files": len(cohort_refused),
         }
     report.update(metrics)
     report["score"] = "cosine similarity" if cohort is None else "s-norm"
@@ -448,9 +568,10 @@ def speaker_pair_statistics(
 ) -> dict[str, Any]:
     """SAN (A x B) or SAP (distinct pairs of A) statistics of a model.
 
-    Every utterance is embedded once; the pairs are scored with
-    :func:`pair_scores` and summarized with :func:`pair_statistics` at the
-    model's threshold.
+    Every utterance with speech is embedded once (files that fail the
+    speech check, :func:`screen_speech`, are left out with their pairs);
+    the pairs are scored with :func:`pair_scores` and summarized with
+    :func:`pair_statistics` at the model's threshold.
 
     Arguments
     ---------
@@ -466,22 +587,46 @@ def speaker_pair_statistics(
     Returns
     -------
     dict
-        :func:`pair_statistics` of the pair scores.
+        :func:`pair_statistics` of the pair scores, with
+        ``no_speech_files`` (how many files were left out), ``n_a`` and
+        ``n_b`` (the utterances left of each speaker; ``n_b`` is ``n_a``
+        for SAP) and ``no_speech`` (:func:`no_speech_entries`).
+
+    Raises
+    ------
+    DataError
+        When the speech check leaves no pair to score.
 
     Example
     -------
     >>> class Fake:
     ...     threshold = 0.5
+    ...     def check_speech(self, path):
+    ...         if path == "nan":
+    ...             raise NoSpeechError("nan holds no speech")
     ...     def encode_files(self, paths, batch_size=32):
     ...         return torch.tensor([[1.0, float(p)] for p in paths])
-    >>> a = [Utterance(u, "A", u) for u in ("0", "1")]
+    >>> a = [Utterance(u, "A", u) for u in ("0", "1", "nan")]
     >>> b = [Utterance("-1", "B", "-1")]
     >>> stats = speaker_pair_statistics(Fake(), a)  # cos(0, 45 deg)
     >>> round(stats["similarity"]["mean"], 4), stats["accepted"]
     (0.7071, 1)
+    >>> stats["no_speech_files"], stats["n_a"]
+    (1, 2)
     >>> speaker_pair_statistics(Fake(), a, b)["n"]
     2
     """
+    every = list(utts_a) + list(utts_b or [])
+    refused = screen_speech(model, every)
+    utts_a = [u for u in utts_a if u.utt_id not in refused]
+    if utts_b is not None:
+        utts_b = [u for u in utts_b if u.utt_id not in refused]
+    too_few = len(utts_a) < (2 if utts_b is None else 1) or utts_b == []
+    if refused and too_few:
+        raise DataError(
+            f"{len(refused)} file(s) of the speakers hold no speech (e.g. "
+            f"{next(iter(refused.values()))}); no pair with speech is left"
+        )
     utts = list(utts_a) + list(utts_b or [])
     embs = _embed(model, utts, batch_size)
     emb_a = embs[: len(utts_a)]
@@ -489,4 +634,10 @@ def speaker_pair_statistics(
         scores = pair_scores(emb_a)
     else:
         scores = pair_scores(emb_a, embs[len(utts_a) :])
-    return pair_statistics(scores, model.threshold)
+    return {
+        **pair_statistics(scores, model.threshold),
+        "n_a": len(utts_a),
+        "n_b": len(utts_a if utts_b is None else utts_b),
+        "no_speech_files": len(refused),
+        "no_speech": no_speech_entries(refused, {u.utt_id: u for u in every}),
+    }

@@ -389,3 +389,37 @@ class SpeakerSoftmaxLoss(torch.nn.Module):
             one_hot = torch.nn.functional.one_hot(targets, cosines.shape[1])
             logits = self.aam(cosines, one_hot.float())
         return torch.nn.functional.cross_entropy(logits, targets)
+
+
+def no_speaker_loss(cosines: torch.Tensor, scale: float) -> torch.Tensor:
+    """Cross-entropy of non-speech examples against a "no speaker" class.
+
+    The extra class has a fixed logit of 0 (cosine 0), so the loss
+    ``log(1 + sum_j exp(scale * cos_j))`` pushes a non-speech embedding
+    below cosine 0 to every speaker's weight vector: non-speech lands
+    away from all speakers, with no extra weights to train or export.
+
+    Arguments
+    ---------
+    cosines : torch.Tensor
+        ``[n, n_speakers]`` cosines of non-speech embeddings with the
+        speakers (:class:`~deep_speaker_sb.brains.softmax.
+        SpeakerClassifier`).
+    scale : float
+        The logit scale (that of :class:`SpeakerSoftmaxLoss`).
+
+    Returns
+    -------
+    torch.Tensor
+        The mean loss (a scalar).
+
+    Example
+    -------
+    >>> far = no_speaker_loss(torch.full((2, 3), -1.0), scale=16.0)
+    >>> near = no_speaker_loss(torch.full((2, 3), 0.9), scale=16.0)
+    >>> bool(far < 1e-5), round(float(near), 2)
+    (True, 15.5)
+    """
+    logits = scale * cosines.float()
+    zero = logits.new_zeros(len(logits), 1)
+    return torch.logsumexp(torch.cat([logits, zero], dim=1), dim=1).mean()

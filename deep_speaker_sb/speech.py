@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import torch
 
 from deep_speaker_sb.errors import DataError
@@ -149,3 +150,81 @@ def check_speech(
             f"(speech varies by more than {check.min_dynamic_db:g} dB; "
             "steady noise, tones and hum do not)"
         )
+
+
+#: The kinds of :func:`nonspeech_signal`.
+NONSPEECH_KINDS = (
+    "silence",
+    "white noise",
+    "pink noise",
+    "clipped noise",
+    "tone",
+    "DC",
+    "hum",
+    "one sample",
+)
+
+
+def nonspeech_signal(
+    kind: str, n_samples: int, sample_rate: int, rng: np.random.Generator
+) -> torch.Tensor:
+    """A generated non-speech signal (random level and frequency).
+
+    What the speech check must refuse, and what the softmax stage's
+    ``nonspeech_weight`` option trains the model to keep away from
+    speakers.
+
+    Arguments
+    ---------
+    kind : str
+        One of :data:`NONSPEECH_KINDS`: digital silence, white or pink
+        noise (level -40 to -6 dBFS), clipped full-scale noise, a tone
+        (100-3000 Hz), a DC offset, 50/60 Hz hum on a DC offset, or a
+        file of one sample.
+    n_samples : int
+        Its length (``"one sample"`` is always 1).
+    sample_rate : int
+        The sample rate.
+    rng : numpy.random.Generator
+        The random draws.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[n_samples]`` float32 in [-1, 1].
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> [tuple(nonspeech_signal(k, 800, 8000, rng).shape)
+    ...  for k in ("tone", "one sample")]
+    [(800,), (1,)]
+    >>> bool(nonspeech_signal("clipped noise", 800, 8000, rng).abs().max()
+    ...      <= 1)
+    True
+    """
+    t = np.arange(n_samples) / sample_rate
+    level = 10 ** rng.uniform(-2, -0.3)
+    if kind == "silence":
+        x = np.zeros_like(t)
+    elif kind == "white noise":
+        x = level * rng.standard_normal(len(t))
+    elif kind == "pink noise":
+        spec = np.fft.rfft(rng.standard_normal(len(t)))
+        spec /= np.sqrt(np.maximum(np.arange(len(spec)), 1))
+        x = np.fft.irfft(spec, len(t))
+        x = level * x / np.abs(x).max()
+    elif kind == "clipped noise":
+        x = np.clip(3 * rng.standard_normal(len(t)), -1, 1)
+    elif kind == "tone":
+        x = level * np.sin(2 * np.pi * rng.uniform(100, 3000) * t)
+    elif kind == "DC":
+        x = np.full_like(t, rng.uniform(-0.5, 0.5))
+    elif kind == "hum":
+        f = rng.choice([50.0, 60.0])
+        x = 0.1 + level * np.sin(2 * np.pi * f * t)
+    elif kind == "one sample":
+        x = np.array([level])
+    else:
+        raise ValueError(f"unknown non-speech kind {kind!r}")
+    return torch.from_numpy(x.astype(np.float32))

@@ -552,6 +552,99 @@ def test_list_vivos_gives_prompts_genders_and_skips(small_corpus: Path):
     ]
 
 
+def test_odd_files_and_symlinked_speaker_folders(tmp_path: Path):
+    root = make_corpus(tmp_path / "vivos", SMALL)
+    waves = root / "train" / "waves"
+    # a dangling symlink and a folder named *.wav: skipped, not fatal
+    (waves / "SPKA" / "SPKA_GONE.wav").symlink_to(tmp_path / "nowhere.wav")
+    (waves / "SPKA" / "SPKA_DIR.wav").mkdir()
+    # a speaker folder that is a symlink (holding a symlink cycle)
+    elsewhere = make_corpus(tmp_path / "elsewhere", {"train": {"SPKD": [2.0]}})
+    (waves / "SPKD").symlink_to(elsewhere / "train" / "waves" / "SPKD")
+    (waves / "SPKD" / "loop").symlink_to(waves, target_is_directory=True)
+    with open(root / "train" / "prompts.txt", "a", encoding="utf-8") as f:
+        f.write("SPKD_R001 MỘT HAI\n")
+
+    save = tmp_path / "prep"
+    summary = prepare_vivos(root, save, num_trials=20)
+    reasons = {r["utt_id"]: r["reason"] for r in read_csv(save / "skipped.csv")}
+    assert reasons == {
+        "SPKA_GONE": "not a file: a dangling symlink",
+        "SPKA_DIR": "not a file: a folder",
+    }
+    assert summary["skipped"] == 2
+    rows = read_csv(save / "train.csv") + read_csv(save / "valid.csv")
+    spkd = [r for r in rows if r["spk_id"] == "SPKD"]
+    assert {stem(r) for r in spkd} == {"SPKD_R001"}  # listed once
+    assert spkd[0]["words"] == "MỘT HAI"
+    assert summary["utterances"]["train"] + summary["utterances"]["valid"] == 6
+
+
+def test_genders_and_prompt_encodings(
+    small_corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    train = small_corpus / "train"
+    # a bare speaker line keeps the known gender (it wrote '' before)
+    (train / "genders.txt").write_text("SPKA m\nSPKA\nSPKB\n")
+    # UTF-16 prompts (with a byte-order mark) are decoded, with a warning
+    text = (train / "prompts.txt").read_text(encoding="utf-8")
+    (train / "prompts.txt").write_text(text, encoding="utf-16")
+    with caplog.at_level(logging.WARNING, logger="deep_speaker_sb"):
+        listing = list_vivos(small_corpus)
+    assert "UTF-16" in caplog.text and "SPKB has no gender" in caplog.text
+    by_id = {u.utt_id: u for u in listing.utterances}
+    assert by_id["SPKA_R001"].words == "XIN CHÀO 1"
+    assert by_id["SPKA_R002"].gender == "m"
+    assert by_id["SPKB_R001"].gender is None  # 'unknown' in the manifest
+    assert not listing.skipped
+
+    # Latin-1 (or Windows-1258) cannot be told apart: one clear error
+    test_prompts = small_corpus / "test" / "prompts.txt"
+    test_prompts.write_bytes(b"DEVA_R001 CAF\xc9 S\xc0I G\xd2N\n")
+    with pytest.raises(DataError, match="not UTF-8 .line 1: byte 0xC9"):
+        prepare_vivos(small_corpus, tmp_path / "prep")
+    assert not (tmp_path / "prep" / "options.json").exists()
+
+
+def test_killed_run_leftovers_and_resumed_speed(
+    small_corpus: Path, tmp_path: Path
+):
+    save = tmp_path / "prep"
+    first = prepare_vivos(small_corpus, save, num_trials=20)
+    assert first["reused_from_cache"] == 0 and first["realtime_factor"] > 0
+    # a kill leaves temporary files and no options.json
+    leftovers = [
+        save / ".train.csv.k1ll3d.tmp",
+        save / ".prep_summary.json.abc.tmp",
+        save / "wavs" / "train" / "SPKA" / "SPKA_R001.wav.4242.tmp",
+    ]
+    for path in leftovers:
+        path.write_text("half")
+    (save / "options.json").unlink()
+    gone = sorted((save / "wavs" / "train").rglob("*.wav"))[:2]
+    for wav in gone:
+        wav.unlink()
+    again = prepare_vivos(small_corpus, save, num_trials=20)
+    assert not [p for p in leftovers if p.exists()]
+    assert not list(save.rglob("*.tmp"))
+    # the speed counts the two converted utterances only, not the cache
+    assert again["reused_from_cache"] == 9 - 2
+    redone = sum(
+        sf.info(
+            str(small_corpus / "train" / "waves" / w.parent.name / w.name)
+        ).duration
+        for w in gone
+    )
+    assert again["realtime_factor"] * again["prep_seconds"] == pytest.approx(
+        redone, rel=0.3
+    )
+    # all reused: no speed to report
+    (save / "options.json").unlink()
+    third = prepare_vivos(small_corpus, save, num_trials=20)
+    assert third["reused_from_cache"] == 9
+    assert third["realtime_factor"] is None
+
+
 # --------------------------------------------------------------------------
 # The command line
 # --------------------------------------------------------------------------

@@ -213,3 +213,65 @@ def test_bad_feature_type_is_one_error_line(
         tmp_path,
     )
     assert "fbank" in msg
+
+
+def test_nonspeech_rows_join_training_batches_only():
+    """nonspeech_weight: generated non-speech rows in training batches,
+    scored by the no-speaker loss; validation batches are untouched."""
+    import speechbrain as sb
+    from speechbrain.dataio.batch import PaddedBatch
+    from speechbrain.processing.features import InputNormalization
+
+    from deep_speaker_sb.brains.softmax import SoftmaxBrain, SpeakerClassifier
+    from deep_speaker_sb.features import Features
+    from deep_speaker_sb.losses import SpeakerSoftmaxLoss
+
+    torch.manual_seed(0)
+    modules = {
+        "compute_features": Features(n_mels=24),
+        "mean_var_norm": InputNormalization(norm_type="sentence"),
+        "embedding_model": ResCNN(
+            n_mels=24, channels=(4,), emb_dim=8, blocks_per_stage=1
+        ),
+        "classifier": SpeakerClassifier(8, n_speakers=3),
+    }
+    hparams = {
+        "augment": False,
+        "sample_rate": 8000,
+        "compute_cost": SpeakerSoftmaxLoss("softmax", scale=16.0),
+        "nonspeech_weight": 2.0,
+        "nonspeech_per_batch": 3,
+    }
+    brain = SoftmaxBrain(
+        modules=modules, hparams=hparams, run_opts={"device": "cpu"}
+    )
+    batch = PaddedBatch(
+        [
+            {
+                "sig": torch.rand(8000) - 0.5,
+                "spk_id_encoded": torch.tensor([2]),
+            },
+            {
+                "sig": torch.rand(6000) - 0.5,
+                "spk_id_encoded": torch.tensor([0]),
+            },
+        ]
+    )
+    labels = torch.tensor([2, 0])
+    cosines = brain.compute_forward(batch, sb.Stage.TRAIN)
+    assert cosines.shape == (2 + 3, 3)
+    loss = brain.compute_objectives(cosines, batch, sb.Stage.TRAIN)
+    speech = torch.nn.functional.cross_entropy(16.0 * cosines[:2], labels)
+    # the no-speaker class: a fixed logit 0 beside the speakers' logits
+    extra = torch.log1p(torch.exp(16.0 * cosines[2:]).sum(dim=1)).mean()
+    assert float(loss) == pytest.approx(float(speech + 2.0 * extra), rel=1e-5)
+
+    brain.on_stage_start(sb.Stage.VALID)
+    cosines = brain.compute_forward(batch, sb.Stage.VALID)
+    assert cosines.shape == (2, 3)
+    loss = brain.compute_objectives(cosines, batch, sb.Stage.VALID)
+    speech = torch.nn.functional.cross_entropy(16.0 * cosines, labels)
+    assert float(loss) == pytest.approx(float(speech), rel=1e-5)
+
+    brain.hparams.nonspeech_weight = 0.0  # the default: off
+    assert brain.compute_forward(batch, sb.Stage.TRAIN).shape == (2, 3)

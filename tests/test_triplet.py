@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -390,6 +391,16 @@ def test_checkpoints_record_their_input(prepared, tmp_path):
         "n_mfcc": 40,
         "feature_norm": "sentence",
     }
+
+    # Killed before its first checkpoint (epoch 0 logged, nothing saved):
+    # the restart does not log epoch 0 a second time.
+    log = out / "train_log.txt"
+    log.write_text(log.read_text().splitlines()[0] + "\n")
+    shutil.rmtree(out / "save")
+    code, err = run_main([*args, "--number_of_epochs=1"])
+    assert code == 0, err
+    lines = log.read_text().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["epoch: 0", "epoch: 1"]
 
 
 @pytest.mark.parametrize(

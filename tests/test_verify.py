@@ -225,7 +225,12 @@ def test_evaluate_trials_snorm_and_files(tmp_path):
         want.append(float(0.5 * (z_e + z_t)))
     assert result.scores.tolist() == pytest.approx(want, abs=1e-5)
     report = result.report
-    assert report["snorm"] == {"cohort_size": 3, "top_n": None, "seed": 3}
+    assert report["snorm"] == {
+        "cohort_size": 3,
+        "top_n": None,
+        "seed": 3,
+        "no_speech_files": 0,
+    }
     assert report["score"] == "s-norm" and result.snorm
     assert report["raw"]["eer"] == pytest.approx(0.25)
     # FRR / FAR at the stored threshold stay those of the cosine scores.
@@ -400,6 +405,89 @@ def test_trials_run_writes_report(tiny_prepared, model_dir, tmp_path):
         assert f"wrote {out / name}" in proc.stdout
 
 
+def _with_non_speech(prepared: Path, tmp_path: Path) -> tuple[Path, dict]:
+    """A copy of ``test.csv`` (absolute paths) with a silent and a tone
+    file added as utterances of two test speakers; returns it and the
+    added utterance ids -> their files."""
+    sr = 8000
+    t = np.arange(3 * sr) / sr
+    added = {
+        "VIVOSDEV01_SILENT": np.zeros(3 * sr),
+        "VIVOSDEV02_TONE": 0.3 * np.sin(2 * np.pi * 440 * t),
+    }
+    text = (prepared / "test.csv").read_text()
+    lines = text.replace("{data_root}", str(prepared)).splitlines()
+    files = {}
+    for utt, x in added.items():
+        files[utt] = tmp_path / f"{utt}.wav"
+        sf.write(files[utt], x.astype("float32"), sr)
+        spk = utt.rpartition("_")[0]
+        lines.append(f"{utt}_0,3.0,{files[utt]},0,{3 * sr},{spk},m,")
+    csv_path = tmp_path / "test.csv"
+    csv_path.write_text("\n".join(lines) + "\n")
+    return csv_path, files
+
+
+def test_non_speech_files_are_left_out_and_counted(
+    verify_mod, tiny_prepared, model_dir, tmp_path, capsys
+):
+    csv_path, files = _with_non_speech(tiny_prepared, tmp_path)
+    real = scoring.read_trials(tiny_prepared / "trials.txt")
+    spk_utts = sorted({e for _, e, _ in real if e.startswith("VIVOSDEV01")})
+    # trials that name the silent or the tone file, both kinds
+    extra = [
+        (1, spk_utts[0], "VIVOSDEV01_SILENT"),
+        (0, "VIVOSDEV02_TONE", spk_utts[0]),
+        (0, "VIVOSDEV01_SILENT", "VIVOSDEV02_TONE"),
+    ]
+    trials_txt = tmp_path / "trials.txt"
+    trials_txt.write_text(
+        "".join(f"{lab} {e} {t}\n" for lab, e, t in [*extra, *real])
+    )
+    out = tmp_path / "verify"
+    common = ["--model", str(model_dir), "--csv", str(csv_path)]
+    argv = common + ["--trials", str(trials_txt), "--out", str(out)]
+    assert verify_mod.main(argv + ["--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    warnings = [
+        x for x in captured.err.splitlines() if x.startswith("warning:")
+    ]
+    assert len(warnings) == 1, captured.err
+    assert "2 file(s) hold no speech" in warnings[0]
+    assert "with their 3 trials" in warnings[0]
+    assert all(str(f) in warnings[0] for f in files.values())
+    report = json.loads((out / "report.json").read_text())
+    assert report["no_speech_files"] == 2
+    assert report["trials_left_out"] == 3
+    assert report["n_trials"] == len(real)
+    assert [e["utt_id"] for e in report["no_speech"]] == sorted(files)
+    assert all("holds no speech" in e["reason"] for e in report["no_speech"])
+    # the scored trials are exactly the real ones
+    lines = (out / "scores.txt").read_text().splitlines()
+    assert [ln.split()[:3] for ln in lines] == [
+        [e, t, str(lab)] for lab, e, t in real
+    ]
+    assert f"{len(real)} trials" in captured.out
+
+    # --spk: SAP over speaker 1 leaves out its silent file and its pairs
+    n_utts = len(
+        {
+            r["wav"]
+            for r in csv.DictReader(
+                (tiny_prepared / "test.csv").read_text().splitlines()
+            )
+            if r["spk_id"] == "VIVOSDEV01"
+        }
+    )
+    assert verify_mod.main(common + ["--spk", "VIVOSDEV01"]) == 0
+    captured = capsys.readouterr()
+    assert f"speaker VIVOSDEV01: {n_utts} utterances" in captured.out
+    n_pairs = n_utts * (n_utts - 1) // 2
+    assert f"over {n_pairs} pairs:" in captured.out
+    assert "1 file(s) hold no speech" in captured.err
+    assert str(files["VIVOSDEV01_SILENT"]) in captured.err
+
+
 def test_snorm_spk_and_identify(
     verify_mod, tiny_prepared, model_dir, tmp_path, capsys
 ):
@@ -414,7 +502,12 @@ def test_snorm_spk_and_identify(
     )
     report = json.loads((out / "report.json").read_text())
     assert report["score"] == "s-norm"
-    assert report["snorm"] == {"cohort_size": 5, "top_n": 3, "seed": 0}
+    assert report["snorm"] == {
+        "cohort_size": 5,
+        "top_n": 3,
+        "seed": 0,
+        "no_speech_files": 0,
+    }
     labels, scores = _scores_file(out / "scores.txt")
     lab = torch.tensor(labels).bool()
     eer, _ = EER(scores[lab], scores[~lab])

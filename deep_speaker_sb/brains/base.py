@@ -80,7 +80,16 @@ class EmbeddingBrain(sb.Brain):
         wavs, lens = batch.sig
         if self._augments(stage):
             wavs, lens = self.hparams.wav_augment(wavs, lens)
+        wavs, lens = self.extra_examples(wavs, lens, stage)
         return compute_embeddings(self.modules, wavs, lens)
+
+    def extra_examples(
+        self, wavs: Tensor, lens: Tensor, stage: sb.Stage
+    ) -> tuple[Tensor, Tensor]:
+        """Rows a stage appends to a (augmented) batch before embedding
+        it; none here (the softmax stage's non-speech examples)."""
+        del stage
+        return wavs, lens
 
     def augmented_labels(
         self, labels: Tensor, predictions: Tensor, stage: sb.Stage

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import speechbrain as sb
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
@@ -36,6 +37,12 @@ from deep_speaker_sb.dataio import (
     segment_dataset,
 )
 from deep_speaker_sb.errors import DataError
+from deep_speaker_sb.losses import no_speaker_loss
+from deep_speaker_sb.speech import NONSPEECH_KINDS, nonspeech_signal
+
+#: The non-speech kinds of training (all but the one-sample file: a
+#: training row is as long as its batch).
+TRAINING_NONSPEECH = tuple(k for k in NONSPEECH_KINDS if k != "one sample")
 
 
 class SpeakerClassifier(torch.nn.Module):
@@ -82,22 +89,59 @@ class SoftmaxBrain(EmbeddingBrain):
 
     Expects, besides what :class:`~deep_speaker_sb.brains.base.
     EmbeddingBrain` needs, the module ``classifier`` and the hparams
-    ``compute_cost`` and ``epoch_counter``.
+    ``compute_cost`` and ``epoch_counter``.  With ``nonspeech_weight``
+    above 0, each training batch also gets ``nonspeech_per_batch``
+    generated non-speech signals (:func:`~deep_speaker_sb.speech.
+    nonspeech_signal`: silence, noise, tones, DC, hum), pushed away from
+    every speaker by :func:`~deep_speaker_sb.losses.no_speaker_loss`
+    (times ``nonspeech_weight``, added to the loss).
     """
 
+    def extra_examples(
+        self, wavs: Tensor, lens: Tensor, stage: sb.Stage
+    ) -> tuple[Tensor, Tensor]:
+        """The non-speech rows of a training batch (``nonspeech_weight``
+        above 0), as long as its longest row."""
+        self.n_nonspeech = 0
+        if stage != sb.Stage.TRAIN or self._nonspeech_weight() <= 0:
+            return wavs, lens
+        n = int(self.hparams.nonspeech_per_batch)
+        rng = np.random.default_rng(int(torch.randint(2**31, ())))
+        kinds = rng.choice(TRAINING_NONSPEECH, size=n)
+        sr = int(self.hparams.sample_rate)
+        extra = torch.stack(
+            [nonspeech_signal(k, wavs.shape[1], sr, rng) for k in kinds]
+        ).to(wavs)
+        self.n_nonspeech = n
+        return torch.cat([wavs, extra]), torch.cat([lens, lens.new_ones(n)])
+
+    def _nonspeech_weight(self) -> float:
+        return float(getattr(self.hparams, "nonspeech_weight", 0.0))
+
     def compute_forward(self, batch: Any, stage: sb.Stage) -> Tensor:
-        """Returns the cosines with the speakers ``[B, n_spk]``."""
+        """Returns the cosines with the speakers ``[B, n_spk]`` (then one
+        row per non-speech example in training, see the class)."""
         return self.modules.classifier(super().compute_forward(batch, stage))
 
     def compute_objectives(
         self, predictions: Tensor, batch: Any, stage: sb.Stage
     ) -> Tensor:
-        """Softmax (or AAM) loss; counts correct classifications outside
+        """Softmax (or AAM) loss, plus the no-speaker loss of the
+        non-speech rows; counts correct classifications outside
         training."""
         cosines = predictions
+        n_extra = (
+            getattr(self, "n_nonspeech", 0) if stage == sb.Stage.TRAIN else 0
+        )
+        if n_extra:
+            cosines, nonspeech = cosines[:-n_extra], cosines[-n_extra:]
         spk = batch.spk_id_encoded.data.to(cosines.device)  # [B, 1]
         spk = self.augmented_labels(spk, cosines, stage)
         loss = self.hparams.compute_cost(cosines, spk)
+        if n_extra:
+            loss = loss + self._nonspeech_weight() * no_speaker_loss(
+                nonspeech, self.hparams.compute_cost.scale
+            )
         if stage != sb.Stage.TRAIN:
             self.n_correct += int((cosines.argmax(-1) == spk[:, 0]).sum())
             self.n_total += len(spk)

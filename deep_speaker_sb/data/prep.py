@@ -23,7 +23,8 @@ same way for every corpus:
 
 A cached WAV is reused when it is newer than its source and the audio
 options did not change (``wavs/.audio_options.json``); every file is
-written atomically, so an interrupted preparation is simply run again.
+written atomically, so an interrupted preparation is simply run again
+(and removes the temporary files the interrupted one left).
 Only a bad *input* is skipped: an error writing an output (disk full, no
 permission) stops the preparation with an
 :class:`~deep_speaker_sb.errors.OutputError` before ``options.json`` is
@@ -40,6 +41,7 @@ import contextlib
 import csv
 import errno
 import functools
+import glob
 import json
 import math
 import multiprocessing
@@ -356,6 +358,8 @@ class ConvertedUtterance:
         Channels of the source file (more than one: mixed down).
     in_rate : int
         Sample rate of the source file.
+    reused : bool
+        Whether the cached WAV was reused (not converted by this run).
     """
 
     source: SourceUtterance
@@ -363,6 +367,7 @@ class ConvertedUtterance:
     raw_seconds: float
     channels: int
     in_rate: int
+    reused: bool = False
 
     @property
     def utt_id(self) -> str:
@@ -398,6 +403,7 @@ class _Result:
     n_out: int = 0
     channels: int = 1
     in_rate: int = 0
+    reused: bool = False
 
 
 def _process(
@@ -443,7 +449,7 @@ def _process(
         return _forget(job, res)
     # the input was read; what goes wrong from here is the output's fault
     if n_cached is not None:
-        res.n_out = n_cached
+        res.n_out, res.reused = n_cached, True
     else:
         res.n_out = len(y)
         if res.n_out >= min_len:
@@ -630,6 +636,30 @@ def _remove_orphans(wav_root: Path, keep: set[str]) -> None:
         logger.info("removed %d stale files from %s", removed, wav_root)
 
 
+def _remove_temporaries(save_folder: Path) -> None:
+    """Removes the temporary files a killed preparation left in the save
+    folder (``atomic_write``'s ``.<name>.*.tmp`` of its outputs; those of
+    the WAV cache go with :func:`_remove_orphans`).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in (".train.csv.x1.tmp", ".options.json.x2.tmp", "keep"):
+    ...     _ = (d / name).write_text("")
+    >>> _remove_temporaries(d)
+    >>> [p.name for p in d.iterdir()]
+    ['keep']
+    """
+    removed = 0
+    for name in (*OUTPUT_FILES, OPTIONS_FILE):
+        for tmp in save_folder.glob(f".{glob.escape(name)}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        logger.info("removed %d temporary files of an interrupted run", removed)
+
+
 def _run(work, jobs: list[_Job], num_workers: int) -> list[_Result]:
     """Runs ``work`` over ``jobs`` (in order) with a progress bar."""
     bar = dict(total=len(jobs), desc="prep", unit="utt", mininterval=1.0)
@@ -667,7 +697,12 @@ def _convert_all(
         else:
             kept.append(
                 ConvertedUtterance(
-                    u, res.n_out, res.raw_seconds, res.channels, res.in_rate
+                    u,
+                    res.n_out,
+                    res.raw_seconds,
+                    res.channels,
+                    res.in_rate,
+                    res.reused,
                 )
             )
     with _writing(save_folder / _WAVS):
@@ -1006,7 +1041,10 @@ def prepare_corpus(
     dict
         The summary (also saved as ``prep_summary.json``): speakers,
         utterances and segments per split, hours before and after
-        trimming, the number of skipped inputs and their reasons.
+        trimming, the number of skipped inputs and their reasons, the
+        cached WAVs reused (``reused_from_cache``) and the speed of the
+        audio this run converted (``realtime_factor``; ``None`` when it
+        converted none).
 
     Raises
     ------
@@ -1066,6 +1104,7 @@ def prepare_corpus(
         save_folder.mkdir(parents=True, exist_ok=True)
         # not "prepared" again until every output is rewritten
         (save_folder / OPTIONS_FILE).unlink(missing_ok=True)
+        _remove_temporaries(save_folder)
     listing = list_utterances(data_folder)
 
     # ---- step 2: convert and trim
@@ -1125,13 +1164,19 @@ def prepare_corpus(
         counts["trials"]["official"] = len(listing.trials)
         counts["trials"]["dropped"] = len(listing.trials) - len(trials)
     elapsed = time.perf_counter() - t0
-    raw_total = sum(u.raw_seconds for p in parts.values() for u in p)
+    # the speed of this run's work: audio reused from the cache is not
+    # counted (a resumed run would claim it converted it all)
+    reused = sum(1 for u in kept if u.reused)
+    new_seconds = sum(u.raw_seconds for u in kept if not u.reused)
     summary = {
         "data_folder": str(data_folder),
         "save_folder": str(save_folder.resolve()),
         **counts,
         "prep_seconds": round(elapsed, 2),
-        "realtime_factor": round(raw_total / max(elapsed, 1e-9), 1),
+        "reused_from_cache": reused,
+        "realtime_factor": (
+            round(new_seconds / max(elapsed, 1e-9), 1) if new_seconds else None
+        ),
         "files": {k: str(v.resolve()) for k, v in files.items()},
     }
     with _writing(files["prep_summary.json"]):
@@ -1139,9 +1184,13 @@ def prepare_corpus(
     with _writing(save_folder / OPTIONS_FILE):
         save_options(save_folder, saved_options)
     logger.info(
-        "prepared %.2f h of audio (%.2f h after trimming) in %.1f s",
+        "prepared %.2f h of audio (%.2f h after trimming) in %.1f s; "
+        "converted %.2f h (%s x real time), %d utterances reused from cache",
         summary["hours_before_trim"]["total"],
         summary["hours_after_trim"]["total"],
         elapsed,
+        _hours(new_seconds),
+        summary["realtime_factor"],
+        reused,
     )
     return summary

@@ -25,17 +25,24 @@ writes into the save folder the files described in ``docs/DESIGN.md``:
 
 Bad input never stops the preparation: unreadable, empty or silent WAVs
 and utterances shorter than ``min_dur`` after trimming are skipped and
-listed in ``skipped.csv``, as are prompts without a WAV; stereo files are
-mixed down and other sample rates resampled; a speaker missing from
-``genders.txt`` is kept with gender ``unknown`` and a WAV without a prompt
-is kept with empty ``words`` (both with a logged warning and a count in the
-summary).  An error writing an output (disk full, no permission) does
+listed in ``skipped.csv``, as are prompts without a WAV and ``*.wav``
+names that are no file (a dangling symlink, a folder); symlinked speaker
+folders are followed (each real folder once); stereo files are mixed down
+and other sample rates resampled; a speaker missing from ``genders.txt``
+(or on a line without a gender) is kept with gender ``unknown`` and a WAV
+without a prompt is kept with empty ``words`` (both with a logged warning
+and a count in the summary).  ``prompts.txt`` and ``genders.txt`` are
+UTF-8, or UTF-16 with a byte-order mark (decoded, with a warning); any
+other encoding is one :class:`~deep_speaker_sb.errors.DataError`, never
+garbled words.  An error writing an output (disk full, no permission) does
 stop it, with one :class:`~deep_speaker_sb.errors.OutputError` and nothing
 marked prepared, so the next run redoes what is missing.
 """
 
 from __future__ import annotations
 
+import codecs
+import os
 from pathlib import Path
 from typing import Any
 
@@ -85,26 +92,132 @@ def _check_layout(data_folder: Path) -> None:
         )
 
 
-def _read_table(path: Path) -> dict[str, str]:
-    """``key rest-of-line`` files (prompts.txt, genders.txt)."""
-    table: dict[str, str] = {}
+#: Byte-order marks of the encodings :func:`_decode_text` accepts besides
+#: UTF-8 (the UTF-32 ones first: they start like UTF-16's).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _decode_text(path: Path) -> str:
+    """The text of a prompts / genders file: UTF-8, or UTF-16 / UTF-32
+    with a byte-order mark (decoded, with a warning).
+
+    Raises
+    ------
+    DataError
+        For any other encoding (Latin-1, Windows-1258, UTF-16 without a
+        byte-order mark): guessing would put garbled words in the
+        manifests.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "prompts.txt"
+    >>> _ = f.write_text("A_1 XIN CHÀO\\n", encoding="utf-16")
+    >>> _decode_text(f)
+    'A_1 XIN CHÀO\\n'
+    >>> _ = f.write_text("A_1 CAFÉ\\n", encoding="latin-1")
+    >>> _decode_text(f)
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.DataError: ...prompts.txt is not UTF-8 (line 1: ...
+    """
+    data = path.read_bytes()
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            if encoding != "utf-8-sig":
+                logger.warning("%s is %s: decoded it", path, encoding.upper())
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError:
+                break  # a BOM, then something else: the error below
+    try:
+        if b"\x00" in data:
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "NUL byte")
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        byte = data[exc.start : exc.start + 1].hex().upper()
+        raise DataError(
+            f"{path} is not UTF-8 (line {line}: byte 0x{byte}); save it as "
+            "UTF-8 (e.g. iconv -f WINDOWS-1258 -t UTF-8, or -f UTF-16 for "
+            "UTF-16 without a byte-order mark) and run again"
+        ) from None
+
+
+def _read_pairs(path: Path) -> list[tuple[str, str]]:
+    """The ``key rest-of-line`` lines of prompts.txt or genders.txt."""
     if not path.is_file():
         logger.warning("%s not found", path)
-        return table
-    text = path.read_text(encoding="utf-8-sig", errors="replace")
-    for line in text.splitlines():
+        return []
+    pairs = []
+    for line in _decode_text(path).splitlines():
         parts = line.strip().split(maxsplit=1)
         if parts:
-            table[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
-    return table
+            pairs.append((parts[0], parts[1].strip() if parts[1:] else ""))
+    return pairs
 
 
-def _list_wavs(waves: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in waves.rglob("*")
-        if p.suffix.lower() == ".wav" and not p.name.startswith(".")
-    )
+def _read_table(path: Path) -> dict[str, str]:
+    """``key rest-of-line`` files (prompts.txt) as a dict."""
+    return dict(_read_pairs(path))
+
+
+def _read_genders(data_folder: Path) -> dict[str, str]:
+    """Speaker -> gender of both splits' ``genders.txt``; a bare speaker
+    line (no gender) is warned about and sets nothing."""
+    genders: dict[str, str] = {}
+    for split in SPLITS:
+        path = data_folder / split / "genders.txt"
+        for spk, gender in _read_pairs(path):
+            if gender:
+                genders[spk] = gender.lower()
+            else:
+                known = genders.get(spk)
+                logger.warning(
+                    "%s: speaker %s has no gender; %s",
+                    path,
+                    spk,
+                    f"kept {known!r}" if known else "left unknown",
+                )
+    return genders
+
+
+def _list_wavs(waves: Path) -> tuple[list[Path], list[Skipped]]:
+    """The ``*.wav`` files under ``waves``, following symlinked folders
+    (each real folder once, so a symlink cycle ends), and the ``*.wav``
+    names that are no file (a dangling symlink, a folder), skipped."""
+    found: list[Path] = []
+    skipped: list[Skipped] = []
+    seen: set[str] = set()
+    for folder, dirs, names in os.walk(waves, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a symlink back to a folder already listed
+            dirs.clear()
+            continue
+        seen.add(real)
+        for name in [*dirs, *names]:
+            path = Path(folder) / name
+            if path.suffix.lower() != ".wav" or name.startswith("."):
+                continue
+            if path.is_file():
+                found.append(path)
+                continue
+            why = (
+                "a folder"
+                if path.is_dir()
+                else "a dangling symlink"
+                if path.is_symlink()
+                else "not a regular file"
+            )
+            skipped.append(Skipped(str(path), path.stem, f"not a file: {why}"))
+        dirs[:] = sorted(d for d in dirs if Path(d).suffix.lower() != ".wav")
+    return sorted(found), skipped
 
 
 def list_vivos(data_folder: Pathlike) -> Listing:
@@ -114,7 +227,9 @@ def list_vivos(data_folder: Pathlike) -> Listing:
     ``genders.txt`` and its words from ``prompts.txt`` (``None`` when they
     are missing there).  Left out, with their reason: a WAV whose name is
     not ``<SPK>_<UTT>``, a second WAV with the same utterance id, a test
-    WAV of a train speaker, and a prompt without a WAV.
+    WAV of a train speaker, a ``*.wav`` that is no file (a dangling
+    symlink, a folder) and a prompt without a WAV.  Symlinked folders are
+    followed, each real folder once.
 
     Arguments
     ---------
@@ -131,7 +246,8 @@ def list_vivos(data_folder: Pathlike) -> Listing:
     MissingFileError
         If ``data_folder`` does not exist.
     DataError
-        If it is not in the VIVOS layout.
+        If it is not in the VIVOS layout, or ``prompts.txt`` /
+        ``genders.txt`` is in an encoding it cannot tell.
 
     Example
     -------
@@ -152,10 +268,7 @@ def list_vivos(data_folder: Pathlike) -> Listing:
         s: _read_table(data_folder / s / "prompts.txt") for s in SPLITS
     }
     prompts = {**split_prompts["train"], **split_prompts["test"]}
-    genders: dict[str, str] = {}
-    for split in SPLITS:
-        table = _read_table(data_folder / split / "genders.txt")
-        genders.update({k: v.lower() for k, v in table.items()})
+    genders = _read_genders(data_folder)
 
     skipped: list[Skipped] = []
     utterances: list[SourceUtterance] = []
@@ -163,7 +276,10 @@ def list_vivos(data_folder: Pathlike) -> Listing:
     train_spks: set[str] = set()
     listed: set[str] = set()  # every WAV's utterance id, kept or not
     for split in SPLITS:
-        for path in _list_wavs(data_folder / split / "waves"):
+        wavs, not_files = _list_wavs(data_folder / split / "waves")
+        skipped.extend(not_files)
+        listed.update(s.utt_id for s in not_files)
+        for path in wavs:
             utt = path.stem
             listed.add(utt)
             spk, sep, rest = utt.rpartition("_")
