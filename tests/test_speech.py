@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -98,3 +100,21 @@ def test_model_refuses_silence(tiny_prepared, tmp_path):
     errors = [x for x in proc.stderr.splitlines() if x.startswith("error")]
     assert len(errors) == 1 and "holds no speech" in errors[0]
     assert "speaker:" not in proc.stdout
+    # a silent enrolment file is refused too (it pulled its speaker's mean)
+    enrol = tmp_path / "enrol"
+    rows = utterances(read_manifest(tiny_prepared / "test.csv"))
+    for u in rows.values():  # two files of each test speaker
+        (enrol / u.spk_id).mkdir(parents=True, exist_ok=True)
+        if len(list((enrol / u.spk_id).iterdir())) < 2:
+            (enrol / u.spk_id / f"{u.utt_id}.wav").write_bytes(
+                Path(u.wav).read_bytes()
+            )
+    query = sorted((enrol / u.spk_id).iterdir())[0]
+    args = ("--model", folder, "--wav", query, "--enrol", enrol)
+    proc = run_script("verify.py", *args, "--device", "cpu")
+    assert proc.returncode == 0 and "speaker:" in proc.stdout, proc.stderr
+    sf.write(enrol / u.spk_id / "silent.wav", np.zeros(3 * SR), SR)
+    proc = run_script("verify.py", *args, "--device", "cpu")
+    assert proc.returncode == 1, proc.stdout
+    errors = [x for x in proc.stderr.splitlines() if x.startswith("error")]
+    assert len(errors) == 1 and "silent.wav holds no speech" in errors[0]
