@@ -35,7 +35,13 @@ from deep_speaker_sb.data.librispeech import (
     prepare_librispeech,
 )
 from deep_speaker_sb.data.prep import DEFAULT_NUM_TRIALS, PrepOptions
-from deep_speaker_sb.data.shards import DEFAULT_SHARD_SIZE, write_shards
+from deep_speaker_sb.data.shards import (
+    DEFAULT_SHARD_SIZE,
+    DEFAULT_SPEAKER_RUN,
+    SHARD_SPLITS,
+    SPEAKER_SPLIT,
+    write_shards,
+)
 from deep_speaker_sb.data.vietnam_celeb import prepare_vietnam_celeb
 from deep_speaker_sb.data.vivos import prepare_vivos
 from deep_speaker_sb.data.voxceleb import prepare_voxceleb
@@ -132,6 +138,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="csv",
         help="csv: the manifests and WAV cache only; shards: also "
         "WebDataset tar shards of train and valid (default: csv)",
+    )
+    p.add_argument(
+        "--speaker_shards",
+        action="store_true",
+        help="with --format shards: also write the training segments in "
+        "runs of one speaker (shards/train_by_speaker), the triplet stage's "
+        "shards for corpora of many speakers",
+    )
+    options.append(
+        (
+            "--speaker_run",
+            int,
+            DEFAULT_SPEAKER_RUN,
+            "segments per run of one speaker with --speaker_shards (at least "
+            "the triplet stage's n_per_speaker)",
+        )
     )
     options.append(
         (
@@ -272,7 +294,7 @@ def report_shards(shards: dict) -> str:
     lines = ["shards:"]
     for split, info in shards.items():
         lines.append(
-            f"  {split:5s}: {info['shards']:4d} shards, "
+            f"  {split:16s}: {info['shards']:4d} shards, "
             f"{info['segments']:6d} segments, {info['speakers']:4d} "
             f"speakers: {info['shard_list']}"
         )
@@ -284,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.shard_size < 1:  # before the preparation's work
         raise ConfigError(f"--shard_size must be >= 1, got {args.shard_size}")
+    if args.speaker_run < 1:
+        raise ConfigError(f"--speaker_run must be >= 1, got {args.speaker_run}")
+    if args.speaker_shards and args.format != "shards":
+        raise ConfigError("--speaker_shards needs --format shards")
     logging.basicConfig(
         level=logging.WARNING, format="%(levelname)s: %(message)s"
     )
@@ -291,8 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = prepare(args)
     print(report(summary))
     if args.format == "shards":
+        splits = [*SHARD_SPLITS, *[SPEAKER_SPLIT] * args.speaker_shards]
         shards = write_shards(
-            args.save_folder, shard_size=args.shard_size, seed=args.seed
+            args.save_folder,
+            shard_size=args.shard_size,
+            seed=args.seed,
+            splits=splits,
+            speaker_run=args.speaker_run,
         )
         print(report_shards(shards))
     return 0

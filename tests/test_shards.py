@@ -23,7 +23,9 @@ import torch
 import webdataset
 from speechbrain.dataio.dataio import read_audio
 
+from deep_speaker_sb.data import shards as shards_mod
 from deep_speaker_sb.data.shards import (
+    SPEAKER_SPLIT,
     ShardDataset,
     SpeakerShardBatches,
     iter_shard,
@@ -113,12 +115,24 @@ def test_data_prep_format_shards(tiny_corpus, tmp_path):
     save = tmp_path / "prep"
     args = ["--data_folder", tiny_corpus, "--save_folder", save]
     proc = run_script(
-        "data_prep.py", *args, "--format", "shards", "--shard_size", "5"
-    )
+        "data_prep.py", *args, "--format", "shards", "--shard_size", "5",
+        "--speaker_shards",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "shards:" in proc.stdout
     listing = json.loads((save / "shards/train/shardlist.json").read_text())
     assert listing["segments"] == len(_csv_rows(save / "train.csv"))
+    by_spk = read_shard_list(shard_folder(save, SPEAKER_SPLIT))
+    train_ids = {r["ID"] for r in _csv_rows(save / "train.csv")}
+    spk_ids = [e["spk_id"] for p in by_spk.shards for e in iter_shard(p)]
+    ids = [e["id"] for p in by_spk.shards for e in iter_shard(p)]
+    assert sorted(ids) == sorted(train_ids)  # the same segments, grouped:
+    assert by_spk.speakers == Counter(spk_ids)
+    alone = run_script("data_prep.py", *args, "--speaker_shards")
+    assert alone.returncode == 1
+    assert alone.stderr.strip() == (
+        "error: --speaker_shards needs --format shards"
+    )
     bad = run_script("data_prep.py", *args, "--format", "shards",
                      "--shard_size", "0")  # fmt: skip
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
@@ -139,6 +153,64 @@ def _toy_shards(folder: Path, n_segments: int, shard_size: int) -> Path:
     )  # fmt: skip
     write_shards(folder, shard_size=shard_size, splits=["train"])
     return shard_folder(folder, "train")
+
+
+def test_segment_order_in_speaker_runs():
+    # 5 speakers x 20 rows, runs of 8: each speaker gives runs of 8, 8 and
+    # 4 rows; runs of one speaker may follow each other, so a block of one
+    # speaker is a sum of some of them
+    rows = [SegmentRow(f"{s}_{k}", 1.0, "a.wav", 0, 1, f"S{s}")
+            for k in range(20) for s in range(5)]  # fmt: skip
+    order = shards_mod.segment_order(rows, seed=3, speaker_run=8)
+    assert sorted(order.tolist()) == list(range(100))
+    spk = [rows[i].spk_id for i in order]
+    blocks = Counter()
+    start = 0
+    for i in range(1, 101):
+        if i == 100 or spk[i] != spk[start]:
+            assert i - start in (4, 8, 12, 16, 20)
+            blocks[spk[start]] += 1
+            start = i
+    assert sum(blocks.values()) > 5  # not one block per speaker
+    mixed = [rows[i].spk_id for i in shards_mod.segment_order(rows, seed=3)]
+    assert sum(a != b for a, b in zip(mixed, mixed[1:], strict=False)) > 50
+
+
+def test_speaker_shards_fill_the_triplet_buffer(tmp_path, monkeypatch):
+    # 40 speakers x 4 segments, shards of 8, P = K = 2, a buffer of 8: from
+    # mixed shards few speakers ever hold K segments in the buffer, so it
+    # reads (and drops) many segments per batch; in the speaker runs every
+    # run of the buffer is a speaker ready to give K
+    soundfile.write(tmp_path / "a.wav", np.zeros(800, "int16"), 8000)
+    write_manifest(
+        tmp_path / "train.csv",
+        [
+            SegmentRow(f"s{s:02d}_{k}", 0.1, "{data_root}/a.wav", 0, 800,
+                       f"S{s:02d}")
+            for s in range(40) for k in range(4)
+        ],
+    )  # fmt: skip
+    write_shards(tmp_path, shard_size=8, splits=["train", SPEAKER_SPLIT])
+    reads = Counter()
+    real = shards_mod.iter_shard
+
+    def counting(path):
+        for example in real(path):
+            reads[Path(path).parent.name] += 1
+            yield example
+
+    monkeypatch.setattr(shards_mod, "iter_shard", counting)
+    for split in ("train", SPEAKER_SPLIT):
+        data = SpeakerShardBatches(shard_folder(tmp_path, split), 2, 2,
+                                   num_batches=20, buffer_size=8,
+                                   rank=0, world_size=1)  # fmt: skip
+        batches = list(data)
+        assert len(batches) == 20
+        for b in batches:  # valid P x K batches of distinct segments
+            assert sorted(Counter(b.spk_id).values()) == [2, 2]
+            assert len(set(b.id)) == 4
+    # 80 segments used: the grouped shards read about that many
+    assert reads[SPEAKER_SPLIT] < 2 * 80 < reads["train"]
 
 
 def _read_on_rank(rank: int, world: int, init: str, folders: list, out: str):

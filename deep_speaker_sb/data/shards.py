@@ -8,7 +8,8 @@ are written from them, so both describe the same segments, and a shard
 list records which.  ``test.csv`` stays CSV only (the trials embed whole
 test utterances from the WAV cache).
 
-Layout, per split (``train``, ``valid``)::
+Layout, per split (``train``, ``valid``, and ``train_by_speaker`` when
+asked for)::
 
     <save_folder>/shards/<split>/shard-000000.tar ...
     <save_folder>/shards/<split>/shardlist.json
@@ -19,9 +20,16 @@ WAV) and ``<key>.json`` (``ID``, ``spk_id``, ``duration``, ``gender``,
 ``words``, ``utt_id``, ``start``, ``stop``); the key is the row number in
 the manifest.  The segments are shuffled (``seed``) before being cut into
 shards of equal size (at most ``shard_size``), so every shard mixes many
-speakers.  ``shardlist.json`` gives the shards (file names relative to the
-list's folder, or absolute paths) with their segment counts, and the
-speakers with their segment counts in manifest order.
+speakers.  ``train_by_speaker`` holds the segments of ``train.csv`` again
+in runs of one speaker (each speaker's segments shuffled and cut into runs of
+``speaker_run`` segments, the runs shuffled): every run in the triplet
+stage's speaker buffer is a speaker ready to give K segments (K <=
+``speaker_run``), so a buffer of a few P x ``speaker_run`` segments is
+enough whatever the number of speakers, where from the mixed shards a
+corpus of many speakers needs about K buffered segments per speaker.
+``shardlist.json`` gives the shards (file names relative to the list's
+folder, or absolute paths) with their segment counts, and the speakers
+with their segment counts in manifest order.
 
 Reading (:class:`ShardDataset` for the softmax stage,
 :class:`SpeakerShardBatches` for the triplet stage) yields whole padded
@@ -84,6 +92,11 @@ logger = get_logger(__name__)
 
 #: The splits written as shards (``test.csv`` stays CSV only).
 SHARD_SPLITS = ("train", "valid")
+#: The training segments again, grouped by speaker (the triplet stage's
+#: shards for corpora of many speakers; ``data_prep.py --speaker_shards``).
+SPEAKER_SPLIT = "train_by_speaker"
+#: Segments per run of one speaker in :data:`SPEAKER_SPLIT` (>= K).
+DEFAULT_SPEAKER_RUN = 8
 #: Segments per shard, at most (about 140 MB of 3 s segments at 8 kHz).
 DEFAULT_SHARD_SIZE = 3000
 #: The shard list's file name, in ``<save_folder>/shards/<split>/``.
@@ -154,15 +167,52 @@ def _speaker_counts(rows: Sequence[SegmentRow]) -> list[list[Any]]:
     return [[spk, n] for spk, n in counts.items()]
 
 
+def segment_order(
+    rows: Sequence[SegmentRow], seed: int, speaker_run: int = 0
+) -> np.ndarray:
+    """The order of the manifest rows in the shards.
+
+    Shuffled; with ``speaker_run`` > 0, in runs of that many rows of one
+    speaker (each speaker's rows shuffled and cut into runs, a shorter
+    last run included, the runs shuffled).
+
+    Example
+    -------
+    >>> rows = [SegmentRow(f"{s}{k}", 1.0, "a.wav", 0, 1, s)
+    ...         for k in range(4) for s in "AB"]
+    >>> spk = [rows[i].spk_id for i in segment_order(rows, 0, speaker_run=2)]
+    >>> all(spk[i] == spk[i + 1] for i in range(0, 8, 2))  # runs of two
+    True
+    >>> sorted(segment_order(rows, 0, speaker_run=2)) == list(range(8))
+    True
+    """
+    rng = np.random.default_rng(seed)
+    if speaker_run < 1:
+        return rng.permutation(len(rows))
+    groups: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(row.spk_id, []).append(i)
+    runs = []
+    for spk in groups:
+        mine = rng.permutation(groups[spk])
+        runs += [mine[i : i + speaker_run] for i in
+                 range(0, len(mine), speaker_run)]  # fmt: skip
+    if not runs:
+        return np.zeros(0, int)
+    return np.concatenate([runs[j] for j in rng.permutation(len(runs))])
+
+
 def _write_split(
-    save_folder: Path, split: str, shard_size: int, seed: int
+    save_folder: Path, split: str, shard_size: int, seed: int, run: int
 ) -> dict[str, Any]:
-    manifest = save_folder / f"{split}.csv"
+    run = run if split == SPEAKER_SPLIT else 0
+    manifest = save_folder / f"{'train' if run else split}.csv"
     folder = shard_folder(save_folder, split)
     options = {
         "version": SHARD_VERSION,
         "shard_size": shard_size,
         "seed": seed,
+        "speaker_run": run,
         "manifest": manifest.name,
         "manifest_sha256": _sha256(manifest),
     }
@@ -174,7 +224,7 @@ def _write_split(
     rows = read_manifest(manifest, save_folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SHARD_OPTIONS).unlink(missing_ok=True)
-    order = np.random.default_rng(seed).permutation(len(rows))
+    order = segment_order(rows, seed, run)
     parts = np.array_split(order, math.ceil(len(rows) / shard_size))
     shards, rate = [], None
     for i, part in enumerate(parts):
@@ -217,6 +267,7 @@ def write_shards(
     shard_size: int = DEFAULT_SHARD_SIZE,
     seed: int = 1234,
     splits: Sequence[str] = SHARD_SPLITS,
+    speaker_run: int = DEFAULT_SPEAKER_RUN,
 ) -> dict[str, dict[str, Any]]:
     """Writes the prepared segments of each split as WebDataset shards.
 
@@ -237,7 +288,11 @@ def write_shards(
     seed : int
         Seed of the order of the segments in the shards.
     splits : sequence of str
-        The manifests to shard.
+        The splits to shard: ``train``, ``valid`` (their manifests) and
+        :data:`SPEAKER_SPLIT` (``train.csv`` in runs of one speaker).
+    speaker_run : int
+        Segments per run of one speaker in :data:`SPEAKER_SPLIT` (at
+        least the triplet stage's K).
 
     Returns
     -------
@@ -266,13 +321,17 @@ def write_shards(
     """
     if shard_size < 1:
         raise ConfigError(f"shard_size must be >= 1, got {shard_size}")
-    unknown = sorted(set(splits) - set(SHARD_SPLITS))
+    if speaker_run < 1:
+        raise ConfigError(f"speaker_run must be >= 1, got {speaker_run}")
+    known = [*SHARD_SPLITS, SPEAKER_SPLIT]
+    unknown = sorted(set(splits) - set(known))
     if unknown:
-        raise ConfigError(
-            f"cannot shard {unknown}: the splits are {list(SHARD_SPLITS)}"
-        )
+        raise ConfigError(f"cannot shard {unknown}: the splits are {known}")
     save_folder = Path(save_folder)
-    return {s: _write_split(save_folder, s, shard_size, seed) for s in splits}
+    return {
+        s: _write_split(save_folder, s, shard_size, seed, speaker_run)
+        for s in splits
+    }
 
 
 @dataclasses.dataclass(frozen=True)
