@@ -252,8 +252,10 @@ def quantize_int8(
 ) -> Path:
     """Static int8 quantization of the ResCNN part of an fp32 graph.
 
-    QDQ format, per-channel symmetric int8 weights and uint8 activations
-    for the convolutions and the affine layer (calibrated with MinMax on
+    The graph is first optimized by onnxruntime (``quant_pre_process``,
+    which folds its constant subgraphs), then quantized: QDQ
+    format, per-channel symmetric int8 weights and uint8 activations for
+    the convolutions and the affine layer (calibrated with MinMax on
     ``calibration``); the front end and the normalizer stay float.
 
     Arguments
@@ -275,14 +277,22 @@ def quantize_int8(
     if not calibration:
         raise ConfigError("int8 quantization needs calibration audio")
     int8_path = Path(int8_path)
-    graph = onnx.load(str(fp32_path)).graph
-    exclude = [
-        n.name for n in graph.node if not n.name.startswith(_MODEL_PREFIX)
-    ]
     tmp = int8_path.with_name(f".{int8_path.name}.tmp")
+    pre = int8_path.with_name(f".{int8_path.name}.pre.tmp")
     try:
+        # onnxruntime's optimizations first (constant folding: 798 -> 422
+        # nodes for the paper-width model), as onnxruntime advises: the
+        # int8 graph quantized from it ran markedly faster than one
+        # quantized from the raw export (bench/inference_throughput.py)
+        quant.quant_pre_process(
+            str(fp32_path), str(pre), skip_symbolic_shape=True
+        )
+        graph = onnx.load(str(pre)).graph
+        exclude = [
+            n.name for n in graph.node if not n.name.startswith(_MODEL_PREFIX)
+        ]
         quant.quantize_static(
-            str(fp32_path),
+            str(pre),
             str(tmp),
             _Calibration(calibration),
             quant_format=quant.QuantFormat.QDQ,
@@ -295,6 +305,7 @@ def quantize_int8(
         os.replace(tmp, int8_path)
     finally:
         tmp.unlink(missing_ok=True)
+        pre.unlink(missing_ok=True)
     return int8_path
 
 
