@@ -52,6 +52,11 @@ from deep_speaker_sb.defaults import PRETRAINED_DIR, TRIPLET_RESULTS
 from deep_speaker_sb.errors import DataError, MissingFileError
 from deep_speaker_sb.features import Features
 from deep_speaker_sb.lobes.rescnn import ResCNN
+from deep_speaker_sb.runtime import (
+    CONFIG_FILE,
+    THRESHOLD_FILE,
+    read_json_object,
+)
 from deep_speaker_sb.speech import SpeechCheck
 from deep_speaker_sb.utils import Pathlike, atomic_write, write_json
 
@@ -60,11 +65,10 @@ logger = get_logger(__name__)
 HPARAMS_FILE = "hyperparams.yaml"
 EMBEDDING_CKPT = "embedding_model.ckpt"
 NORM_CKPT = "mean_var_norm.ckpt"
-THRESHOLD_FILE = "threshold.json"
 CARD_FILE = "model_card.md"
-#: The model as plain data (no code runs when it is read): see
-#: :func:`deep_speaker_sb.inference.load_without_yaml`.
-CONFIG_FILE = "config.json"
+# CONFIG_FILE (the model as plain data, no code runs when it is read: see
+# :func:`deep_speaker_sb.inference.load_without_yaml`) and THRESHOLD_FILE
+# are the torch-free runtime's, which reads them too
 CONFIG_FORMAT = 1
 
 #: Every file an export folder must hold.
@@ -584,13 +588,7 @@ def read_config(folder: Pathlike) -> dict[str, Any] | None:
     path = Path(folder) / CONFIG_FILE
     if not path.is_file():
         return None
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise DataError(f"{path} is not a valid model config: {exc}") from exc
-    if not isinstance(config, dict):
-        raise DataError(f"{path} is not a valid model config: not an object")
-    return config
+    return read_json_object(path, HOW_TO_EXPORT)
 
 
 def read_threshold(folder: Pathlike) -> float:

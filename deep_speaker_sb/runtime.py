@@ -153,7 +153,29 @@ def read_mono(path: Pathlike, sample_rate: int) -> np.ndarray:
     return resample(mono, sr, sample_rate)
 
 
-def _read_json(path: Path, how: str) -> dict[str, Any]:
+def read_json_object(path: Pathlike, how: str) -> dict[str, Any]:
+    """A JSON file holding an object (an export's ``config.json``, ...).
+
+    Raises
+    ------
+    MissingFileError
+        When the file is missing (``how`` says how to make it).
+    DataError
+        When it is not valid JSON or not an object.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "config.json"
+    >>> _ = path.write_text('{"format": 1}')
+    >>> read_json_object(path, "export it")
+    {'format': 1}
+    >>> _ = path.write_text('[1]')
+    >>> read_json_object(path, "export it")
+    Traceback (most recent call last):
+    deep_speaker_sb.errors.DataError: ... is not a JSON object
+    """
+    path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path} missing; {how}")
     try:
@@ -202,7 +224,7 @@ class OnnxSpeaker:
         )
         if not self.folder.is_dir():
             raise MissingFileError(f"model folder not found: {self.folder}")
-        config = _read_json(self.folder / CONFIG_FILE, how)
+        config = read_json_object(self.folder / CONFIG_FILE, how)
         entry = config.get("onnx") or {}
         if not entry.get(precision):
             raise MissingFileError(
@@ -214,7 +236,7 @@ class OnnxSpeaker:
         try:
             self.sample_rate = int(config["features"]["sample_rate"])
             self.emb_dim = int(config["model"]["emb_dim"])
-            threshold = _read_json(
+            threshold = read_json_object(
                 self.folder / THRESHOLD_FILE, "re-export the model"
             )
             self.threshold = float(threshold["threshold"])
