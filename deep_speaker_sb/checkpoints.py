@@ -30,6 +30,18 @@ MODEL_PARTS = {
 }
 
 
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DataParallel / DDP wrapper, if any.
+
+    Example
+    -------
+    >>> lin = torch.nn.Linear(2, 2)
+    >>> unwrap(torch.nn.DataParallel(lin)) is lin, unwrap(lin) is lin
+    (True, True)
+    """
+    return getattr(module, "module", module)
+
+
 def input_config(modules: Mapping[str, torch.nn.Module]) -> dict[str, Any]:
     """The settings that shape the model's input: the feature front end's
     arguments and the normalization type (as far as ``modules`` holds
@@ -48,11 +60,10 @@ def input_config(modules: Mapping[str, torch.nn.Module]) -> dict[str, Any]:
     """
     config: dict[str, Any] = {}
     if "compute_features" in modules:
-        features = getattr(modules["compute_features"], "module", None)
-        config.update((features or modules["compute_features"]).config)
+        config.update(unwrap(modules["compute_features"]).config)
     if "mean_var_norm" in modules:
         norm = modules["mean_var_norm"]
-        config["feature_norm"] = getattr(norm, "module", norm).norm_type
+        config["feature_norm"] = unwrap(norm).norm_type
     return config
 
 

@@ -47,7 +47,7 @@ import torch
 from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.logger import get_logger
 
-from deep_speaker_sb.checkpoints import load_best_parts
+from deep_speaker_sb.checkpoints import load_best_parts, unwrap
 from deep_speaker_sb.defaults import PRETRAINED_DIR, TRIPLET_RESULTS
 from deep_speaker_sb.errors import DataError, MissingFileError
 from deep_speaker_sb.features import Features
@@ -86,11 +86,6 @@ HOW_TO_EXPORT = (
     f"hparams/triplet.yaml` (it writes {TRIPLET_RESULTS}/<seed>/"
     f"{PRETRAINED_DIR})"
 )
-
-
-def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DataParallel / DDP wrapper, if any."""
-    return getattr(module, "module", module)
 
 
 def _yaml_value(value: Any) -> str:
@@ -378,9 +373,9 @@ def export_pretrained(
     if not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold}")
     folder = Path(folder).absolute()
-    model = _unwrap(embedding_model)
-    norm = _unwrap(mean_var_norm)
-    feats = _unwrap(compute_features)
+    model = unwrap(embedding_model)
+    norm = unwrap(mean_var_norm)
+    feats = unwrap(compute_features)
     features_config = dict(feats.config)
     model_config = dict(model.config)
     norm_cfg = norm_config(norm)
@@ -502,7 +497,7 @@ def record_onnx(
     normalizer and ResCNN, when the folder predates it) and a row of the
     model card."""
     folder = Path(folder)
-    feats, norm, model = (_unwrap(p) for p in parts)
+    feats, norm, model = (unwrap(p) for p in parts)
     config = read_config(folder) or _config(
         dict(feats.config), norm_config(norm), dict(model.config)
     )

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from speechbrain.utils.logger import get_logger
 
-from deep_speaker_sb.checkpoints import input_config
+from deep_speaker_sb.checkpoints import input_config, unwrap
 from deep_speaker_sb.errors import ConfigError
 from deep_speaker_sb.export import check_export_folder
 from deep_speaker_sb.inference import load_without_yaml
@@ -108,8 +108,8 @@ def model_differences(
     old, new = input_config(export), input_config(yaml)
     for key in sorted(old.keys() & new.keys()):
         pairs[YAML_NAMES.get(key, key)] = (old[key], new[key])
-    old = _unwrap(export["embedding_model"]).config
-    new = _unwrap(yaml["embedding_model"]).config
+    old = unwrap(export["embedding_model"]).config
+    new = unwrap(yaml["embedding_model"]).config
     for key in old:
         if key in new:
             pairs.setdefault(key, (old[key], new[key]))
@@ -185,17 +185,12 @@ def init_from_pretrained(
             f"builds: {', '.join(differ)}; set these keys to the export's "
             f"values (see {Path(folder) / 'config.json'})"
         )
-    model = _unwrap(modules["embedding_model"])
+    model = unwrap(modules["embedding_model"])
     model.load_state_dict(export["embedding_model"].state_dict())
-    norm = _unwrap(modules["mean_var_norm"])
+    norm = unwrap(modules["mean_var_norm"])
     norm._load_statistics_dict(export["mean_var_norm"]._statistics_dict())
     logger.info("initialized the embedding model from the export %s", folder)
     return input_config(export)
-
-
-def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DataParallel / DDP wrapper, if any."""
-    return getattr(module, "module", module)
 
 
 def _plain(value: Any) -> Any:

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from speechbrain.utils.logger import get_logger
 
+from deep_speaker_sb.checkpoints import unwrap
 from deep_speaker_sb.dataio import (
     read_manifest,
     speaker_utterances,
@@ -93,10 +94,8 @@ def model_identity(mods: Mapping[str, torch.nn.Module]) -> str:
     >>> model_identity(mods(0))[:2]
     '8-'
     """
-    model = mods["embedding_model"]
-    model = getattr(model, "module", model)
-    norm = mods["mean_var_norm"]
-    norm = getattr(norm, "module", norm)
+    model = unwrap(mods["embedding_model"])
+    norm = unwrap(mods["mean_var_norm"])
     digest = hashlib.sha256()
     parts = {
         **{f"model.{k}": v for k, v in model.state_dict().items()},
