@@ -36,7 +36,7 @@ from speechbrain.utils.logger import get_logger
 from torch import Tensor, nn
 
 from deep_speaker_sb.embedding import compute_embeddings
-from deep_speaker_sb.errors import ConfigError, MissingFileError
+from deep_speaker_sb.errors import ConfigError
 from deep_speaker_sb.features import Features
 from deep_speaker_sb.utils import Pathlike
 
@@ -377,23 +377,18 @@ def calibration_audio(
     Raises
     ------
     MissingFileError
-        When the manifest does not exist.
+        When the manifest or a WAV it names does not exist
+        (:func:`~deep_speaker_sb.dataio.read_manifest`).
     """
     import soundfile as sf
 
-    from deep_speaker_sb.dataio import read_manifest, resolve_wav
+    from deep_speaker_sb.dataio import read_manifest
 
-    csv = Path(csv)
-    if not csv.is_file():
-        raise MissingFileError(
-            f"calibration manifest not found: {csv}; give a prepared "
-            "train.csv (data_prep.py writes it)"
-        )
-    rows = read_manifest(csv)
+    rows = read_manifest(csv)  # its WAV paths resolved
     step = max(1, len(rows) // max(n, 1))
     wavs = []
     for row in rows[::step][:n]:
-        path = resolve_wav(row.wav, csv.parent)
+        path = row.wav
         sr = sf.info(str(path)).samplerate
         stop = min(row.stop, row.start + int(max_seconds * sr))
         data, _ = sf.read(
