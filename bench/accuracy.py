@@ -26,6 +26,8 @@ Variants (``--variants``, default all):
 - ``all``: ``base`` with the three (augment, aam, stats);
 - ``nonspeech``: ``base`` with ``--nonspeech_weight 1.0`` in pre-training;
 - ``augment_nonspeech``: ``augment`` with ``--nonspeech_weight 1.0``.
+- ``augment_seed2``: ``augment`` with another seed (``--seed 2``, both
+  stages), for the seed-to-seed spread.
 
 Every run lives in ``<out>/<variant>/`` and is resumed, not redone, when
 the command is run again.
@@ -94,6 +96,7 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     # generated non-speech pushed away from the speakers (issue #10)
     "nonspeech": (NO_AUGMENT, ["--nonspeech_weight", "1.0"]),
     "augment_nonspeech": (["--augment", "True"], ["--nonspeech_weight", "1.0"]),
+    "augment_seed2": (["--augment", "True", "--seed", "2"], []),
 }
 
 
