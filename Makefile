@@ -38,9 +38,9 @@ bench-corpus: $(STAMP)
 	bash bench/install_tts.sh
 	$(PY) bench/tts_corpus.py --out $(BENCH_CORPUS)
 
-# The accuracy table of the README: prepares the benchmark corpus (8 kHz,
-# 30,000 test trials) and trains + scores every variant of
-# bench/accuracy.py at the CPU budget (resumable; see the README).
+# The accuracy tables of docs/benchmarks.md: prepares the benchmark corpus
+# (8 kHz, 30,000 test trials) and trains + scores every variant of
+# bench/accuracy.py at the CPU budget (resumable; see docs/benchmarks.md).
 BENCH_PREP ?= bench_data/tts8k
 bench-accuracy: $(STAMP)
 	$(PY) data_prep.py --data_folder $(BENCH_CORPUS) \
