@@ -23,6 +23,17 @@ The modes (the model is the newest ``results/triplet/*/pretrained``, or
 - ``python verify.py --wav FILE --register REGISTER``: identifies against
   a saved register without re-embedding the enrolment files (the register
   must have been made with the same model).
+- ``python verify.py --pair A.wav B.wav``: compares two files: cosine,
+  calibrated LLR, posterior of "same speaker" at ``--prior``, the
+  threshold that decided and the verdict.
+- ``python verify.py --calibrate TRIALS``: scores a labelled trials file
+  (over the utterances of ``--csv``) and writes the cosine -> LLR
+  calibration and the operating points (EER, FAR 1%, FAR 0.1%) fitted on
+  it into the model's ``config.json``, replacing those of the export.
+
+A calibrated model decides at its EER threshold unless ``--far 0.01``
+picks the threshold of a stored false-accept rate; LLRs and posteriors
+are shown where a model has a calibration.
 """
 
 from __future__ import annotations
@@ -35,10 +46,15 @@ from pathlib import Path
 import torch
 
 from deep_speaker_sb import evaluation, register, scoring
+from deep_speaker_sb.calibration import DEFAULT_PRIOR, STORED_THRESHOLD
 from deep_speaker_sb.cli import run_cli
 from deep_speaker_sb.defaults import PREP_FOLDER, TRIPLET_RESULTS
 from deep_speaker_sb.errors import ConfigError
-from deep_speaker_sb.export import check_export_folder, latest_export
+from deep_speaker_sb.export import (
+    check_export_folder,
+    latest_export,
+    write_score_calibration,
+)
 from deep_speaker_sb.inference import BACKENDS, DeepSpeaker
 
 DEFAULT_CSV = f"{PREP_FOLDER}/test.csv"
@@ -75,6 +91,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--trials", help="trials file (default: trials.txt next to --csv)"
     )
     mode.add_argument("--wav", help="audio file to identify (with --enrol)")
+    mode.add_argument(
+        "--pair",
+        nargs=2,
+        metavar=("WAV_A", "WAV_B"),
+        help="compare two audio files: score, LLR, posterior, verdict",
+    )
+    mode.add_argument(
+        "--calibrate",
+        metavar="TRIALS",
+        help="fit the score calibration and operating points on this "
+        "labelled trials file (utterances of --csv) and write them into "
+        "the model's config.json",
+    )
     p.add_argument(
         "--enrol",
         help="enrolment manifest CSV or folder of "
@@ -90,6 +119,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--register",
         metavar="REGISTER",
         help="saved register to identify --wav against (instead of --enrol)",
+    )
+    p.add_argument(
+        "--far",
+        type=float,
+        default=None,
+        help="decide at the model's threshold for this false-accept rate "
+        "(e.g. 0.01; default: its EER threshold)",
+    )
+    p.add_argument(
+        "--prior",
+        type=float,
+        default=DEFAULT_PRIOR,
+        help="prior probability of 'same speaker' of the posteriors shown "
+        f"(default {DEFAULT_PRIOR})",
     )
     p.add_argument(
         "--top",
@@ -161,13 +204,31 @@ def load_model(args: argparse.Namespace) -> DeepSpeaker:
     device = args.device or ("cpu" if args.backend != "torch" else None)
     run_opts = {"device": device} if device else None
     model = DeepSpeaker.from_hparams(
-        source=folder, run_opts=run_opts, backend=args.backend
+        source=folder,
+        run_opts=run_opts,
+        backend=args.backend,
+        far=getattr(args, "far", None),
     )
     model.folder = folder
     print(
         f"model: {folder} (threshold {model.threshold:.4f}: cosine "
         "similarity above it means same speaker)"
     )
+    point = model.operating_point
+    if point.name != STORED_THRESHOLD:
+        print(f"decision: {point.describe()}")
+        if not point.reliable:
+            print(
+                f"warning: the {point.name} threshold was fitted on too "
+                "few non-target trials to trust its FAR",
+                file=sys.stderr,
+            )
+    if model.calibration is not None:
+        cal = model.calibration
+        print(
+            f"calibration: {cal.formula()} (fitted on {cal.trials} "
+            f"{cal.fitted_on})"
+        )
     return model
 
 
@@ -277,6 +338,7 @@ def trials_mode(args: argparse.Namespace) -> int:
             "csv": str(args.csv),
             "trials": str(trials_path),
         },
+        durations=evaluation.manifest_durations(csv),
     )
     out = (
         Path(args.out)
@@ -306,14 +368,99 @@ def trials_mode(args: argparse.Namespace) -> int:
     )
     for p in scoring.P_TARGETS:
         print(f"minDCF({p:<4})   {report[f'min_dcf_{p}']:.4f}")
+    cosine = report.get("raw", report)
+    cllr = cosine.get("cllr")
+    print(
+        f"min-Cllr       {cosine['min_cllr']:.4f} (cosine scores)"
+        + ("" if cllr is None else f"; Cllr {cllr:.4f} (calibrated LLRs)")
+    )
+    for name, bucket in report.get("eer_by_duration", {}).items():
+        eer = bucket["eer"]
+        text = "n/a" if eer is None else f"{100 * eer:.2f}%"
+        print(
+            f"EER test {name:<5} {text} ({bucket['n_target']} target, "
+            f"{bucket['n_nontarget']} non-target)"
+        )
     at = report["at_threshold"]
     print(
         f"at the stored threshold {model.threshold:.4f} (cosine): "
         f"FRR {100 * at['false_reject_rate']:.2f}%, "
         f"FAR {100 * at['false_accept_rate']:.2f}%"
     )
+    for name, point in report.get("operating_points", {}).items():
+        print(
+            f"  {name:<10} threshold {point['threshold']:.4f}: "
+            f"FRR {100 * point['false_reject_rate']:.2f}%, "
+            f"FAR {100 * point['false_accept_rate']:.2f}% here"
+        )
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def pair_mode(args: argparse.Namespace) -> int:
+    """``--pair A B``: the verdict on two files."""
+    path_a, path_b = args.pair
+    model = load_model(args)
+    verdict = model.verify_pair(path_a, path_b, prior=args.prior)
+    point = verdict.point
+    print(f"{path_a} vs {path_b}:")
+    print(f"  cosine     {verdict.cosine:.4f}")
+    if verdict.llr is None:
+        how = "the model has no calibration; add it with --calibrate TRIALS"
+        print(f"  LLR        n/a ({how})")
+        print("  posterior  n/a")
+    else:
+        print(
+            f"  LLR        {verdict.llr:+.3f} (natural log; > 0 favours "
+            "same speaker)"
+        )
+        print(
+            f"  posterior  {verdict.posterior:.4f} P(same speaker) at "
+            f"prior {verdict.prior:g}"
+        )
+    print(f"  threshold  {point.describe()}")
+    relation = ">" if verdict.same_speaker else "<="
+    answer = "same speaker" if verdict.same_speaker else "different speakers"
+    print(
+        f"verdict: {answer} (cosine {verdict.cosine:.4f} {relation} "
+        f"{point.name} threshold {point.threshold:.4f})"
+    )
+    return 0
+
+
+def calibrate_mode(args: argparse.Namespace) -> int:
+    """``--calibrate TRIALS``: fits the calibration and operating points
+    on labelled trials and writes them into the model's config.json."""
+    trials_path = Path(args.calibrate)
+    trials, utts = evaluation.load_trials(trials_path, args.csv)
+    model = load_model(args)
+    result = evaluation.evaluate_trials(
+        model, trials, utts, batch_size=args.batch_size
+    )
+    report = result.report
+    _warn_no_speech(
+        report["no_speech"], f" with their {report['trials_left_out']} trials"
+    )
+    labels = [label for label, _, _ in result.trials]
+    fitted = scoring.calibrate(
+        labels, result.scores, fitted_on=f"trials of {trials_path}"
+    )
+    cal = fitted.calibration
+    print(
+        f"{report['n_trials']} trials ({report['n_target']} target, "
+        f"{report['n_nontarget']} non-target) of {trials_path}"
+    )
+    if report.get("cllr") is not None:
+        print(f"Cllr with the model's calibration: {report['cllr']:.4f}")
+    print(
+        f"fitted: {cal.formula()}; Cllr "
+        f"{cal.cllr:.4f}, min-Cllr {cal.min_cllr:.4f} on these trials"
+    )
+    for point in fitted.points.values():
+        print(f"  {point.describe()}")
+    path = write_score_calibration(model.folder, fitted)
+    print(f"wrote {path}")
     return 0
 
 
@@ -331,7 +478,7 @@ def identify_mode(args: argparse.Namespace) -> int:
         model, args.wav, spk2wavs, top=args.top, batch_size=args.batch_size
     )
     print(f"{args.wav} vs {len(spk2wavs)} enrolled speakers of {args.enrol}:")
-    return _print_candidates(candidates, model.threshold)
+    return _print_candidates(candidates, model.threshold, model, args.prior)
 
 
 def register_mode(args: argparse.Namespace) -> int:
@@ -346,7 +493,7 @@ def register_mode(args: argparse.Namespace) -> int:
         f"{args.wav} vs {len(saved.speakers)} enrolled speakers of "
         f"{args.register}:"
     )
-    return _print_candidates(candidates, model.threshold)
+    return _print_candidates(candidates, model.threshold, model, args.prior)
 
 
 def enrol_save_mode(args: argparse.Namespace) -> int:
@@ -378,20 +525,41 @@ def enrol_save_mode(args: argparse.Namespace) -> int:
 
 
 def _print_candidates(
-    candidates: list[register.Candidate], threshold: float
+    candidates: list[register.Candidate],
+    threshold: float,
+    model: object = None,
+    prior: float = DEFAULT_PRIOR,
 ) -> int:
-    """Prints the ranked speakers and the answer; returns 0."""
+    """Prints the ranked speakers and the answer; returns 0.
+
+    With a calibrated ``model`` each line also gives the LLR and the
+    posterior at ``prior``, and the answer names the operating point."""
+    sc = getattr(model, "score_calibration", None)
+    point = getattr(model, "operating_point", None)
     for rank, c in enumerate(candidates, start=1):
         mark = "accept" if c.accepted else "below threshold"
-        print(f"  {rank}. {c.speaker:<20} cosine {c.score:.4f}  ({mark})")
+        extra = ""
+        if sc is not None and sc.calibration is not None:
+            v = sc.verdict(c.score, point, prior)
+            extra = f"  LLR {v.llr:+.3f}  P(same) {v.posterior:.4f}"
+        print(
+            f"  {rank}. {c.speaker:<20} cosine {c.score:.4f}{extra}  ({mark})"
+        )
     best = candidates[0]
+    named = point is not None and point.name != STORED_THRESHOLD
+    which = f"{point.name} threshold" if named else "threshold"
     if best.accepted:
-        print(f"speaker: {best.speaker}")
+        print(
+            f"speaker: {best.speaker}"
+            + (f" (cosine > {which} {threshold:.4f})" if named else "")
+        )
     else:
         print(
-            f"speaker: unknown (best score {best.score:.4f} <= threshold "
+            f"speaker: unknown (best score {best.score:.4f} <= {which} "
             f"{threshold:.4f})"
         )
+    if sc is not None and sc.calibration is not None:
+        print(f"(P(same) at prior {prior:g})")
     return 0
 
 
@@ -422,8 +590,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.top < 1:
         raise ConfigError("--top must be at least 1")
     _check_register_options(args)
-    if (args.spk or args.wav or args.enrol_save) and (args.snorm or args.out):
+    other = args.spk or args.wav or args.enrol_save or args.pair
+    if (other or args.calibrate) and (args.snorm or args.out):
         raise ConfigError("--snorm and --out go with the trials mode only")
+    if not 0.0 < args.prior < 1.0:
+        raise ConfigError(f"--prior must lie in (0, 1), got {args.prior}")
+    if args.far is not None and not 0.0 < args.far < 1.0:
+        raise ConfigError(f"--far must lie in (0, 1), got {args.far}")
+    if args.far is not None and args.calibrate:
+        raise ConfigError(
+            "--far picks a stored threshold; --calibrate fits them (FAR "
+            "0.01 and 0.001): give one of the two"
+        )
+    if args.calibrate:
+        return calibrate_mode(args)
+    if args.pair:
+        return pair_mode(args)
     if args.spk:
         return speaker_mode(args)
     if args.enrol_save:

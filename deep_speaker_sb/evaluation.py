@@ -7,6 +7,12 @@ optional s-norm against a :func:`draw_cohort` cohort, metrics and the
 similarities of all utterance pairs of one or two speakers).  The scoring
 itself is :mod:`deep_speaker_sb.scoring`'s.
 
+With a calibrated model (:mod:`deep_speaker_sb.calibration`), the report
+also gives the actual ``cllr`` of its LLRs, the measured rates at each
+stored operating point and a reliability diagram; ``min_cllr`` (the
+calibration-free part) and the EER by test duration (:func:`
+duration_buckets`) are given for any model.
+
 Files that fail the speech check (:mod:`deep_speaker_sb.speech`: silence,
 steady noise, tones) are found by :func:`screen_speech` before any
 embedding and left out of every evaluation: the trials that name them are
@@ -26,6 +32,7 @@ from typing import Any, Protocol
 import torch
 from speechbrain.utils.logger import get_logger
 
+from deep_speaker_sb.calibration import ScoreCalibration, cllr, min_cllr
 from deep_speaker_sb.data.trials import Trial
 from deep_speaker_sb.dataio import (
     Utterance,
@@ -34,12 +41,18 @@ from deep_speaker_sb.dataio import (
     utterances,
 )
 from deep_speaker_sb.errors import ConfigError, DataError
-from deep_speaker_sb.plots import plot_det, plot_score_histograms
+from deep_speaker_sb.plots import (
+    plot_det,
+    plot_reliability,
+    plot_score_histograms,
+)
 from deep_speaker_sb.scoring import (
+    compute_eer,
     pair_scores,
     read_trials,
     score_trials,
     snorm_scores,
+    split_scores,
     summarize,
     threshold_rates,
     verification_metrics,
@@ -278,11 +291,14 @@ class TrialsEvaluation:
         ``[len(trials)]`` scores: cosine similarity, or s-norm scores.
     report : dict
         The ``report.json`` content (see :func:`evaluate_trials`).
+    llrs : torch.Tensor, optional
+        The calibrated LLRs of the cosine scores (a calibrated model).
     """
 
     trials: list[Trial]
     scores: torch.Tensor
     report: dict[str, Any]
+    llrs: torch.Tensor | None = None
 
     @property
     def snorm(self) -> bool:
@@ -299,6 +315,7 @@ def evaluate_trials(
     top_n: int | None = None,
     batch_size: int = 32,
     info: Mapping[str, Any] | None = None,
+    durations: Mapping[str, float] | None = None,
 ) -> TrialsEvaluation:
     """Embeds the trial utterances, scores the trials and reports.
 
@@ -320,6 +337,9 @@ def evaluate_trials(
         Files embedded per batch.
     info : mapping, optional
         Extra report entries (e.g. the model, manifest and trials paths).
+    durations : mapping, optional
+        Utterance id -> seconds (:func:`manifest_durations`): adds
+        ``eer_by_duration`` (:func:`duration_buckets` of the test side).
 
     Returns
     -------
@@ -336,7 +356,14 @@ def evaluate_trials(
         them are not scored: ``no_speech_files`` counts them,
         ``trials_left_out`` counts those trials and ``no_speech`` lists
         them (:func:`no_speech_entries`); ``n_trials`` counts the scored
-        trials.
+        trials.  Calibration: ``min_cllr`` of the scores beside the EER;
+        ``calibration`` (the model's ``score_calibration`` as the export
+        stores it, or None) and ``cllr`` (of its LLRs of the cosine
+        scores, None without calibration; with s-norm, ``cllr`` and the
+        cosine ``min_cllr`` are in ``raw``); ``operating_point`` (the
+        name of the threshold that decided) and ``operating_points``
+        (each stored point's threshold, the FAR / FRR measured on these
+        trials and those where it was fitted).
 
     Raises
     ------
@@ -397,6 +424,8 @@ def evaluate_trials(
     }
     raw_metrics = verification_metrics(labels, raw)
     report["at_threshold"] = threshold_rates(labels, raw, model.threshold)
+    sc = getattr(model, "score_calibration", None) or ScoreCalibration()
+    llrs = _calibration_report(report, raw_metrics, labels, raw, sc, model)
     scores, metrics = raw, raw_metrics
     if cohort is not None:
         cohort_refused = screen_speech(model, cohort.utterances)
@@ -411,6 +440,8 @@ def evaluate_trials(
         cohort_embs = _embed(model, cohort_utts, batch_size)
         scores = snorm_scores(trials, embeddings, cohort_embs, top_n)
         metrics = verification_metrics(labels, scores)
+        pos, neg = split_scores(labels, scores)
+        metrics["min_cllr"] = min_cllr(pos.double(), neg.double())
         report["raw"] = raw_metrics
         report["snorm"] = {
             "cohort_size": len(cohort_embs),
@@ -420,15 +451,138 @@ def evaluate_trials(
         }
     report.update(metrics)
     report["score"] = "cosine similarity" if cohort is None else "s-norm"
-    return TrialsEvaluation(list(trials), scores, report)
+    if durations is not None:
+        report["eer_by_duration"] = duration_buckets(trials, scores, durations)
+    return TrialsEvaluation(list(trials), scores, report, llrs)
+
+
+def _calibration_report(
+    report: dict[str, Any],
+    metrics: dict[str, Any],
+    labels: Sequence[int],
+    raw: torch.Tensor,
+    sc: ScoreCalibration,
+    model: Embedder,
+) -> torch.Tensor | None:
+    """Adds the calibration entries of :func:`evaluate_trials` (``cllr``
+    and ``min_cllr`` into ``metrics``, the others into ``report``);
+    returns the LLRs (None without calibration)."""
+    pos, neg = split_scores(labels, raw)
+    metrics["min_cllr"] = min_cllr(pos.double(), neg.double())
+    point = getattr(model, "operating_point", None)
+    if point is not None:
+        report["operating_point"] = point.name
+    if sc.points:
+        report["operating_points"] = {
+            name: {
+                "threshold": p.threshold,
+                "target_far": p.target_far,
+                "fitted": {"far": p.far, "frr": p.frr, "trials": p.trials},
+                **threshold_rates(labels, raw, p.threshold),
+            }
+            for name, p in sc.points.items()
+        }
+    if sc.calibration is None:
+        report["calibration"] = metrics["cllr"] = None
+        return None
+    report["calibration"] = sc.calibration.to_config()
+    llrs = torch.from_numpy(sc.calibration.llr(raw.double().numpy()))
+    tar, non = split_scores(labels, llrs)
+    metrics["cllr"] = cllr(tar, non)
+    return llrs
+
+
+#: The test-duration buckets of :func:`duration_buckets`: name, lowest and
+#: highest duration in seconds (a bucket holds ``low <= d < high``).
+DURATION_BUCKETS = (("<2s", 0.0, 2.0), ("2-4s", 2.0, 4.0), (">4s", 4.0, 1e9))
+
+
+def duration_buckets(
+    trials: Sequence[Trial],
+    scores: torch.Tensor,
+    durations: Mapping[str, float],
+) -> dict[str, dict[str, Any]]:
+    """EER of the trials by the duration of their test utterance.
+
+    Arguments
+    ---------
+    trials : sequence of (label, enrol_utt, test_utt)
+        The scored trials.
+    scores : torch.Tensor
+        Their scores.
+    durations : mapping
+        Utterance id -> seconds (a test utterance without one is left out
+        of every bucket).
+
+    Returns
+    -------
+    dict
+        Bucket name (``"<2s"``, ``"2-4s"``, ``">4s"``) -> ``n_trials``,
+        ``n_target``, ``n_nontarget`` and ``eer`` (None unless the bucket
+        holds both kinds of trial).
+
+    Example
+    -------
+    >>> trials = [(1, "a", "b"), (0, "a", "c"), (1, "a", "d")]
+    >>> out = duration_buckets(trials, torch.tensor([0.9, 0.1, 0.5]),
+    ...                        {"b": 1.5, "c": 1.0, "d": 5.0})
+    >>> out["<2s"]["eer"], out["<2s"]["n_trials"], out[">4s"]["eer"]
+    (0.0, 2, None)
+    """
+    out = {}
+    for name, low, high in DURATION_BUCKETS:
+        idx = [
+            i
+            for i, (_, _, test) in enumerate(trials)
+            if test in durations and low <= durations[test] < high
+        ]
+        labels = torch.tensor([trials[i][0] for i in idx], dtype=torch.bool)
+        part = scores[torch.tensor(idx, dtype=torch.long)]
+        n_tar = int(labels.sum())
+        entry: dict[str, Any] = {
+            "n_trials": len(idx),
+            "n_target": n_tar,
+            "n_nontarget": len(idx) - n_tar,
+            "eer": None,
+        }
+        if 0 < n_tar < len(idx):
+            entry["eer"] = compute_eer(part[labels], part[~labels])[0]
+        out[name] = entry
+    return out
+
+
+def manifest_durations(csv_path: Pathlike) -> dict[str, float]:
+    """Utterance id -> duration in seconds: the sum of its segments'
+    ``duration`` in a prepared manifest (a tail shorter than the
+    preparation's ``min_dur`` is not counted).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.wav").write_bytes(b"")
+    >>> _ = (d / "test.csv").write_text(
+    ...     "ID,duration,wav,start,stop,spk_id\\n"
+    ...     "a_0,3.0,{data_root}/a.wav,0,24000,A\\n"
+    ...     "a_1,1.5,{data_root}/a.wav,24000,36000,A\\n")
+    >>> manifest_durations(d / "test.csv")
+    {'a': 4.5}
+    """
+    out: dict[str, float] = {}
+    for row in read_manifest(csv_path):
+        out[row.utt_id] = out.get(row.utt_id, 0.0) + float(row.duration)
+    return out
 
 
 #: The files :func:`write_evaluation` writes, in the order it lists them.
 EVALUATION_FILES = ("scores.txt", "report.json", "score_hist.png", "det.png")
+#: The reliability diagram, written after them for a calibrated model.
+RELIABILITY_FILE = "reliability.png"
 
 
 def write_evaluation(out: Pathlike, result: TrialsEvaluation) -> list[Path]:
-    """Writes ``scores.txt``, ``report.json`` and the score plots.
+    """Writes ``scores.txt``, ``report.json`` and the score plots (and,
+    when the result has LLRs, the reliability diagram ``reliability.png``).
 
     Arguments
     ---------
@@ -440,7 +594,8 @@ def write_evaluation(out: Pathlike, result: TrialsEvaluation) -> list[Path]:
     Returns
     -------
     list of Path
-        The files, in the order of :data:`EVALUATION_FILES`.
+        The files, in the order of :data:`EVALUATION_FILES` (then
+        :data:`RELIABILITY_FILE` when written).
 
     Example
     -------
@@ -473,8 +628,25 @@ def write_evaluation(out: Pathlike, result: TrialsEvaluation) -> list[Path]:
         det_png,
         title=f"DET ({kind}), EER {100 * result.report['eer']:.2f}%",
     )
+    if result.llrs is not None:
+        paths.append(
+            plot_reliability(
+                labels,
+                result.llrs,
+                out / RELIABILITY_FILE,
+                title=f"Reliability ({_cllr_text(result.report)})",
+            )
+        )
     write_json(report_json, result.report)
     return paths
+
+
+def _cllr_text(report: Mapping[str, Any]) -> str:
+    """The Cllr / min-Cllr of the cosine scores' LLRs, for a title."""
+    where = report.get("raw", report)
+    if where.get("cllr") is None:
+        return "cosine LLRs"
+    return f"Cllr {where['cllr']:.3f}, min-Cllr {where['min_cllr']:.3f}"
 
 
 def pair_statistics(scores: torch.Tensor, threshold: float) -> dict[str, Any]:

@@ -8,9 +8,13 @@ The folder (``<output_folder>/pretrained/``, see ``docs/DESIGN.md``) holds
   folder);
 - ``embedding_model.ckpt`` and ``mean_var_norm.ckpt``: the weights and the
   normalizer's statistics;
-- ``threshold.json``: the decision threshold on cosine similarity (the one
-  place it is stored; :class:`deep_speaker_sb.inference.DeepSpeaker` reads
-  it);
+- ``threshold.json``: the decision threshold on cosine similarity (the
+  EER threshold of the validation trials; the decision threshold of an
+  export without operating points);
+- ``config.json``: the model as plain data and, when the scores were
+  calibrated (:mod:`deep_speaker_sb.calibration`), ``calibration`` (cosine
+  -> LLR) and ``operating_points`` (the thresholds of the EER and of target
+  false-accept rates, the EER one deciding by default);
 - ``model_card.md``: data, epochs, validation EER, threshold, model size and
   features;
 - ``embedding_model.onnx`` and ``embedding_model.int8.onnx`` (when
@@ -47,6 +51,7 @@ import torch
 from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.logger import get_logger
 
+from deep_speaker_sb.calibration import ScoreCalibration
 from deep_speaker_sb.checkpoints import load_best_parts, unwrap
 from deep_speaker_sb.defaults import PRETRAINED_DIR, TRIPLET_RESULTS
 from deep_speaker_sb.errors import DataError, MissingFileError
@@ -316,6 +321,7 @@ def export_pretrained(
     card: dict[str, Any],
     onnx: bool = True,
     calibration: Sequence[torch.Tensor] | None = None,
+    score_calibration: ScoreCalibration | None = None,
 ) -> Path:
     """Writes the self-contained pretrained folder (replacing any old one).
 
@@ -342,6 +348,11 @@ def export_pretrained(
     calibration : sequence of torch.Tensor, optional
         Training waveforms ``[time]`` that calibrate the int8 copy
         ``embedding_model.int8.onnx`` (None: no int8 copy).
+    score_calibration : ScoreCalibration, optional
+        The cosine -> LLR calibration and the operating points fitted on
+        the validation trials (:func:`deep_speaker_sb.scoring.calibrate`),
+        written into ``config.json`` (None: the export decides at
+        ``threshold`` and gives no LLR).
 
     Returns
     -------
@@ -399,6 +410,10 @@ def export_pretrained(
 
             config["onnx"] = write_onnx(tmp, feats, norm, model, calibration)
             card = {**card, "ONNX": onnx_card_line(config["onnx"])}
+        if score_calibration is not None:
+            config.update(score_calibration.to_config())
+            line = calibration_card_line(score_calibration)
+            card = {**card, CALIBRATION_ROW: line} if line else card
         write_json(tmp / CONFIG_FILE, config)
         write_json(
             tmp / THRESHOLD_FILE,
@@ -487,6 +502,98 @@ def onnx_card_line(entry: dict[str, Any]) -> str:
     return f"{files} (opset {entry['opset']}; exported with {tools})"
 
 
+#: The model card's row of the score calibration.
+CALIBRATION_ROW = "score calibration"
+
+
+def calibration_card_line(sc: ScoreCalibration) -> str:
+    """The model card's row of a calibration (empty without one).
+
+    Example
+    -------
+    >>> from deep_speaker_sb.calibration import Calibration, OperatingPoint
+    >>> sc = ScoreCalibration(
+    ...     Calibration(12.5, -5.0, fitted_on="validation trials",
+    ...                 trials=4000, cllr=0.31, min_cllr=0.29),
+    ...     {"far_0.01": OperatingPoint("far_0.01", 0.71, 0.01)})
+    >>> calibration_card_line(sc)  # doctest: +NORMALIZE_WHITESPACE
+    'LLR = 12.5 * cosine - 5 (Cllr 0.31, min-Cllr 0.29 on 4000
+     validation trials); FAR 1%: threshold 0.7100'
+    """
+    cal = sc.calibration
+    if cal is None:
+        return ""
+    text = cal.formula()
+    if cal.cllr is not None and cal.min_cllr is not None:
+        text += (
+            f" (Cllr {cal.cllr:.3g}, min-Cllr {cal.min_cllr:.3g} on "
+            f"{cal.trials} {cal.fitted_on})"
+        )
+    fars = [
+        f"FAR {100 * p.target_far:g}%: threshold {p.threshold:.4f}"
+        for p in sc.points.values()
+        if p.target_far and p.reliable
+    ]
+    return "; ".join([text, *fars])
+
+
+def _set_card_row(folder: Path, key: str, value: str) -> None:
+    """Sets the model card's ``| key | value |`` row (added at the end of
+    the table when missing)."""
+    card_path = folder / CARD_FILE
+    text = card_path.read_text(encoding="utf-8")
+    row = f"| {key} | {value} |"
+    lines = [ln for ln in text.splitlines() if not ln.startswith(f"| {key} |")]
+    table_end = max(i for i, ln in enumerate(lines) if ln.startswith("|"))
+    lines.insert(table_end + 1, row)
+    with atomic_write(card_path) as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def write_score_calibration(folder: Pathlike, sc: ScoreCalibration) -> Path:
+    """Writes a calibration and its operating points into an export's
+    ``config.json`` (atomically: a temporary file renamed over it),
+    replacing any earlier ones; updates the model card's row.
+
+    Arguments
+    ---------
+    folder : Pathlike
+        An export folder with ``config.json``.
+    sc : ScoreCalibration
+        What :func:`deep_speaker_sb.scoring.calibrate` fitted.
+
+    Returns
+    -------
+    Path
+        The ``config.json`` written.
+
+    Raises
+    ------
+    MissingFileError
+        For an export older than ``config.json`` (re-export it).
+    """
+    folder = check_export_folder(folder)
+    config = read_config(folder)
+    if config is None:
+        raise MissingFileError(
+            f"{folder / CONFIG_FILE} missing: the export predates "
+            "config.json; export it again (train_triplet.py ... "
+            "--export_only True), then calibrate"
+        )
+    config = {
+        k: v
+        for k, v in config.items()
+        if k not in ("calibration", "operating_points")
+    }
+    config.update(sc.to_config())
+    path = folder / CONFIG_FILE
+    write_json(path, config)
+    line = calibration_card_line(sc)
+    if line and (folder / CARD_FILE).is_file():
+        _set_card_row(folder, CALIBRATION_ROW, line)
+    return path
+
+
 def record_onnx(
     folder: Pathlike,
     entry: dict[str, Any],
@@ -502,14 +609,7 @@ def record_onnx(
         dict(feats.config), norm_config(norm), dict(model.config)
     )
     write_json(folder / CONFIG_FILE, {**config, "onnx": entry})
-    card_path = folder / CARD_FILE
-    text = card_path.read_text(encoding="utf-8")
-    row = f"| ONNX | {onnx_card_line(entry)} |"
-    lines = [ln for ln in text.splitlines() if not ln.startswith("| ONNX |")]
-    table_end = max(i for i, ln in enumerate(lines) if ln.startswith("|"))
-    lines.insert(table_end + 1, row)
-    with atomic_write(card_path) as f:
-        f.write("\n".join(lines) + "\n")
+    _set_card_row(folder, "ONNX", onnx_card_line(entry))
 
 
 def onnx_file(folder: Pathlike, int8: bool = False) -> Path:
@@ -584,6 +684,21 @@ def read_config(folder: Pathlike) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     return read_json_object(path, HOW_TO_EXPORT)
+
+
+def read_score_calibration(folder: Pathlike) -> ScoreCalibration:
+    """The calibration and operating points of an export's
+    ``config.json`` (none for an export without them).
+
+    Raises
+    ------
+    DataError
+        When they are malformed.
+    """
+    try:
+        return ScoreCalibration.from_config(read_config(folder))
+    except DataError as exc:
+        raise DataError(f"{Path(folder) / CONFIG_FILE}: {exc}") from None
 
 
 def read_threshold(folder: Pathlike) -> float:
@@ -679,9 +794,12 @@ def _export_stage(
     folder: Pathlike,
     threshold: float,
     card: dict[str, Any],
+    score_calibration: dict[str, Any] | None = None,
 ) -> Path:
     """Exports the modules of ``hparams`` as they are now, with the card
-    entries every export of the triplet stage shares."""
+    entries every export of the triplet stage shares (and the score
+    calibration of the validation trials, ``config.json``'s entries as
+    :meth:`ScoreCalibration.to_config` wrote them, when given)."""
     card = {
         "data": str(hparams["prep_folder"]),
         "init_from": hparams["init_from"],
@@ -708,6 +826,11 @@ def _export_stage(
         threshold=float(threshold),
         card=card,
         calibration=calibration,
+        score_calibration=(
+            ScoreCalibration.from_config(score_calibration)
+            if score_calibration
+            else None
+        ),
     )
 
 
@@ -722,7 +845,7 @@ def export_initial(hparams: dict[str, Any], stats: dict[str, Any]) -> Path:
         The triplet stage's hyperparameters, modules freshly initialized.
     stats : dict
         The epoch-0 validation stats (``EER`` as a fraction,
-        ``threshold``).
+        ``threshold``, and ``score_calibration`` when it could be fitted).
 
     Returns
     -------
@@ -734,7 +857,11 @@ def export_initial(hparams: dict[str, Any], stats: dict[str, Any]) -> Path:
         "valid_eer": float(stats["EER"]),
     }
     folder = _export_stage(
-        hparams, hparams["init_pretrained_folder"], stats["threshold"], card
+        hparams,
+        hparams["init_pretrained_folder"],
+        stats["threshold"],
+        card,
+        stats.get("score_calibration"),
     )
     logger.info("exported the initial model to %s", folder)
     return folder
@@ -745,8 +872,10 @@ def export_best(hparams: dict[str, Any]) -> Path:
     ``pretrained_folder``.
 
     Loads the best checkpoint's model parts into ``hparams``' modules,
-    then calls :func:`export_pretrained` with its validation EER threshold
-    and a model card (which also gives the EER of the initial model when
+    then calls :func:`export_pretrained` with its validation EER threshold,
+    the score calibration fitted on the same validation trials (its
+    ``score_calibration`` metadata, absent from older checkpoints) and a
+    model card (which also gives the EER of the initial model when
     :func:`save_initial_stats` saved it).
 
     Arguments
@@ -788,7 +917,11 @@ def export_best(hparams: dict[str, Any]) -> Path:
             f"{100 * float(initial['EER']):.2f}%"
         )
     folder = _export_stage(
-        hparams, hparams["pretrained_folder"], best.meta["threshold"], card
+        hparams,
+        hparams["pretrained_folder"],
+        best.meta["threshold"],
+        card,
+        best.meta.get("score_calibration"),
     )
     logger.info(
         "exported epoch %s (validation EER %.2f%%) to %s",

@@ -23,8 +23,14 @@ Example
 ...                                  run_opts={"device": "cpu"})
 >>> model.encode_batch(torch.rand(2, 16000)).shape
 torch.Size([2, 16])
->>> model.threshold
-0.5
+>>> model.threshold, model.operating_point.name  # no operating points
+(0.5, 'threshold.json')
+
+An export whose ``config.json`` holds a calibration
+(:mod:`deep_speaker_sb.calibration`) also gives calibrated LLRs and
+posteriors (:meth:`DeepSpeaker.llr`, :meth:`DeepSpeaker.verify_pair`) and
+decides at its EER operating point, or at a target false-accept rate
+(``from_hparams(..., far=0.01)``).
 """
 
 from __future__ import annotations
@@ -44,6 +50,12 @@ from speechbrain.utils.data_utils import batch_pad_right
 from speechbrain.utils.fetching import FetchConfig
 
 from deep_speaker_sb import runtime
+from deep_speaker_sb.calibration import (
+    DEFAULT_PRIOR,
+    Calibration,
+    OperatingPoint,
+    Verdict,
+)
 from deep_speaker_sb.embedding import EMBEDDING_MODULES, compute_embeddings
 from deep_speaker_sb.errors import (
     ConfigError,
@@ -61,6 +73,7 @@ from deep_speaker_sb.export import (
     check_export_folder,
     onnx_file,
     read_config,
+    read_score_calibration,
     read_threshold,
     record_onnx,
 )
@@ -245,8 +258,12 @@ class DeepSpeaker(Pretrained):
     Build it with :meth:`from_hparams` on an export folder.  Embeddings are
     L2-normalized ``[emb_dim]`` vectors; two utterances are judged to come
     from the same speaker when their cosine similarity exceeds
-    :attr:`threshold` (from the folder's ``threshold.json``);
+    :attr:`threshold`: that of :attr:`operating_point`, the export's EER
+    point or a target false-accept rate's (``far``), or for an export
+    without operating points its ``threshold.json``;
     :meth:`similarity` is :func:`deep_speaker_sb.scoring.cosine_similarity`.
+    With a calibrated export, :meth:`llr` maps cosines to log-likelihood
+    ratios and :meth:`verify_pair` gives the whole verdict.
 
     Arguments
     ---------
@@ -267,13 +284,66 @@ class DeepSpeaker(Pretrained):
             )
         self.sample_rate = int(self.hparams.sample_rate)
         folder = Path(self.hparams.threshold_file).parent
-        self.threshold = read_threshold(folder)
+        #: The calibration and operating points of the export.
+        self.score_calibration = read_score_calibration(folder)
+        self.stored_threshold = read_threshold(folder)
+        self.use_operating_point(None)
         self.speech_check = read_speech_check(folder)
         #: The enrolled speakers of :meth:`enrol` / :meth:`identify`.
         self.register: SpeakerRegister | None = None
         self._model_id: str | None = None
         self.backend = "torch"
         self.session = None
+
+    def use_operating_point(self, far: float | None) -> OperatingPoint:
+        """Decides at the operating point of false-accept rate ``far``
+        from now on (None: the EER point, or ``threshold.json``); sets
+        :attr:`threshold`.
+
+        Raises
+        ------
+        ConfigError
+            When the export has no point for ``far`` (the message lists
+            those it has).
+        """
+        point = self.score_calibration.select(far, self.stored_threshold)
+        #: The operating point that decides (its name and threshold).
+        self.operating_point = point
+        self.threshold = point.threshold
+        return point
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The export's cosine -> LLR calibration (None without one)."""
+        return self.score_calibration.calibration
+
+    def llr(self, score: float | torch.Tensor) -> float | torch.Tensor | None:
+        """The calibrated log-likelihood ratio of cosine scores (None when
+        the export has no calibration)."""
+        if self.calibration is None:
+            return None
+        if torch.is_tensor(score):
+            return self.calibration.a * score.double() + self.calibration.b
+        return self.calibration.llr(float(score))
+
+    def verify_pair(
+        self,
+        path_a: Pathlike,
+        path_b: Pathlike,
+        prior: float = DEFAULT_PRIOR,
+    ) -> Verdict:
+        """The verdict on two files: cosine, calibrated LLR, posterior of
+        "same speaker" at ``prior`` and the threshold that decided.
+
+        Both files must pass the speech check
+        (:class:`~deep_speaker_sb.speech.NoSpeechError` otherwise).
+        """
+        emb_a = self.encode_file(path_a)
+        emb_b = self.encode_file(path_b)
+        score = float(self.similarity(emb_a, emb_b))
+        return self.score_calibration.verdict(
+            score, self.operating_point, prior
+        )
 
     def use_backend(self, backend: str, threads: int | None = None) -> None:
         """Embeds with ``backend`` from now on (see :data:`BACKENDS`).
@@ -306,6 +376,7 @@ class DeepSpeaker(Pretrained):
         savedir: Pathlike | None = None,
         overrides: dict | None = None,
         backend: str = "torch",
+        far: float | None = None,
         **kwargs,
     ) -> DeepSpeaker:
         """Loads an export folder, offline.
@@ -326,6 +397,10 @@ class DeepSpeaker(Pretrained):
             ``"torch"`` (default), ``"onnx"`` or ``"onnx-int8"``: the
             export's ``embedding_model.onnx`` / ``.int8.onnx`` run by
             onnxruntime on the CPU; same methods and outputs.
+        far : float, optional
+            Decide at the export's operating point of this false-accept
+            rate (e.g. 0.01); by default its EER point (or, for an export
+            without operating points, ``threshold.json``).
         **kwargs
             Forwarded (e.g. ``run_opts={"device": "cuda"}``).
 
@@ -361,6 +436,7 @@ class DeepSpeaker(Pretrained):
                 f"{hparams_file} or checkpoint): {text[:160]}; {HOW_TO_EXPORT}"
             ) from None
         model.use_backend(backend)
+        model.use_operating_point(far)
         return model
 
     def load_audio(self, path: Pathlike, savedir=None) -> torch.Tensor:

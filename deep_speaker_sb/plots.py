@@ -1,4 +1,5 @@
-"""Score plots of a verification run: histograms and the DET curve.
+"""Score plots of a verification run: histograms, the DET curve and the
+reliability diagram of calibrated scores.
 
 Both are written as PNG files atomically (matplotlib's Agg backend, so no
 display is needed).
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from deep_speaker_sb.calibration import posterior
 from deep_speaker_sb.scoring import (
     det_curve,
     split_scores,
@@ -160,6 +162,96 @@ def plot_det(
         ax.set_title(title)
         ax.grid(True, alpha=0.4)
         ax.legend(loc="lower left")
+        fig.tight_layout()
+        return _save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def reliability_bins(
+    labels: Sequence[int] | torch.Tensor,
+    llrs: torch.Tensor,
+    n_bins: int = 10,
+) -> list[tuple[float, float, int]]:
+    """The points of a reliability diagram of LLRs.
+
+    Each LLR becomes a posterior at the trials' own proportion of targets
+    (so that a calibrated system has posteriors equal to the observed
+    frequencies); the posteriors are cut into ``n_bins`` equal-width bins.
+
+    Returns
+    -------
+    list of (mean posterior, fraction of targets, trials)
+        One per non-empty bin, in order.
+
+    Example
+    -------
+    >>> bins = reliability_bins([1, 0, 1, 0], torch.tensor([5., -5., 0., 0.]))
+    >>> [(round(p, 3), f, n) for p, f, n in bins]
+    [(0.007, 0.0, 1), (0.5, 0.5, 2), (0.993, 1.0, 1)]
+    """
+    labels_t = torch.as_tensor(labels).bool().flatten()
+    prior = float(labels_t.float().mean())
+    if not 0.0 < prior < 1.0:
+        raise ValueError("a reliability diagram needs both kinds of trial")
+    post = torch.as_tensor(
+        posterior(torch.as_tensor(llrs).double().numpy(), prior)
+    ).flatten()
+    which = (post * n_bins).long().clamp(0, n_bins - 1)
+    out = []
+    for k in range(n_bins):
+        mask = which == k
+        n = int(mask.sum())
+        if n:
+            frac = float(labels_t[mask].float().mean())
+            out.append((float(post[mask].mean()), frac, n))
+    return out
+
+
+def plot_reliability(
+    labels: Sequence[int] | torch.Tensor,
+    llrs: torch.Tensor,
+    path: Pathlike,
+    title: str = "Reliability diagram",
+) -> Path:
+    """Reliability diagram of calibrated LLRs (:func:`reliability_bins`:
+    predicted posterior vs. observed fraction of same-speaker trials; a
+    calibrated system lies on the diagonal), saved as a PNG.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "reliability.png"
+    >>> _ = plot_reliability([1, 1, 0, 0], torch.tensor([2., .5, -1., .2]), p)
+    >>> p.read_bytes()[:4] == b"\\x89PNG"
+    True
+    """
+    plt = _pyplot()
+    bins = reliability_bins(labels, llrs)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    try:
+        ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="calibrated")
+        ax.plot(
+            [b[0] for b in bins],
+            [b[1] for b in bins],
+            "o-",
+            label="system",
+        )
+        for p, f, n in bins:
+            ax.annotate(
+                str(n),
+                (p, f),
+                fontsize=7,
+                xytext=(3, -9),
+                textcoords="offset points",
+            )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("predicted P(same speaker) at the trials' prior")
+        ax.set_ylabel("observed fraction of same-speaker trials")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.4)
+        ax.legend(loc="upper left")
         fig.tight_layout()
         return _save_figure(fig, path)
     finally:

@@ -10,6 +10,12 @@ stack::
     embs = model.embed(["a.wav", "b.wav"])        # [2, emb_dim], unit norm
     score = runtime.score(embs[0], embs[1])       # cosine similarity
     same = score > model.threshold
+    verdict = model.verify_pair("a.wav", "b.wav")  # + LLR, posterior
+
+A calibrated export (``calibration`` and ``operating_points`` in its
+``config.json``, :mod:`deep_speaker_sb.calibration`) gives LLRs
+(:meth:`OnnxSpeaker.llr`) and decides at its EER point or, with
+``OnnxSpeaker(folder, far=0.01)``, at a target false-accept rate's.
 
 Files of any rate and channel count are mixed to mono and resampled to
 the model's rate with the data preparation's resampler
@@ -34,6 +40,12 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from deep_speaker_sb.calibration import (
+    DEFAULT_PRIOR,
+    Calibration,
+    ScoreCalibration,
+    Verdict,
+)
 from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
 from deep_speaker_sb.utils import Pathlike
 
@@ -199,12 +211,17 @@ class OnnxSpeaker:
         ``"fp32"`` or ``"int8"`` (``embedding_model.int8.onnx``).
     threads : int, optional
         onnxruntime intra-op threads.
+    far : float, optional
+        Decide at the export's operating point of this false-accept rate;
+        by default its EER point (or ``threshold.json``'s threshold).
 
     Raises
     ------
     MissingFileError
         When the folder, its ``config.json`` or the graph is missing (with
         how to add the ONNX files).
+    ConfigError
+        When the export has no operating point for ``far``.
     """
 
     def __init__(
@@ -212,6 +229,7 @@ class OnnxSpeaker:
         folder: Pathlike,
         precision: str = "fp32",
         threads: int | None = None,
+        far: float | None = None,
     ):
         if precision not in PRECISIONS:
             raise ConfigError(
@@ -239,9 +257,14 @@ class OnnxSpeaker:
             threshold = read_json_object(
                 self.folder / THRESHOLD_FILE, "re-export the model"
             )
-            self.threshold = float(threshold["threshold"])
+            stored = float(threshold["threshold"])
+            #: The calibration and operating points of the export.
+            self.score_calibration = ScoreCalibration.from_config(config)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{self.folder}: bad model config: {exc}") from None
+        #: The operating point that decides, and its threshold.
+        self.operating_point = self.score_calibration.select(far, stored)
+        self.threshold = self.operating_point.threshold
         self.precision = precision
         self.session = open_session(graph, threads)
 
@@ -283,6 +306,28 @@ class OnnxSpeaker:
         a, b = self.embed([path_a, path_b], batch_size=1)
         value = float(score(a, b))
         return value, value > self.threshold
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The export's cosine -> LLR calibration (None without one)."""
+        return self.score_calibration.calibration
+
+    def llr(self, scores: np.ndarray | float) -> np.ndarray | float | None:
+        """Calibrated LLRs of cosine scores (None without calibration)."""
+        return self.score_calibration.llr(scores)
+
+    def verify_pair(
+        self,
+        path_a: Pathlike,
+        path_b: Pathlike,
+        prior: float = DEFAULT_PRIOR,
+    ) -> Verdict:
+        """The verdict on two files: cosine, LLR, posterior at ``prior``
+        and the operating point that decided (no speech check here)."""
+        a, b = self.embed([path_a, path_b], batch_size=1)
+        return self.score_calibration.verdict(
+            float(score(a, b)), self.operating_point, prior
+        )
 
 
 def score(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:

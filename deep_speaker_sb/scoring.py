@@ -25,6 +25,13 @@ from pathlib import Path
 import torch
 from speechbrain.utils.metric_stats import EER, minDCF
 
+from deep_speaker_sb.calibration import (
+    FAR_TARGETS,
+    OperatingPoint,
+    ScoreCalibration,
+    far_point,
+    fit_logistic,
+)
 from deep_speaker_sb.data.trials import Trial
 from deep_speaker_sb.errors import DataError, MissingFileError
 from deep_speaker_sb.utils import Pathlike, atomic_write
@@ -517,6 +524,76 @@ def threshold_rates(
         "false_reject_rate": float((pos <= threshold).float().mean()),
         "false_accept_rate": float((neg > threshold).float().mean()),
     }
+
+
+def calibrate(
+    labels: Sequence[int] | torch.Tensor,
+    scores: torch.Tensor,
+    fitted_on: str,
+    fars: Sequence[float] = FAR_TARGETS,
+) -> ScoreCalibration:
+    """Calibration and operating points fitted on labelled cosine scores.
+
+    The LLR map is :func:`~deep_speaker_sb.calibration.fit_logistic`'s
+    (at prior 0.5); the EER point is :func:`compute_eer`'s threshold, the
+    FAR points :func:`~deep_speaker_sb.calibration.far_point`'s, each with
+    the rates measured on these trials.
+
+    Arguments
+    ---------
+    labels : sequence of int
+        1 for a target trial, 0 otherwise.
+    scores : torch.Tensor
+        Their cosine scores (trials the model did not train on).
+    fitted_on : str
+        What trials, recorded with the result (``"validation trials"``,
+        a trials file).
+    fars : sequence of float
+        The target false-accept rates of the FAR points.
+
+    Returns
+    -------
+    ScoreCalibration
+        ``calibration`` and ``points`` (``eer``, ``far_0.01``, ...).
+
+    Raises
+    ------
+    DataError
+        When a kind of trial is missing or the scores do not rank targets
+        above non-targets.
+
+    Example
+    -------
+    >>> g = torch.Generator().manual_seed(0)
+    >>> scores = torch.cat([torch.randn(500, generator=g) * 0.1 + 0.6,
+    ...                     torch.randn(1500, generator=g) * 0.1 + 0.2])
+    >>> sc = calibrate([1] * 500 + [0] * 1500, scores, "demo", fars=[0.01])
+    >>> sorted(sc.points), sc.calibration.trials
+    (['eer', 'far_0.01'], 2000)
+    >>> sc.points["far_0.01"].far <= 0.01
+    True
+    """
+    pos, neg = split_scores(labels, scores)
+    tar, non = pos.double().numpy(), neg.double().numpy()
+    cal = fit_logistic(tar, non, fitted_on=fitted_on)
+    _, eer_threshold = compute_eer(pos, neg)
+    rates = threshold_rates(labels, scores, eer_threshold)
+    points = {
+        "eer": OperatingPoint(
+            name="eer",
+            threshold=float(eer_threshold),
+            far=rates["false_accept_rate"],
+            frr=rates["false_reject_rate"],
+            trials=len(tar) + len(non),
+            n_target=len(tar),
+            n_nontarget=len(non),
+            fitted_on=fitted_on,
+        )
+    }
+    for far in fars:
+        point = far_point(tar, non, far, fitted_on)
+        points[point.name] = point
+    return ScoreCalibration(cal, points)
 
 
 def det_curve(

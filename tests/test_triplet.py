@@ -259,6 +259,16 @@ def test_train_resume_and_export(prepared, tmp_path):
 
     model = DeepSpeaker.from_hparams(source=export)
     assert model.threshold == pytest.approx(best.meta["threshold"])
+    # the score calibration of the best epoch's validation trials
+    config = json.loads((export / "config.json").read_text())
+    assert (
+        config["calibration"] == best.meta["score_calibration"]["calibration"]
+    )
+    assert config["calibration"]["fitted_on"] == "validation trials"
+    eer_point = config["operating_points"]["eer"]
+    assert eer_point["threshold"] == pytest.approx(best.meta["threshold"])
+    assert model.operating_point.name == "eer"
+    assert model.calibration.a > 0
     wav = next((prepared / "wavs" / "train").rglob("*.wav"))
     from speechbrain.dataio.dataio import read_audio
 
@@ -293,7 +303,18 @@ def test_export_takes_lowest_eer_not_last(tmp_path):
                 "normalizer": InputNormalization(norm_type="sentence"),
             },
         ).save_checkpoint(
-            meta={"EER": eer, "threshold": epoch / 10, "epoch": epoch}
+            meta={
+                "EER": eer,
+                "threshold": epoch / 10,
+                "epoch": epoch,
+                "score_calibration": {
+                    "calibration": {"a": 10.0 * epoch, "b": -1.0},
+                    "operating_points": {
+                        "eer": {"threshold": epoch / 10},
+                        "far_0.01": {"threshold": 0.9, "target_far": 0.01},
+                    },
+                },
+            }
         )
         states[epoch] = model.state_dict()
     model = ResCNN(**MODEL)
@@ -319,6 +340,10 @@ def test_export_takes_lowest_eer_not_last(tmp_path):
     }
     folder = export_best(hparams)
     assert read_threshold(folder) == pytest.approx(0.2)
+    # the best checkpoint's score calibration, through its metadata
+    config = json.loads((folder / "config.json").read_text())
+    assert config["calibration"]["a"] == 20.0
+    assert config["operating_points"]["far_0.01"]["threshold"] == 0.9
     exported = torch.load(folder / "embedding_model.ckpt")
     for key, value in states[2].items():
         assert torch.equal(value, exported[key]), key

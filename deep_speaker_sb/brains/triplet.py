@@ -47,7 +47,7 @@ from deep_speaker_sb.dataio import (
 )
 from deep_speaker_sb.errors import DataError
 from deep_speaker_sb.losses import collapse_warning
-from deep_speaker_sb.scoring import compute_eer, score_trials
+from deep_speaker_sb.scoring import calibrate, compute_eer, score_trials
 from deep_speaker_sb.utils import Pathlike
 
 logger = get_logger(__name__)
@@ -130,22 +130,25 @@ class TripletBrain(EmbeddingBrain):
         eer, threshold = self._validation_eer()
         stats = {"EER": round(eer, 6), "threshold": round(threshold, 6)}
         self.valid_stats = stats
+        calibration = self._validation_calibration()
         if stage == sb.Stage.TEST:
             self.hparams.train_logger.log_stats(
                 stats_meta={"epoch": 0, "init": self.hparams.init_from},
                 valid_stats=stats,
             )
+            if calibration:  # for export_initial
+                self.valid_stats = {**stats, "score_calibration": calibration}
             return
         self.log_validation_epoch(epoch, stats)
-        self.checkpointer.save_and_keep_only(
-            meta={
-                "EER": stats["EER"],
-                "threshold": threshold,
-                "epoch": epoch,
-                "input": input_config(self.modules),
-            },
-            min_keys=["EER"],
-        )
+        meta = {
+            "EER": stats["EER"],
+            "threshold": threshold,
+            "epoch": epoch,
+            "input": input_config(self.modules),
+        }
+        if calibration:  # export_best writes it into the export
+            meta["score_calibration"] = calibration
+        self.checkpointer.save_and_keep_only(meta=meta, min_keys=["EER"])
 
     def _validation_eer(self) -> tuple[float, float]:
         """EER (fraction) and threshold over the collected embeddings."""
@@ -161,8 +164,21 @@ class TripletBrain(EmbeddingBrain):
         if not trials:
             raise DataError(_no_trials_message(len(self.utt2spk)))
         scores = score_trials(trials, self.embeddings)
+        self._valid_scores = ([t[0] for t in trials], scores)
         target = torch.tensor([t[0] == 1 for t in trials])
         return compute_eer(scores[target], scores[~target])
+
+    def _validation_calibration(self) -> dict[str, Any] | None:
+        """The score calibration and operating points of the validation
+        trials just scored (``config.json``'s entries), or None (with a
+        warning) when the scores cannot be calibrated."""
+        labels, scores = self._valid_scores
+        try:
+            fitted = calibrate(labels, scores, "validation trials")
+        except DataError as exc:
+            logger.warning("no score calibration this epoch: %s", exc)
+            return None
+        return fitted.to_config()
 
 
 def _no_trials_message(n_utts: int) -> str:
