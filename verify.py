@@ -323,10 +323,8 @@ def identify_mode(args: argparse.Namespace) -> int:
         raise ConfigError("--wav needs --enrol CSV_or_DIR (enrolled speakers)")
     spk2wavs = register.enrolment_speakers(args.enrol, exclude=args.wav)
     model = load_model(args)
-    model.check_speech(args.wav)  # no speaker for silence, noise, tones
-    for wavs in spk2wavs.values():  # as --enrol_save: no silent enrolment
-        for wav in wavs:
-            model.check_speech(wav)
+    # every file speech-checked (encode_files): no speaker for silence,
+    # noise or tones, no silent enrolment file pulling a speaker's mean
     candidates = register.identify(
         model, args.wav, spk2wavs, top=args.top, batch_size=args.batch_size
     )

@@ -543,8 +543,11 @@ def identify(
 ) -> list[Candidate]:
     """Ranks enrolled speakers by their similarity to a recording.
 
-    The recording is embedded first, so that an unreadable file fails
-    before the enrolment audio is embedded.  The recording is speaker
+    The recording is embedded first, so that an unreadable file (or one
+    without speech) fails before the enrolment audio is embedded; every
+    file goes through the model's ``encode_files``, whose speech check
+    (``DeepSpeaker``'s) refuses silence and noise among the enrolment
+    files too.  The recording is speaker
     ``candidates[0].speaker`` when ``candidates[0].accepted``, unknown
     otherwise.
 
