@@ -40,6 +40,7 @@ from deep_speaker_sb.defaults import PREP_FOLDER, TRIPLET_RESULTS
 from deep_speaker_sb.errors import ConfigError
 from deep_speaker_sb.export import check_export_folder, latest_export
 from deep_speaker_sb.inference import BACKENDS, DeepSpeaker
+from deep_speaker_sb.utils import printable
 
 DEFAULT_CSV = f"{PREP_FOLDER}/test.csv"
 DEFAULT_RESULTS = TRIPLET_RESULTS
@@ -165,7 +166,7 @@ def load_model(args: argparse.Namespace) -> DeepSpeaker:
     )
     model.folder = folder
     print(
-        f"model: {folder} (threshold {model.threshold:.4f}: cosine "
+        f"model: {printable(folder)} (threshold {model.threshold:.4f}: cosine "
         "similarity above it means same speaker)"
     )
     return model
@@ -189,7 +190,7 @@ def _stats_lines(name: str, stats: dict) -> list[str]:
 def _warn_no_speech(entries: list[dict], left_out: str) -> None:
     """One warning line naming the files the speech check left out."""
     if entries:
-        names = ", ".join(e["wav"] for e in entries[:5])
+        names = ", ".join(printable(e["wav"]) for e in entries[:5])
         more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
         print(
             f"warning: {len(entries)} file(s) hold no speech and are left "
@@ -214,15 +215,15 @@ def speaker_mode(args: argparse.Namespace) -> int:
         stats = evaluation.speaker_pair_statistics(
             model, utts_a, batch_size=args.batch_size
         )
-        print(f"speaker {a}: {stats['n_a']} utterances")
+        print(f"speaker {printable(a)}: {stats['n_a']} utterances")
         name = "SAP (anchor-positive, same speaker)"
     else:
         stats = evaluation.speaker_pair_statistics(
             model, utts_a, utts_b, batch_size=args.batch_size
         )
         print(
-            f"speaker A {a}: {stats['n_a']} utterances; "
-            f"speaker B {b}: {stats['n_b']} utterances"
+            f"speaker A {printable(a)}: {stats['n_a']} utterances; "
+            f"speaker B {printable(b)}: {stats['n_b']} utterances"
         )
         name = "SAN (anchor-negative, A x B)"
     _warn_no_speech(stats["no_speech"], " with their pairs")
@@ -263,7 +264,7 @@ def trials_mode(args: argparse.Namespace) -> int:
     if cohort is not None:
         print(
             f"s-norm cohort: {len(cohort.utterances)} utterances of "
-            f"{cohort.csv}"
+            f"{printable(cohort.csv)}"
         )
     result = evaluation.evaluate_trials(
         model,
@@ -296,7 +297,8 @@ def trials_mode(args: argparse.Namespace) -> int:
     print(
         f"{report['n_trials']} trials ({report['n_target']} target, "
         f"{report['n_nontarget']} non-target) over "
-        f"{report['n_utterances']} utterances of {args.csv}; scores: {kind}"
+        f"{report['n_utterances']} utterances of {printable(args.csv)}; "
+        f"scores: {kind}"
     )
     if args.snorm:
         print(f"raw cosine EER {100 * report['raw']['eer']:.2f}%")
@@ -313,7 +315,7 @@ def trials_mode(args: argparse.Namespace) -> int:
         f"FAR {100 * at['false_accept_rate']:.2f}%"
     )
     for path in written:
-        print(f"wrote {path}")
+        print(f"wrote {printable(path)}")
     return 0
 
 
@@ -328,7 +330,10 @@ def identify_mode(args: argparse.Namespace) -> int:
     candidates = register.identify(
         model, args.wav, spk2wavs, top=args.top, batch_size=args.batch_size
     )
-    print(f"{args.wav} vs {len(spk2wavs)} enrolled speakers of {args.enrol}:")
+    print(
+        f"{printable(args.wav)} vs {len(spk2wavs)} enrolled speakers of "
+        f"{printable(args.enrol)}:"
+    )
     return _print_candidates(candidates, model.threshold)
 
 
@@ -341,8 +346,8 @@ def register_mode(args: argparse.Namespace) -> int:
     model.register = saved
     candidates = model.identify(args.wav, top=args.top)  # speech-checked
     print(
-        f"{args.wav} vs {len(saved.speakers)} enrolled speakers of "
-        f"{args.register}:"
+        f"{printable(args.wav)} vs {len(saved.speakers)} enrolled speakers "
+        f"of {printable(args.register)}:"
     )
     return _print_candidates(candidates, model.threshold)
 
@@ -364,12 +369,13 @@ def enrol_save_mode(args: argparse.Namespace) -> int:
     added = [s for s in spk2wavs if s not in known]
     print(
         f"enrolled {sum(len(w) for w in spk2wavs.values())} files of "
-        f"{len(spk2wavs)} speakers of {args.enrol} ({len(added)} new, "
+        f"{len(spk2wavs)} speakers of {printable(args.enrol)} "
+        f"({len(added)} new, "
         f"{len(spk2wavs) - len(added)} updated)"
     )
     saved = model.register
     print(
-        f"wrote {path}: {len(saved.speakers)} speakers, "
+        f"wrote {printable(path)}: {len(saved.speakers)} speakers, "
         f"{sum(saved.counts)} files"
     )
     return 0
@@ -381,10 +387,11 @@ def _print_candidates(
     """Prints the ranked speakers and the answer; returns 0."""
     for rank, c in enumerate(candidates, start=1):
         mark = "accept" if c.accepted else "below threshold"
-        print(f"  {rank}. {c.speaker:<20} cosine {c.score:.4f}  ({mark})")
+        name = printable(c.speaker)
+        print(f"  {rank}. {name:<20} cosine {c.score:.4f}  ({mark})")
     best = candidates[0]
     if best.accepted:
-        print(f"speaker: {best.speaker}")
+        print(f"speaker: {printable(best.speaker)}")
     else:
         print(
             f"speaker: unknown (best score {best.score:.4f} <= threshold "

@@ -461,7 +461,7 @@ def verify_mod():
     return load_script("verify.py")
 
 
-# --------------------------------------------------- register contents
+# ------------------------------------- register contents, printed names
 
 
 def _register_file(path: Path, model_id: str, **changes) -> Path:
@@ -519,3 +519,31 @@ def test_register_rank_checks_the_embedding_size():
     with pytest.raises(DataError, match="holds NaN"):
         SpeakerRegister(["A"], torch.full((1, 2), float("inf")))
 
+
+def test_printed_names_are_escaped(
+    verify_mod, exports, speakers, tmp_path, capsys
+):
+    """A speaker folder named with a newline and an escape code printed a
+    fake ``speaker: ... (accepted)`` line."""
+    evil = "A\nspeaker: EVIL (accepted)\x1b[2J"
+    enrol = tmp_path / "enrol"
+    for name, d in zip(
+        (evil, "B"), sorted(speakers["first"].iterdir()), strict=True
+    ):
+        (enrol / name).mkdir(parents=True)
+        for f in sorted(d.glob("*.wav")):
+            (enrol / name / f.name).symlink_to(f.resolve())
+    common = ["--model", str(exports[0]), "--device=cpu", "--batch_size=1"]
+    saved = tmp_path / "reg\x1b[31m.pt"
+    assert verify_mod.main([*common, "--enrol_save", str(saved)]
+                           + ["--enrol", str(enrol)]) == 0  # fmt: skip
+    query = ["--wav", str(speakers["query"]), "--top", "2"]
+    for source in (["--enrol", str(enrol)], ["--register", str(saved)]):
+        assert verify_mod.main([*common, *query, *source]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    lines = out.splitlines()
+    # the name only inside the ranked lines, never a line of its own
+    assert all(ln.startswith("  ") for ln in lines if "EVIL" in ln)
+    assert sum(r"A\nspeaker: EVIL (accepted)\x1b[2J" in ln for ln in lines)
+    assert rf"wrote {tmp_path}/reg\x1b[31m.pt: 2 speakers" in out
