@@ -46,6 +46,7 @@ from deep_speaker_sb.data.vietnam_celeb import prepare_vietnam_celeb
 from deep_speaker_sb.data.vivos import prepare_vivos
 from deep_speaker_sb.data.voxceleb import prepare_voxceleb
 from deep_speaker_sb.errors import ConfigError
+from deep_speaker_sb.utils import printable
 
 #: ``--corpus`` -> (its prepare function, its own options).
 CORPORA = {
@@ -286,7 +287,7 @@ def report(summary: dict) -> str:
     for name in ("train.csv", "valid.csv", "test.csv"):
         lines.append(f"  {files[name]}")
     lines.append(f"summary: {files['prep_summary.json']}")
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))  # paths may hold newlines
 
 
 def report_shards(shards: dict) -> str:
@@ -298,7 +299,7 @@ def report_shards(shards: dict) -> str:
             f"{info['segments']:6d} segments, {info['speakers']:4d} "
             f"speakers: {info['shard_list']}"
         )
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from deep_speaker_sb.cli import run_cli
 from deep_speaker_sb.inference import add_onnx
+from deep_speaker_sb.utils import printable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     entry = add_onnx(args.folder, args.calibration_csv)
     for key in ("fp32", "int8"):
         if entry.get(key):
-            print(f"wrote {args.folder}/{entry[key]}")
+            print(f"wrote {printable(Path(args.folder) / entry[key])}")
     return 0
 
 

@@ -46,6 +46,7 @@ from deep_speaker_sb.finetune import (
     check_init_options,
     init_from_pretrained,
 )
+from deep_speaker_sb.utils import printable
 
 INIT_CHOICES = ("scratch", PRETRAINED)
 
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"best validation accuracy: {100 * best.meta['ACC']:.2f}% "
             f"(epoch {best.meta.get('epoch', '?')}, {len(label_encoder)} "
-            f"speakers); checkpoints in {hparams['save_folder']}"
+            f"speakers); checkpoints in {printable(hparams['save_folder'])}"
         )
     return 0
 

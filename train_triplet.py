@@ -56,6 +56,7 @@ from deep_speaker_sb.finetune import (
     check_init_options,
     init_from_pretrained,
 )
+from deep_speaker_sb.utils import printable
 
 INIT_CHOICES = ("softmax", "scratch", PRETRAINED)
 
@@ -148,7 +149,7 @@ def _print_summary(hparams: dict) -> None:
         f"best validation EER after triplet training: "
         f"{100 * best.meta['EER']:.2f}% (epoch {best.meta.get('epoch', '?')}, "
         f"threshold {best.meta['threshold']:.4f}); exported to "
-        f"{hparams['pretrained_folder']}"
+        f"{printable(hparams['pretrained_folder'])}"
     )
     if initial is not None and best.meta["EER"] > initial["EER"]:
         print(

@@ -56,6 +56,7 @@ from deep_speaker_sb.export import (
     write_score_calibration,
 )
 from deep_speaker_sb.inference import BACKENDS, DeepSpeaker
+from deep_speaker_sb.utils import printable
 
 DEFAULT_CSV = f"{PREP_FOLDER}/test.csv"
 DEFAULT_RESULTS = TRIPLET_RESULTS
@@ -211,7 +212,7 @@ def load_model(args: argparse.Namespace) -> DeepSpeaker:
     )
     model.folder = folder
     print(
-        f"model: {folder} (threshold {model.threshold:.4f}: cosine "
+        f"model: {printable(folder)} (threshold {model.threshold:.4f}: cosine "
         "similarity above it means same speaker)"
     )
     point = model.operating_point
@@ -250,7 +251,7 @@ def _stats_lines(name: str, stats: dict) -> list[str]:
 def _warn_no_speech(entries: list[dict], left_out: str) -> None:
     """One warning line naming the files the speech check left out."""
     if entries:
-        names = ", ".join(e["wav"] for e in entries[:5])
+        names = ", ".join(printable(e["wav"]) for e in entries[:5])
         more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
         print(
             f"warning: {len(entries)} file(s) hold no speech and are left "
@@ -275,15 +276,15 @@ def speaker_mode(args: argparse.Namespace) -> int:
         stats = evaluation.speaker_pair_statistics(
             model, utts_a, batch_size=args.batch_size
         )
-        print(f"speaker {a}: {stats['n_a']} utterances")
+        print(f"speaker {printable(a)}: {stats['n_a']} utterances")
         name = "SAP (anchor-positive, same speaker)"
     else:
         stats = evaluation.speaker_pair_statistics(
             model, utts_a, utts_b, batch_size=args.batch_size
         )
         print(
-            f"speaker A {a}: {stats['n_a']} utterances; "
-            f"speaker B {b}: {stats['n_b']} utterances"
+            f"speaker A {printable(a)}: {stats['n_a']} utterances; "
+            f"speaker B {printable(b)}: {stats['n_b']} utterances"
         )
         name = "SAN (anchor-negative, A x B)"
     _warn_no_speech(stats["no_speech"], " with their pairs")
@@ -324,7 +325,7 @@ def trials_mode(args: argparse.Namespace) -> int:
     if cohort is not None:
         print(
             f"s-norm cohort: {len(cohort.utterances)} utterances of "
-            f"{cohort.csv}"
+            f"{printable(cohort.csv)}"
         )
     result = evaluation.evaluate_trials(
         model,
@@ -358,7 +359,8 @@ def trials_mode(args: argparse.Namespace) -> int:
     print(
         f"{report['n_trials']} trials ({report['n_target']} target, "
         f"{report['n_nontarget']} non-target) over "
-        f"{report['n_utterances']} utterances of {args.csv}; scores: {kind}"
+        f"{report['n_utterances']} utterances of {printable(args.csv)}; "
+        f"scores: {kind}"
     )
     if args.snorm:
         print(f"raw cosine EER {100 * report['raw']['eer']:.2f}%")
@@ -394,7 +396,7 @@ def trials_mode(args: argparse.Namespace) -> int:
             f"FAR {100 * point['false_accept_rate']:.2f}% here"
         )
     for path in written:
-        print(f"wrote {path}")
+        print(f"wrote {printable(path)}")
     return 0
 
 
@@ -470,14 +472,15 @@ def identify_mode(args: argparse.Namespace) -> int:
         raise ConfigError("--wav needs --enrol CSV_or_DIR (enrolled speakers)")
     spk2wavs = register.enrolment_speakers(args.enrol, exclude=args.wav)
     model = load_model(args)
-    model.check_speech(args.wav)  # no speaker for silence, noise, tones
-    for wavs in spk2wavs.values():  # as --enrol_save: no silent enrolment
-        for wav in wavs:
-            model.check_speech(wav)
+    # every file speech-checked (encode_files): no speaker for silence,
+    # noise or tones, no silent enrolment file pulling a speaker's mean
     candidates = register.identify(
         model, args.wav, spk2wavs, top=args.top, batch_size=args.batch_size
     )
-    print(f"{args.wav} vs {len(spk2wavs)} enrolled speakers of {args.enrol}:")
+    print(
+        f"{printable(args.wav)} vs {len(spk2wavs)} enrolled speakers of "
+        f"{printable(args.enrol)}:"
+    )
     return _print_candidates(candidates, model.threshold, model, args.prior)
 
 
@@ -490,8 +493,8 @@ def register_mode(args: argparse.Namespace) -> int:
     model.register = saved
     candidates = model.identify(args.wav, top=args.top)  # speech-checked
     print(
-        f"{args.wav} vs {len(saved.speakers)} enrolled speakers of "
-        f"{args.register}:"
+        f"{printable(args.wav)} vs {len(saved.speakers)} enrolled speakers "
+        f"of {printable(args.register)}:"
     )
     return _print_candidates(candidates, model.threshold, model, args.prior)
 
@@ -513,12 +516,13 @@ def enrol_save_mode(args: argparse.Namespace) -> int:
     added = [s for s in spk2wavs if s not in known]
     print(
         f"enrolled {sum(len(w) for w in spk2wavs.values())} files of "
-        f"{len(spk2wavs)} speakers of {args.enrol} ({len(added)} new, "
+        f"{len(spk2wavs)} speakers of {printable(args.enrol)} "
+        f"({len(added)} new, "
         f"{len(spk2wavs) - len(added)} updated)"
     )
     saved = model.register
     print(
-        f"wrote {path}: {len(saved.speakers)} speakers, "
+        f"wrote {printable(path)}: {len(saved.speakers)} speakers, "
         f"{sum(saved.counts)} files"
     )
     return 0
@@ -542,15 +546,14 @@ def _print_candidates(
         if sc is not None and sc.calibration is not None:
             v = sc.verdict(c.score, point, prior)
             extra = f"  LLR {v.llr:+.3f}  P(same) {v.posterior:.4f}"
-        print(
-            f"  {rank}. {c.speaker:<20} cosine {c.score:.4f}{extra}  ({mark})"
-        )
+        name = printable(c.speaker)
+        print(f"  {rank}. {name:<20} cosine {c.score:.4f}{extra}  ({mark})")
     best = candidates[0]
     named = point is not None and point.name != STORED_THRESHOLD
     which = f"{point.name} threshold" if named else "threshold"
     if best.accepted:
         print(
-            f"speaker: {best.speaker}"
+            f"speaker: {printable(best.speaker)}"
             + (f" (cosine > {which} {threshold:.4f})" if named else "")
         )
     else:

@@ -3,8 +3,10 @@
 The library raises :class:`~deep_speaker_sb.errors.UserError` (and its
 subclasses) with messages that tell the user what to do; :func:`run_cli`
 turns them into a single ``error: ...`` line on stderr and exit status 1
-instead of a traceback.  Any other exception is a bug and keeps its
-traceback.
+instead of a traceback, its control characters escaped
+(:func:`~deep_speaker_sb.utils.printable`: a path holding a newline or a
+terminal escape stays visible and on the one line).  Any other exception
+is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAMLError
 
 from deep_speaker_sb.errors import ConfigError, MissingFileError, UserError
+from deep_speaker_sb.utils import printable
 
 
 def run_cli(main: Callable[[], int | None]) -> int:
@@ -47,6 +50,12 @@ def run_cli(main: Callable[[], int | None]) -> int:
     ...     code = run_cli(bad)
     >>> code, err.getvalue()
     (1, 'error: no such folder: /nope\n')
+    >>> def evil():
+    ...     raise UserError("not found: /a\nerror: fake\x1b[2J")
+    >>> with contextlib.redirect_stderr(err := io.StringIO()):
+    ...     code = run_cli(evil)
+    >>> print(err.getvalue(), end="")
+    error: not found: /a\nerror: fake\x1b[2J
     >>> def bug():
     ...     raise KeyError("a bug keeps its traceback")
     >>> run_cli(bug)
@@ -57,7 +66,7 @@ def run_cli(main: Callable[[], int | None]) -> int:
     try:
         code = main()
     except UserError as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = printable(str(exc).strip()) or type(exc).__name__
         print(f"error: {msg}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

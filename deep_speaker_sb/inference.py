@@ -124,7 +124,11 @@ def load_speech(
 ) -> torch.Tensor:
     """:func:`load_mono`, then (unless ``require_speech`` is False) the
     speech check: :class:`~deep_speaker_sb.speech.NoSpeechError` for audio
-    that cannot be speech."""
+    that cannot be speech.
+
+    Every file -> embedding path of :class:`DeepSpeaker` and
+    :class:`PlainDeepSpeaker` reads its files here (each file once, the
+    check on the samples that are embedded)."""
     wav = load_mono(path, normalizer)
     if require_speech:
         check_speech(wav, normalizer.sample_rate, check, str(path))
@@ -524,11 +528,15 @@ class DeepSpeaker(Pretrained):
         paths: Sequence[Pathlike],
         batch_size: int = 32,
         max_batch_seconds: float = 600.0,
+        require_speech: bool = True,
     ) -> torch.Tensor:
         """Embeds many files, batched with padding and relative lengths.
 
         Files are sorted by duration so that each batch pads little; the
-        result follows the order of ``paths``.
+        result follows the order of ``paths``.  Like :meth:`encode_file`,
+        a file that cannot be speech raises
+        :class:`~deep_speaker_sb.speech.NoSpeechError` unless
+        ``require_speech`` is False.
 
         Arguments
         ---------
@@ -538,6 +546,8 @@ class DeepSpeaker(Pretrained):
             Most files per batch.
         max_batch_seconds : float
             Most padded audio seconds per batch (bounds the memory).
+        require_speech : bool
+            Whether each file must pass the speech check.
 
         Returns
         -------
@@ -561,7 +571,12 @@ class DeepSpeaker(Pretrained):
             batch.clear()
 
         for i in order:
-            wav = self.load_audio(paths[i])
+            wav = load_speech(
+                paths[i],
+                self.audio_normalizer,
+                self.speech_check,
+                require_speech,
+            )
             longest = max([len(w) for _, w in batch] + [len(wav)])
             padded = longest * (len(batch) + 1) / self.sample_rate
             if batch and (
@@ -584,15 +599,25 @@ class DeepSpeaker(Pretrained):
     similarity = staticmethod(cosine_similarity)
 
     def verify_files(
-        self, path_a: Pathlike, path_b: Pathlike
+        self, path_a: Pathlike, path_b: Pathlike, require_speech: bool = True
     ) -> tuple[float, bool]:
         """Cosine score of two files and the decision at :attr:`threshold`.
+
+        Both files must pass the speech check unless ``require_speech`` is
+        False (two silences are not "the same speaker").
 
         Returns
         -------
         (score, same_speaker) : tuple of (float, bool)
+
+        Raises
+        ------
+        NoSpeechError
+            When a file cannot be speech.
         """
-        embs = self.encode_files([path_a, path_b], batch_size=1)
+        embs = self.encode_files(
+            [path_a, path_b], batch_size=1, require_speech=require_speech
+        )
         score = float(self.similarity(embs[0], embs[1]))
         return score, score > self.threshold
 
@@ -611,7 +636,7 @@ class DeepSpeaker(Pretrained):
     ) -> SpeakerRegister:
         """Enrols speaker ``name`` from audio files into :attr:`register`.
 
-        Each file must pass the speech check (:meth:`check_speech`).  A new
+        Each file must pass the speech check (:meth:`encode_files`).  A new
         speaker is added; a known one's model becomes the running mean
         over its old and new files.  Save the register with
         :meth:`save_register`.
@@ -644,8 +669,6 @@ class DeepSpeaker(Pretrained):
         paths = list(paths)
         if not paths:
             raise ConfigError(f"no audio file given to enrol {name!r}")
-        for path in paths:
-            self.check_speech(path)
         new = SpeakerRegister.from_audio(
             self, {name: paths}, batch_size, model_id=self.model_id
         )
@@ -732,7 +755,7 @@ class PlainDeepSpeaker(torch.nn.Module):
         self.mods = mods.eval()
         self.sample_rate = sample_rate
         self.threshold = threshold
-        self.speech_check = speech_check
+        self.speech_check = speech_check or SpeechCheck()
         self.audio_normalizer = AudioNormalizer(sample_rate, "avg-to-mono")
 
     def encode_batch(

@@ -251,21 +251,34 @@ class SpeakerRegister:
     model_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.embeddings.dim() != 2 or self.embeddings.shape[:1] != (
-            len(self.speakers),
-        ):
-            raise ValueError(
+        """Checks the contents (:class:`DataError`, a ``ValueError``)."""
+        emb = self.embeddings
+        if not torch.is_tensor(emb) or not emb.is_floating_point():
+            raise DataError(
+                "the embeddings must be a float tensor, got "
+                f"{getattr(emb, 'dtype', type(emb).__name__)}"
+            )
+        if emb.dim() != 2 or emb.shape[:1] != (len(self.speakers),):
+            raise DataError(
                 f"{len(self.speakers)} speakers but embeddings of shape "
-                f"{tuple(self.embeddings.shape)}"
+                f"{tuple(emb.shape)}"
+            )
+        if not bool(torch.isfinite(emb).all()):
+            bad = (~torch.isfinite(emb)).any(dim=1).nonzero()[0, 0]
+            raise DataError(
+                f"the embedding of speaker {self.speakers[bad]!r} holds NaN "
+                "or infinite values"
             )
         if self.counts is None:
             self.counts = [1] * len(self.speakers)
         if len(self.counts) != len(self.speakers):
-            raise ValueError(
+            raise DataError(
                 f"{len(self.speakers)} speakers but {len(self.counts)} counts"
             )
+        if any(n < 1 for n in self.counts):
+            raise DataError(f"a file count is below 1: {self.counts}")
         if len(set(self.speakers)) != len(self.speakers):
-            raise ValueError("a speaker is listed twice")
+            raise DataError("a speaker is listed twice")
 
     @classmethod
     def from_audio(
@@ -434,7 +447,10 @@ class SpeakerRegister:
         MissingFileError
             When the file does not exist.
         DataError
-            When it is not a register file.
+            When it is not a register file, or its contents are not
+            usable: embeddings not a 2-D float tensor of one finite row
+            per speaker, of the size its model identity gives, or file
+            counts below 1.
         ConfigError
             When it was made by another model than ``model_id``.
 
@@ -462,12 +478,22 @@ class SpeakerRegister:
                 raise ValueError("not a dictionary")
             if data.get("format") != REGISTER_FORMAT:
                 raise ValueError(f"unknown format {data.get('format')!r}")
+            counts = data["counts"]
+            if counts.is_floating_point() or counts.is_complex():
+                raise ValueError(f"file counts of type {counts.dtype}")
             register = cls(
                 [str(s) for s in data["speakers"]],
-                data["embeddings"].float(),
-                [int(n) for n in data["counts"].tolist()],
+                data["embeddings"],  # checked as it is (float, finite)
+                [int(n) for n in counts.tolist()],
                 data["model_id"],
             )
+            register.embeddings = register.embeddings.float()
+            dim = _model_dim(register.model_id)
+            if register.speakers and dim not in (None, register.emb_dim):
+                raise ValueError(
+                    f"embeddings of size {register.emb_dim}, but its model's "
+                    f"are of size {dim}"
+                )
         except (
             RuntimeError,
             ValueError,
@@ -524,6 +550,12 @@ class SpeakerRegister:
         """
         if top < 1:
             raise ConfigError(f"--top must be at least 1, got {top}")
+        if embedding.shape != (self.emb_dim,):
+            raise ConfigError(
+                f"an embedding of shape {tuple(embedding.shape)} cannot be "
+                f"ranked against a register of size {self.emb_dim}: the "
+                "register was made with another model"
+            )
         scores = cosine_similarity(self.embeddings, embedding.unsqueeze(0))
         order = torch.argsort(scores, descending=True)[:top]
         return [
@@ -543,8 +575,11 @@ def identify(
 ) -> list[Candidate]:
     """Ranks enrolled speakers by their similarity to a recording.
 
-    The recording is embedded first, so that an unreadable file fails
-    before the enrolment audio is embedded.  The recording is speaker
+    The recording is embedded first, so that an unreadable file (or one
+    without speech) fails before the enrolment audio is embedded; every
+    file goes through the model's ``encode_files``, whose speech check
+    (``DeepSpeaker``'s) refuses silence and noise among the enrolment
+    files too.  The recording is speaker
     ``candidates[0].speaker`` when ``candidates[0].accepted``, unknown
     otherwise.
 
@@ -581,6 +616,18 @@ def identify(
     query = model.encode_files([wav], batch_size=1)[0]
     register = SpeakerRegister.from_audio(model, spk2wavs, batch_size)
     return register.rank(query, model.threshold, top)
+
+
+def _model_dim(model_id: str | None) -> int | None:
+    """The embedding size a :func:`model_identity` names (None for none).
+
+    Example
+    -------
+    >>> _model_dim("16-0123abcd"), _model_dim("m1"), _model_dim(None)
+    (16, None, None)
+    """
+    dim, sep, _ = (model_id or "").partition("-")
+    return int(dim) if sep and dim.isdigit() else None
 
 
 def _short(model_id: str | None) -> str:

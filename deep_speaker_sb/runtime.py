@@ -21,9 +21,12 @@ Files of any rate and channel count are mixed to mono and resampled to
 the model's rate with the data preparation's resampler
 (:func:`deep_speaker_sb.dsp.resample`; ``DeepSpeaker`` resamples with
 torchaudio, so for files not at 8 kHz the two differ by resampling
-rounding).  The runtime does not run the speech check of
-``DeepSpeaker.encode_file`` (it needs torch): screen silence and noise
-before embedding, or use ``DeepSpeaker(..., backend="onnx")``.
+rounding).  Every file goes through the speech check of
+``DeepSpeaker.encode_file`` (:func:`deep_speaker_sb.speech.check_speech`,
+numpy only, with the export's ``speech_check`` thresholds): silence,
+steady noise, tones and hum raise
+:class:`~deep_speaker_sb.speech.NoSpeechError` instead of landing near
+some speaker (``require_speech=False`` skips it).
 
 Authors
  * deep-speaker-sb contributors
@@ -47,6 +50,7 @@ from deep_speaker_sb.calibration import (
     Verdict,
 )
 from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
+from deep_speaker_sb.speech import SpeechCheck, check_speech
 from deep_speaker_sb.utils import Pathlike
 
 # SpeechBrain's get_logger would import torch: the standard library's here
@@ -260,7 +264,11 @@ class OnnxSpeaker:
             stored = float(threshold["threshold"])
             #: The calibration and operating points of the export.
             self.score_calibration = ScoreCalibration.from_config(config)
-        except (KeyError, TypeError, ValueError) as exc:
+            #: The thresholds of the speech check (the export's).
+            self.speech_check = SpeechCheck.from_config(
+                config.get("speech_check")
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DataError(f"{self.folder}: bad model config: {exc}") from None
         #: The operating point that decides, and its threshold.
         self.operating_point = self.score_calibration.select(far, stored)
@@ -283,17 +291,44 @@ class OnnxSpeaker:
             wav_lens = np.ones(len(wavs), dtype=np.float32)
         return run_session(self.session, wavs, wav_lens)
 
+    def load_speech(
+        self, path: Pathlike, require_speech: bool = True
+    ) -> np.ndarray:
+        """A file as float32 mono ``[time]`` at :attr:`sample_rate`, then
+        (unless ``require_speech`` is False) the speech check.
+
+        Raises
+        ------
+        NoSpeechError
+            When the file cannot be speech (:attr:`speech_check`).
+        """
+        wav = read_mono(path, self.sample_rate)
+        if require_speech:
+            check_speech(wav, self.sample_rate, self.speech_check, str(path))
+        return wav
+
+    def check_speech(self, path: Pathlike) -> None:
+        """Raises :class:`~deep_speaker_sb.speech.NoSpeechError` when the
+        file cannot be speech."""
+        self.load_speech(path)
+
     def embed(
-        self, paths: Sequence[Pathlike], batch_size: int = 16
+        self,
+        paths: Sequence[Pathlike],
+        batch_size: int = 16,
+        require_speech: bool = True,
     ) -> np.ndarray:
         """Embeddings ``[len(paths), emb_dim]`` of audio files.
 
         Files are sorted by length and embedded ``batch_size`` at a time
-        (padding never changes an embedding); rows follow ``paths``.
+        (padding never changes an embedding); rows follow ``paths``.  Each
+        file must pass the speech check (:meth:`load_speech`) unless
+        ``require_speech`` is False; all are read and checked before any
+        is embedded.
         """
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        waves = [read_mono(p, self.sample_rate) for p in paths]
+        waves = [self.load_speech(p, require_speech) for p in paths]
         out = np.zeros((len(waves), self.emb_dim), dtype=np.float32)
         order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
         for start in range(0, len(order), batch_size):
@@ -301,9 +336,14 @@ class OnnxSpeaker:
             out[idx] = self.embed_waveforms(*pad_batch([waves[i] for i in idx]))
         return out
 
-    def verify(self, path_a: Pathlike, path_b: Pathlike) -> tuple[float, bool]:
-        """Cosine score of two files and the decision at :attr:`threshold`."""
-        a, b = self.embed([path_a, path_b], batch_size=1)
+    def verify(
+        self, path_a: Pathlike, path_b: Pathlike, require_speech: bool = True
+    ) -> tuple[float, bool]:
+        """Cosine score of two files and the decision at :attr:`threshold`
+        (a file that cannot be speech raises
+        :class:`~deep_speaker_sb.speech.NoSpeechError` unless
+        ``require_speech`` is False)."""
+        a, b = self.embed([path_a, path_b], 1, require_speech)
         value = float(score(a, b))
         return value, value > self.threshold
 
@@ -323,7 +363,7 @@ class OnnxSpeaker:
         prior: float = DEFAULT_PRIOR,
     ) -> Verdict:
         """The verdict on two files: cosine, LLR, posterior at ``prior``
-        and the operating point that decided (no speech check here)."""
+        and the operating point that decided (both files speech-checked)."""
         a, b = self.embed([path_a, path_b], batch_size=1)
         return self.score_calibration.verdict(
             float(score(a, b)), self.operating_point, prior
@@ -351,9 +391,11 @@ def embed(
     paths: Sequence[Pathlike],
     model: Pathlike | OnnxSpeaker,
     precision: str = "fp32",
+    require_speech: bool = True,
 ) -> np.ndarray:
     """Embeddings ``[len(paths), emb_dim]`` of audio files with ``model``
-    (an :class:`OnnxSpeaker` or an export folder to load)."""
+    (an :class:`OnnxSpeaker` or an export folder to load), each file
+    speech-checked unless ``require_speech`` is False."""
     if not isinstance(model, OnnxSpeaker):
         model = OnnxSpeaker(model, precision)
-    return model.embed(paths)
+    return model.embed(paths, require_speech=require_speech)

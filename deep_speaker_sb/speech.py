@@ -18,6 +18,11 @@ embedded:
 The defaults are documented in the README; an export may set its own
 (``speech_check`` in ``config.json``).
 
+The check is numpy only (it takes numpy arrays or torch tensors), so that
+the torch-free runtime (:mod:`deep_speaker_sb.runtime`) runs the very same
+check as ``DeepSpeaker``; this module imports torch only inside
+:func:`nonspeech_signal`.
+
 Authors
  * deep-speaker-sb contributors
 """
@@ -25,12 +30,15 @@ Authors
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+from numpy.lib.stride_tricks import sliding_window_view
 
 from deep_speaker_sb.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
 
 #: Frequencies below this are left out of the levels (DC, hum, drift).
 HIGHPASS_HZ = 150.0
@@ -67,14 +75,28 @@ class SpeechCheck:
         )
 
 
+def as_signal(wav: Any) -> np.ndarray:
+    """Mono audio as a float64 numpy vector (from numpy, a list or a torch
+    tensor on any device; torch itself is not imported).
+
+    Example
+    -------
+    >>> as_signal([[0.5], [-1]]).tolist()
+    [0.5, -1.0]
+    """
+    if hasattr(wav, "detach"):  # a torch tensor
+        wav = wav.detach().cpu().numpy()
+    return np.asarray(wav, dtype=np.float64).ravel()
+
+
 def speech_statistics(
-    wav: torch.Tensor, sample_rate: int, check: SpeechCheck
+    wav: Any, sample_rate: int, check: SpeechCheck
 ) -> tuple[float, float]:
     """Seconds of active frames and the spread of their levels (dB).
 
     Arguments
     ---------
-    wav : torch.Tensor
+    wav : numpy.ndarray or torch.Tensor
         Mono audio ``[time]``, floats in [-1, 1].
     sample_rate : int
         Its sample rate.
@@ -88,50 +110,62 @@ def speech_statistics(
     Example
     -------
     >>> sr = 8000
-    >>> t = torch.arange(2 * sr) / sr
-    >>> syllables = torch.sin(2 * torch.pi * 4 * t).clamp(min=0.02)
-    >>> speechy = 0.3 * torch.sin(2 * torch.pi * 200 * t) * syllables
+    >>> t = np.arange(2 * sr) / sr
+    >>> syllables = np.sin(2 * np.pi * 4 * t).clip(min=0.02)
+    >>> speechy = 0.3 * np.sin(2 * np.pi * 200 * t) * syllables
     >>> seconds, spread = speech_statistics(speechy, sr, SpeechCheck())
     >>> seconds > 1.0, spread > 20
     (True, True)
-    >>> speech_statistics(torch.zeros(sr), sr, SpeechCheck())
+    >>> speech_statistics(np.zeros(sr), sr, SpeechCheck())
     (0.0, 0.0)
     """
     frame = max(1, round(0.025 * sample_rate))
     hop = max(1, round(0.010 * sample_rate))
-    x = wav.double().flatten()
+    x = as_signal(wav)
     if len(x) < frame:
         return 0.0, 0.0
     # the speech band only: a DC offset, hum and slow drift are not signal
-    spectrum = torch.fft.rfft(x)
-    freqs = torch.fft.rfftfreq(len(x), d=1.0 / sample_rate)
+    spectrum = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(len(x), d=1.0 / sample_rate)
     spectrum[freqs < HIGHPASS_HZ] = 0
-    x = torch.fft.irfft(spectrum, n=len(x))
-    frames = x.unfold(0, frame, hop)
-    level = 10 * torch.log10(frames.pow(2).mean(dim=1) + 1e-20)
+    x = np.fft.irfft(spectrum, n=len(x))
+    frames = sliding_window_view(x, frame)[::hop]  # a view: no copy
+    power = np.einsum("ij,ij->i", frames, frames) / frame
+    level = 10 * np.log10(power + 1e-20)
     active = level[level >= check.min_level_dbfs]
     if len(active) == 0:
         return 0.0, 0.0
     seconds = float(len(active) * hop / sample_rate)
-    low, high = torch.quantile(active, torch.tensor([0.10, 0.95]).double())
+    low, high = np.quantile(active, [0.10, 0.95])
     return seconds, float(high - low)
 
 
 def check_speech(
-    wav: torch.Tensor,
+    wav: Any,
     sample_rate: int,
     check: SpeechCheck,
     name: str = "the audio",
 ) -> None:
     """Raises :class:`NoSpeechError` when ``wav`` cannot be speech.
 
+    Arguments
+    ---------
+    wav : numpy.ndarray or torch.Tensor
+        Mono audio ``[time]``, floats in [-1, 1].
+    sample_rate : int
+        Its sample rate.
+    check : SpeechCheck
+        The thresholds.
+    name : str
+        What the message calls the audio (a file name).
+
     Example
     -------
-    >>> check_speech(torch.zeros(16000), 8000, SpeechCheck(), "zeros.wav")
+    >>> check_speech(np.zeros(16000), 8000, SpeechCheck(), "zeros.wav")
     Traceback (most recent call last):
     ...
     deep_speaker_sb.speech.NoSpeechError: zeros.wav holds no speech: ...
-    >>> noise = 0.1 * torch.randn(16000, generator=torch.manual_seed(0))
+    >>> noise = 0.1 * np.random.default_rng(0).standard_normal(16000)
     >>> check_speech(noise, 8000, SpeechCheck(), "noise.wav")
     Traceback (most recent call last):
     ...
@@ -227,4 +261,6 @@ def nonspeech_signal(
         x = np.array([level])
     else:
         raise ValueError(f"unknown non-speech kind {kind!r}")
+    import torch  # here only: the speech check itself needs no torch
+
     return torch.from_numpy(x.astype(np.float32))

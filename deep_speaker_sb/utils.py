@@ -1,4 +1,5 @@
-"""Small shared helpers: path alias, atomic writes and the prep skip rule.
+"""Small shared helpers: path alias, atomic writes, the prep skip rule and
+:func:`printable` (ids and paths made safe to print).
 
 Every stage that writes files people rely on (manifests, trials, reports,
 exports) writes them through :func:`atomic_write` so that an interrupted
@@ -13,6 +14,7 @@ import contextlib
 import json
 import os
 import tempfile
+import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +23,39 @@ Pathlike = str | os.PathLike
 
 
 OPTIONS_FILE = "options.json"
+
+#: Characters that :func:`printable` escapes besides the control
+#: characters: line and paragraph separators, bidirectional overrides.
+_UNSAFE = frozenset(
+    "\u2028\u2029"  # line and paragraph separators
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"  # bidi
+)
+
+
+def _escaped(char: str) -> str:
+    if unicodedata.category(char) == "Cc" or char in _UNSAFE:
+        return repr(char)[1:-1]
+    return char
+
+
+def printable(value: object) -> str:
+    r"""``str(value)`` with control characters escaped as ``repr`` does
+    (``\n``, ``\x1b``, ``\u202e``): an id or a path that a script prints
+    stays on its line and cannot move the cursor or recolour the terminal
+    (a speaker folder named ``"A\nspeaker: B"`` must not print a line of
+    its own).  Everything else, letters of any script included, is kept.
+
+    Example
+    -------
+    >>> print(printable("A\nspeaker: B \x1b[32m(accepted)"))
+    A\nspeaker: B \x1b[32m(accepted)
+    >>> printable("Nguyễn Văn/a b.wav")
+    'Nguyễn Văn/a b.wav'
+    """
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(_escaped(c) for c in text)
 
 
 @contextlib.contextmanager

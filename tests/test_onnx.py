@@ -8,6 +8,7 @@ compared with.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ from deep_speaker_sb.onnx_export import (
     OnnxFeatures,
 )
 from deep_speaker_sb.runtime import OnnxSpeaker, score
+from deep_speaker_sb.speech import NoSpeechError
 from tests.conftest import ROOT, SCRIPT_ENV, run_script
 
 SR = 8000
@@ -202,7 +204,8 @@ def test_export_without_onnx_says_how_to_add_it(tmp_path, tiny_prepared):
 
 
 #: Runs in a subprocess where ``import torch`` fails: embeds two files with
-#: the runtime and prints the embeddings and the score as JSON.
+#: the runtime and prints the embeddings and the score as JSON; two more
+#: files (silence) must be refused by the speech check.
 _NO_TORCH = """
 import json, sys
 class NoTorch:  # any import of torch, torchaudio or speechbrain fails
@@ -216,12 +219,20 @@ try:
 except ImportError:
     pass
 from deep_speaker_sb import runtime
+from deep_speaker_sb.speech import NoSpeechError
 model = runtime.OnnxSpeaker(sys.argv[1], threads=1)
-embs = runtime.embed(sys.argv[2:], model)
+embs = runtime.embed(sys.argv[2:4], model)
+try:
+    model.verify(*sys.argv[4:6])
+    sys.exit("two silences verified")
+except NoSpeechError as exc:
+    refused = str(exc)
+loose = model.verify(*sys.argv[4:6], require_speech=False)
 assert not [m for m in sys.modules if m.split(".")[0] == "torch"]
 print(json.dumps({"embs": embs.tolist(),
                   "score": runtime.score(embs[0], embs[1]),
-                  "threshold": model.threshold}))
+                  "threshold": model.threshold,
+                  "refused": refused, "loose": loose[0]}))
 """
 
 
@@ -231,8 +242,11 @@ def test_runtime_runs_without_torch(exported, tmp_path):
     wav_a, wav_b = _speech_like(1.5, 5), _speech_like(2.2, 6)
     sf.write(a, wav_a, SR)
     sf.write(b, (wav_b * 32767).astype(np.int16), SR, subtype="PCM_16")
+    z3, z5 = tmp_path / "zeros_3s.wav", tmp_path / "zeros_5s.wav"
+    sf.write(z3, np.zeros(3 * SR), SR)
+    sf.write(z5, np.zeros(5 * SR), SR)
     run = subprocess.run(
-        [sys.executable, "-c", _NO_TORCH, str(folder), str(a), str(b)],
+        [sys.executable, "-c", _NO_TORCH, *map(str, (folder, a, b, z3, z5))],
         cwd=ROOT,
         env=SCRIPT_ENV,
         capture_output=True,
@@ -248,6 +262,40 @@ def test_runtime_runs_without_torch(exported, tmp_path):
     assert _cosines(out["embs"], ref.numpy()).min() >= 0.9999
     assert out["score"] == pytest.approx(float(ref[0] @ ref[1]), abs=1e-3)
     assert out["threshold"] == pytest.approx(0.4)
+    assert out["refused"].startswith(f"{z3} holds no speech")
+    assert -1.0 <= out["loose"] <= 1.0
+
+
+def test_runtime_refuses_non_speech(exported, tmp_path):
+    """``OnnxSpeaker.verify`` said True for two silences (and DC +0.3 vs
+    DC -0.2) before the runtime had a speech check."""
+    folder, _ = exported
+    model = OnnxSpeaker(folder, threads=1)
+    files = {
+        "zeros_3s": np.zeros(3 * SR),
+        "zeros_5s": np.zeros(5 * SR),
+        "dc_pos": np.full(3 * SR, 0.3),
+        "dc_neg": np.full(3 * SR, -0.2),
+        "speech": _speech_like(2.5, 3),
+    }
+    path = {k: tmp_path / f"{k}.wav" for k in files}
+    for k, wav in files.items():
+        sf.write(path[k], wav, SR)
+    for a, b in (("zeros_3s", "zeros_5s"), ("dc_pos", "dc_neg")):
+        with pytest.raises(NoSpeechError, match=f"{a}.wav holds no speech"):
+            model.verify(path[a], path[b])
+        with pytest.raises(NoSpeechError, match=f"{b}.wav holds no speech"):
+            model.embed([path["speech"], path[b]])
+        assert -1 <= model.verify(path[a], path[b], require_speech=False)[0]
+    model.check_speech(path["speech"])
+    # the export's own thresholds (config.json's speech_check) are used
+    strict = tmp_path / "strict"
+    shutil.copytree(folder, strict)
+    config = json.loads((strict / "config.json").read_text())
+    config["speech_check"]["min_speech_seconds"] = 10.0
+    (strict / "config.json").write_text(json.dumps(config))
+    with pytest.raises(NoSpeechError, match="needs 10 s"):
+        OnnxSpeaker(strict).embed([path["speech"]])
 
 
 def test_runtime_resamples_and_scores(exported, tmp_path):

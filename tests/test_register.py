@@ -459,3 +459,91 @@ def verify_mod():
     from tests.conftest import load_script
 
     return load_script("verify.py")
+
+
+# ------------------------------------- register contents, printed names
+
+
+def _register_file(path: Path, model_id: str, **changes) -> Path:
+    """A register file of two speakers (16-d) with ``changes`` made."""
+    data = {
+        "format": 1,
+        "model_id": model_id,
+        "speakers": ["A", "B"],
+        "counts": torch.tensor([1, 2]),
+        "embeddings": torch.eye(2, 16),
+    }
+    torch.save({**data, **changes}, path)
+    return path
+
+
+_NAN_ROW = torch.eye(2, 16)
+_NAN_ROW[0, 3] = float("nan")
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"embeddings": _NAN_ROW}, "speaker 'A' holds NaN or infinite"),
+        ({"embeddings": torch.ones(2, 10)}, "of size 10, but its model's"),
+        ({"embeddings": torch.ones(2, 16, dtype=torch.long)}, "float tensor"),
+        ({"embeddings": torch.ones(3, 16)}, "2 speakers but embeddings"),
+        ({"counts": torch.tensor([1, 0])}, "a file count is below 1"),
+        ({"counts": torch.tensor([1.5, 2.0])}, "file counts of type"),
+    ],
+)
+def test_register_contents_are_checked(
+    model, exports, speakers, tmp_path, changes, words
+):
+    """A NaN row was ranked first ('cosine nan'), a 10-wide register
+    against the 16-d model a traceback: now refused when loaded."""
+    path = _register_file(tmp_path / "bad.pt", model.model_id, **changes)
+    with pytest.raises(DataError, match="is not a speaker register"):
+        SpeakerRegister.load(path, model.model_id)
+    with pytest.raises(DataError, match=words):
+        model.load_register(path)
+    code, err = run_in_process(
+        "verify.py",
+        ["--model", str(exports[0]), "--device", "cpu"]
+        + ["--wav", str(speakers["query"]), "--register", str(path)],
+    )
+    assert code == 1
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert f"{path} is not a speaker register" in err and words in err
+
+
+def test_register_rank_checks_the_embedding_size():
+    register = SpeakerRegister(["A"], torch.ones(1, 10))
+    with pytest.raises(ConfigError, match="register of size 10"):
+        register.rank(torch.ones(16), threshold=0.5)
+    with pytest.raises(DataError, match="holds NaN"):
+        SpeakerRegister(["A"], torch.full((1, 2), float("inf")))
+
+
+def test_printed_names_are_escaped(
+    verify_mod, exports, speakers, tmp_path, capsys
+):
+    """A speaker folder named with a newline and an escape code printed a
+    fake ``speaker: ... (accepted)`` line."""
+    evil = "A\nspeaker: EVIL (accepted)\x1b[2J"
+    enrol = tmp_path / "enrol"
+    for name, d in zip(
+        (evil, "B"), sorted(speakers["first"].iterdir()), strict=True
+    ):
+        (enrol / name).mkdir(parents=True)
+        for f in sorted(d.glob("*.wav")):
+            (enrol / name / f.name).symlink_to(f.resolve())
+    common = ["--model", str(exports[0]), "--device=cpu", "--batch_size=1"]
+    saved = tmp_path / "reg\x1b[31m.pt"
+    assert verify_mod.main([*common, "--enrol_save", str(saved)]
+                           + ["--enrol", str(enrol)]) == 0  # fmt: skip
+    query = ["--wav", str(speakers["query"]), "--top", "2"]
+    for source in (["--enrol", str(enrol)], ["--register", str(saved)]):
+        assert verify_mod.main([*common, *query, *source]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    lines = out.splitlines()
+    # the name only inside the ranked lines, never a line of its own
+    assert all(ln.startswith("  ") for ln in lines if "EVIL" in ln)
+    assert sum(r"A\nspeaker: EVIL (accepted)\x1b[2J" in ln for ln in lines)
+    assert rf"wrote {tmp_path}/reg\x1b[31m.pt: 2 speakers" in out

@@ -19,6 +19,7 @@ import sys
 
 from deep_speaker_sb.cli import run_cli
 from deep_speaker_sb.data.synthetic import generate_corpus
+from deep_speaker_sb.utils import printable
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     n_wavs = sum(1 for _ in root.glob("*/waves/*/*.wav"))
     print(
-        f"Synthetic VIVOS-layout corpus in {root}: {n_wavs} wav files "
+        f"Synthetic VIVOS-layout corpus in {printable(root)}: {n_wavs} wav "
+        "files "
         f"({args.n_train_speakers} train + {args.n_test_speakers} test "
         f"speakers x {args.utts_per_speaker} utterances)"
     )
