@@ -12,7 +12,8 @@ its augmentations read from disk is made here, once, by
   utterances of ``train.csv``, for a second ``AddNoise``;
 - ``rirs.csv``: simulated room impulse responses (:func:`simulate_rir`:
   direct path, early reflections and an exponentially decaying late tail),
-  for ``AddReverb``.
+  for ``AddReverb``; optionally (``image_rirs``) also responses of
+  shoebox rooms by the image method (:func:`image_method_rir`).
 
 The CSVs are in the format of SpeechBrain's ``ExtendedCSVDataset``
 (``ID, duration, wav, wav_format, wav_opts``) and their paths start with
@@ -21,6 +22,13 @@ The CSVs are in the format of SpeechBrain's ``ExtendedCSVDataset``
 small modules with the call signature of the ``speechbrain.augment`` ones:
 :class:`BandLimit` (300-3400 Hz) and :class:`TelephoneCodec` (G.711
 mu-law / A-law, optionally GSM 06.10, MP3, Opus, through libsndfile).
+
+The channel simulation (``channel_sim`` in the YAMLs, off by default:
+not yet measured) chains more of them, applied to every training batch
+after ``wav_augment``: :class:`RandomEQ` (spectral tilt and a smooth
+random curve), :class:`RandomLevel` (random level, clipped at full
+scale), :class:`LowBitrateCodec` (a lower sample rate and coarse mu-law)
+and :class:`LoudnessNorm`.
 
 Authors
  * deep-speaker-sb contributors
@@ -207,6 +215,108 @@ def simulate_rir(
     return 0.9 * h
 
 
+#: Speed of sound (m/s) of :func:`image_method_rir`.
+SPEED_OF_SOUND = 343.0
+
+
+def image_method_rir(
+    sample_rate: int,
+    room: Sequence[float],
+    source: Sequence[float],
+    mic: Sequence[float],
+    rt60: float,
+) -> np.ndarray:
+    """A room impulse response of a shoebox room by the image method.
+
+    Allen and Berkley's image-source model: every mirror image of the
+    source in the six walls, up to the distance sound travels in ``rt60``
+    seconds, adds ``beta ** reflections / distance`` at its delay (linear
+    interpolation between the two nearest samples); all walls reflect
+    ``beta = sqrt(1 - alpha)`` of the pressure, with the absorption
+    ``alpha`` that gives ``rt60`` by Sabine's formula.  The response
+    starts at the direct path and is scaled to peak 0.9 there.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sample rate (Hz).
+    room : (float, float, float)
+        The room's length, width and height (m).
+    source, mic : (float, float, float)
+        Positions of the talker and the microphone inside the room (m).
+    rt60 : float
+        Reverberation time (s): the length of the response.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``[round(rt60 * sample_rate)]`` samples.
+
+    Raises
+    ------
+    ConfigError
+        If a position is outside the room, or ``rt60`` is shorter than
+        the room's walls can absorb (Sabine, alpha < 1).
+
+    Example
+    -------
+    >>> h = image_method_rir(8000, (5, 4, 3), (1, 1, 1.5), (3, 2.5, 1.2), 0.4)
+    >>> h.shape, int(np.argmax(np.abs(h))), round(float(h[0]), 3)
+    ((3200,), 0, 0.9)
+    >>> early, late = np.abs(h[:800]).max(), np.abs(h[2400:]).max()
+    >>> bool(late < 0.1 * early)  # decays
+    True
+    """
+    room_m = np.asarray(room, dtype=float)
+    src, rec = np.asarray(source, float), np.asarray(mic, float)
+    if not (
+        (room_m > 0).all()
+        and (src > 0).all()
+        and (rec > 0).all()
+        and (src < room_m).all()
+        and (rec < room_m).all()
+    ):
+        raise ConfigError(
+            f"source {source} and mic {mic} must lie inside the room {room}"
+        )
+    volume = float(np.prod(room_m))
+    lx, ly, lz = room_m
+    surface = 2 * (lx * ly + lx * lz + ly * lz)
+    alpha = 0.161 * volume / (surface * rt60)
+    if not 0 < alpha < 1:
+        raise ConfigError(
+            f"rt60 {rt60} s is too short for a {room} m room (Sabine "
+            f"absorption {alpha:.2f} >= 1)"
+        )
+    beta = np.sqrt(1.0 - alpha)
+    n = max(round(rt60 * sample_rate), 2)
+    reach = SPEED_OF_SOUND * n / sample_rate  # metres within the response
+    axes = []  # per axis: image offsets from the mic and reflections
+    for size, s, m in zip(room_m, src, rec, strict=True):
+        order = int(np.ceil(reach / (2 * size))) + 1
+        k = np.arange(-order, order + 1)
+        offsets = np.concatenate([2 * k * size + s - m, 2 * k * size - s - m])
+        bounces = np.concatenate([2 * np.abs(k), np.abs(2 * k - 1)])
+        axes.append((offsets, bounces))
+    (dy, ry), (dz, rz) = axes[1], axes[2]
+    yz = (dy[:, None] ** 2 + dz[None, :] ** 2).ravel()
+    ryz = (ry[:, None] + rz[None, :]).ravel()
+    h = np.zeros(n + 2)
+    direct = float(np.linalg.norm(src - rec))
+    for dx, rx in zip(*axes[0], strict=True):
+        dist = np.sqrt(dx**2 + yz)
+        delay = (dist - direct) / SPEED_OF_SOUND * sample_rate
+        inside = delay < n
+        delay, dist = delay[inside], dist[inside]
+        gain = beta ** (rx + ryz[inside]) * direct / dist
+        first = np.floor(delay).astype(int)
+        frac = delay - first
+        h += np.bincount(first, gain * (1 - frac), minlength=n + 2)[: n + 2]
+        h += np.bincount(first + 1, gain * frac, minlength=n + 2)[: n + 2]
+    h = h[:n]
+    return 0.9 * h / np.abs(h).max()
+
+
 class BandLimit(torch.nn.Module):
     """A telephone band: linear-phase FIR band-pass, 300-3400 Hz.
 
@@ -324,6 +434,241 @@ class TelephoneCodec(torch.nn.Module):
         return torch.from_numpy(out).to(waveforms)
 
 
+def _rms(waveforms: Tensor, lengths: Tensor | None) -> Tensor:
+    """RMS ``[batch]`` of each row over its valid samples."""
+    keep = torch.ones_like(waveforms)
+    if lengths is not None:
+        n = torch.round(lengths.to(waveforms) * waveforms.shape[1])
+        t = torch.arange(waveforms.shape[1], device=waveforms.device)
+        keep = (t[None, :] < n[:, None]).to(waveforms)
+    power = (waveforms**2 * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+    return power.sqrt()
+
+
+class RandomEQ(torch.nn.Module):
+    """A random handset / line colouring: tilt plus a smooth random curve.
+
+    Each row gets its own zero-phase equalizer (applied in the frequency
+    domain, the row padded to twice its length so that nothing wraps
+    around): a spectral tilt drawn in ``[-tilt_db, tilt_db]`` dB per
+    octave around 1 kHz, plus gains drawn in ``[-ripple_db, ripple_db]``
+    at ``n_points`` frequencies spaced evenly in octaves from 100 Hz to
+    half the sample rate, interpolated linearly in octaves.  The RMS of
+    each row is kept (the colour changes, not the level).  Draws from
+    torch's random generator.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sample rate of the waveforms (Hz).
+    tilt_db : float
+        Largest tilt, dB per octave.
+    ripple_db : float
+        Largest gain of the random curve (dB).
+    n_points : int
+        Frequencies of the random curve (at least 2).
+
+    Example
+    -------
+    >>> t = torch.arange(8000) / 8000
+    >>> tones = torch.sin(2 * torch.pi * 200 * t) + torch.sin(
+    ...     2 * torch.pi * 3000 * t)
+    >>> eq = RandomEQ(8000, tilt_db=6.0, ripple_db=0.0)
+    >>> _ = torch.manual_seed(0)
+    >>> out = eq(tones.repeat(3, 1))
+    >>> out.shape, bool(torch.isfinite(out).all())
+    (torch.Size([3, 8000]), True)
+    >>> spec = torch.fft.rfft(out).abs()  # bins: 1 Hz
+    >>> ratio_db = 20 * torch.log10(spec[:, 3000] / spec[:, 200])
+    >>> [round(float(r)) for r in ratio_db]  # 3.9 octaves x each tilt
+    [0, 13, -19]
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 8000,
+        tilt_db: float = 3.0,
+        ripple_db: float = 6.0,
+        n_points: int = 6,
+    ):
+        super().__init__()
+        if tilt_db < 0 or ripple_db < 0 or n_points < 2:
+            raise ConfigError(
+                "RandomEQ needs tilt_db >= 0, ripple_db >= 0 and n_points "
+                f">= 2, got {tilt_db}, {ripple_db}, {n_points}"
+            )
+        self.sample_rate = sample_rate
+        self.tilt_db = float(tilt_db)
+        self.ripple_db = float(ripple_db)
+        self.n_points = int(n_points)
+
+    def forward(self, waveforms: Tensor) -> Tensor:
+        """``[batch, time]`` -> equalized ``[batch, time]``."""
+        batch, n = waveforms.shape
+        x = waveforms.float()
+        freqs = torch.fft.rfftfreq(2 * n, d=1.0 / self.sample_rate)
+        octaves = torch.log2(freqs.clamp(min=50.0) / 1000.0).to(x.device)
+        tilt = (2 * torch.rand(batch, 1) - 1) * self.tilt_db
+        gain_db = tilt.to(x.device) * octaves[None, :]
+        if self.ripple_db > 0:
+            top = np.log2(self.sample_rate / 2 / 1000.0)
+            points = torch.linspace(np.log2(0.1), top, self.n_points)
+            gains = (2 * torch.rand(batch, self.n_points) - 1) * self.ripple_db
+            pos = (octaves.cpu() - points[0]) / (points[1] - points[0])
+            pos = pos.clamp(0, self.n_points - 1)
+            low = pos.floor().long().clamp(max=self.n_points - 2)
+            frac = pos - low
+            curve = gains[:, low] * (1 - frac) + gains[:, low + 1] * frac
+            gain_db = gain_db + curve.to(x.device)
+        spec = torch.fft.rfft(x, n=2 * n) * 10 ** (gain_db / 20)
+        out = torch.fft.irfft(spec, n=2 * n)[:, :n]
+        scale = _rms(x, None) / _rms(out, None).clamp(min=1e-12)
+        return (out * scale[:, None]).to(waveforms)
+
+
+class RandomLevel(torch.nn.Module):
+    """A random recording level, clipped at full scale.
+
+    Each row is scaled to an RMS (over its valid samples) drawn per row in
+    ``[level_db_low, level_db_high]`` dB full scale, then clipped to
+    ``[-clip, clip]`` (an overloaded converter: speech louder than about
+    -15 dBFS RMS starts to clip).  Draws from torch's random generator.
+
+    Arguments
+    ---------
+    level_db_low, level_db_high : float
+        Range of the RMS level (dB full scale).
+    clip : float, optional
+        Clipping level; None: no clipping.
+
+    Example
+    -------
+    >>> x = 0.1 * torch.sin(torch.arange(8000) / 3.0).repeat(2, 1)
+    >>> loud = RandomLevel(0.0, 0.0)(x, torch.tensor([1.0, 0.5]))
+    >>> float(loud.abs().max())  # RMS 0 dBFS: the sine clips at 1
+    1.0
+    """
+
+    def __init__(
+        self,
+        level_db_low: float = -40.0,
+        level_db_high: float = 0.0,
+        clip: float | None = 1.0,
+    ):
+        super().__init__()
+        if level_db_low > level_db_high or (clip is not None and clip <= 0):
+            raise ConfigError(
+                "level_db_low must not exceed level_db_high, and clip must "
+                f"be positive, got {level_db_low}, {level_db_high}, {clip}"
+            )
+        self.low, self.high, self.clip = level_db_low, level_db_high, clip
+
+    def forward(self, waveforms: Tensor, lengths: Tensor) -> Tensor:
+        """``[batch, time]`` and relative lengths -> ``[batch, time]``."""
+        level = self.low + (self.high - self.low) * torch.rand(len(waveforms))
+        target = 10 ** (level.to(waveforms) / 20)
+        scale = target / _rms(waveforms, lengths).clamp(min=1e-8)
+        out = waveforms * scale[:, None]
+        if self.clip is not None:
+            out = out.clamp(-self.clip, self.clip)
+        return out
+
+
+class LoudnessNorm(RandomLevel):
+    """Loudness normalisation (an automatic gain control): each row scaled
+    to RMS ``level_db`` dB full scale over its valid samples, unclipped.
+
+    Arguments
+    ---------
+    level_db : float
+        The RMS level (dB full scale).
+
+    Example
+    -------
+    >>> x = torch.randn(2, 8000) * torch.tensor([[0.01], [0.5]])
+    >>> out = LoudnessNorm(-20.0)(x, torch.ones(2))
+    >>> [round(float(20 * torch.log10(r)), 3) for r in out.pow(2).mean(1)
+    ...  .sqrt()]
+    [-20.0, -20.0]
+    """
+
+    def __init__(self, level_db: float = -26.0):
+        super().__init__(level_db, level_db, clip=None)
+
+
+#: mu of the mu-law companding of :class:`LowBitrateCodec`.
+MU = 255.0
+
+
+class LowBitrateCodec(torch.nn.Module):
+    """A crude low-bitrate codec: a lower sample rate and coarse mu-law.
+
+    Per batch, a rate of ``rates`` and a bit depth in ``bits`` are drawn
+    (torch's random generator); each row is resampled to that rate
+    (ideal band limit: its spectrum cut at half the rate), its samples
+    mu-law companded and quantized to that many bits, and it is resampled
+    back to ``sample_rate``.  Shape and length are kept.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sample rate of the waveforms (Hz).
+    rates : sequence of int
+        The lower rates to draw from (Hz, at most ``sample_rate``).
+    bits : (int, int)
+        Fewest and most bits per sample (2 to 16).
+
+    Example
+    -------
+    >>> t = torch.arange(8000) / 8000
+    >>> x = 0.5 * torch.sin(2 * torch.pi * 3500 * t)[None] + 0.3 * torch.sin(
+    ...     2 * torch.pi * 300 * t)[None]
+    >>> y = LowBitrateCodec(8000, rates=[4000], bits=(6, 6))(x)
+    >>> spec = torch.fft.rfft(y[0]).abs() / 4000
+    >>> y.shape, round(float(spec[300]), 1), bool(spec[3500] < 0.05)
+    (torch.Size([1, 8000]), 0.3, True)
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 8000,
+        rates: Sequence[int] = (4000, 5000, 6000),
+        bits: Sequence[int] = (4, 8),
+    ):
+        super().__init__()
+        rates = [int(r) for r in rates]
+        if not rates or not all(0 < r <= sample_rate for r in rates):
+            raise ConfigError(
+                f"codec rates must be in (0, {sample_rate}] Hz (the sample "
+                f"rate), got {rates}"
+            )
+        lo, hi = (int(b) for b in bits)
+        if not 2 <= lo <= hi <= 16:
+            raise ConfigError(
+                f"codec bits must be 2 <= low <= high <= 16, got {bits}"
+            )
+        self.sample_rate, self.rates, self.bits = sample_rate, rates, (lo, hi)
+
+    def forward(self, waveforms: Tensor) -> Tensor:
+        """``[batch, time]`` -> decoded ``[batch, time]``."""
+        rate = self.rates[int(torch.randint(len(self.rates), ()))]
+        bits = int(torch.randint(self.bits[0], self.bits[1] + 1, ()))
+        x = waveforms.float()
+        n = x.shape[1]
+        n_low = max(2, round(n * rate / self.sample_rate))
+        spec = torch.fft.rfft(x)
+        low = torch.fft.irfft(spec[:, : n_low // 2 + 1], n=n_low) * (n_low / n)
+        low = low.clamp(-1.0, 1.0)
+        levels = 2 ** (bits - 1) - 1  # per sign
+        comp = torch.sign(low) * torch.log1p(MU * low.abs()) / np.log1p(MU)
+        comp = torch.round(comp * levels) / levels
+        low = torch.sign(comp) * torch.expm1(comp.abs() * np.log1p(MU)) / MU
+        back = torch.fft.rfft(low) * (n / n_low)
+        full = torch.zeros_like(spec)
+        full[:, : back.shape[1]] = back[:, : spec.shape[1]]
+        return torch.fft.irfft(full, n=n).to(waveforms)
+
+
 def _write_wav(path: Path, x: np.ndarray, sample_rate: int) -> None:
     """PCM-16 mono WAV, written atomically."""
     with atomic_write(path, "wb") as f:
@@ -406,6 +751,7 @@ def prepare_augmentation(
     n_rirs: int = 40,
     rt60: tuple[float, float] = (0.2, 0.9),
     drr_db: tuple[float, float] = (-3.0, 12.0),
+    n_image_rirs: int = 0,
 ) -> AugmentationFiles:
     """Writes the noise, babble and RIR files of the augmentation, once.
 
@@ -414,7 +760,10 @@ def prepare_augmentation(
     ``babble/babble_<i>.wav`` (each the sum of ``babble_talkers`` (low,
     high) speakers of ``train_csv``), ``rirs/rir_<i>.wav``
     (:func:`simulate_rir`, RT60 and DRR uniform in ``rt60`` and
-    ``drr_db``), their CSVs (:data:`NOISE_CSV`, :data:`BABBLE_CSV`,
+    ``drr_db``), ``n_image_rirs`` more responses of shoebox rooms
+    ``rirs/image_<i>.wav`` (:func:`image_method_rir`, RT60 uniform in
+    ``rt60``, rooms 3-10 x 3-8 x 2.5-4 m, talker and microphone anywhere
+    0.5 m from the walls), their CSVs (:data:`NOISE_CSV`, :data:`BABBLE_CSV`,
     :data:`RIR_CSV`) and ``options.json``.  The outputs depend only on
     the options, the seed and the bytes of ``train_csv``; a second call
     with the same ones does nothing (the project's skip rule,
@@ -448,6 +797,9 @@ def prepare_augmentation(
         Range of reverberation times (s).
     drr_db : (float, float)
         Range of direct-to-reverberant ratios (dB).
+    n_image_rirs : int
+        Image-method room impulse responses added to ``rirs.csv`` (0:
+        none; then ``options.json`` stays as it was before this option).
 
     Returns
     -------
@@ -481,11 +833,16 @@ def prepare_augmentation(
     """
     folder = Path(folder)
     lo, hi = babble_talkers
-    if min(n_noises, n_babble, n_rirs) < 1 or not 1 <= lo <= hi:
+    if (
+        min(n_noises, n_babble, n_rirs) < 1
+        or n_image_rirs < 0
+        or not 1 <= lo <= hi
+    ):
         raise ConfigError(
-            "prepare_augmentation needs n_noises, n_babble, n_rirs >= 1 and "
-            f"1 <= babble_talkers[0] <= babble_talkers[1], got {n_noises}, "
-            f"{n_babble}, {n_rirs}, {babble_talkers}"
+            "prepare_augmentation needs n_noises, n_babble, n_rirs >= 1, "
+            "n_image_rirs >= 0 and 1 <= babble_talkers[0] <= "
+            f"babble_talkers[1], got {n_noises}, {n_babble}, {n_rirs}, "
+            f"{n_image_rirs}, {babble_talkers}"
         )
     if not (0 < rt60[0] <= rt60[1] and noise_dur > 0 and babble_dur > 0):
         raise ConfigError(
@@ -506,6 +863,8 @@ def prepare_augmentation(
         "rt60": list(rt60),
         "drr_db": list(drr_db),
     }
+    if n_image_rirs:  # absent when 0: folders made before it stay valid
+        options["n_image_rirs"] = n_image_rirs
     noises = [
         folder / "noise" / f"{color}_{i:02d}.wav"
         for color in NOISE_COLORS
@@ -515,10 +874,19 @@ def prepare_augmentation(
         folder / "babble" / f"babble_{i:02d}.wav" for i in range(n_babble)
     ]
     rirs = [folder / "rirs" / f"rir_{i:03d}.wav" for i in range(n_rirs)]
+    image_rirs = [
+        folder / "rirs" / f"image_{i:03d}.wav" for i in range(n_image_rirs)
+    ]
     files = AugmentationFiles(
         folder / NOISE_CSV, folder / BABBLE_CSV, folder / RIR_CSV
     )
-    outputs = [*noises, *babble, *rirs, *dataclasses.astuple(files)]
+    outputs = [
+        *noises,
+        *babble,
+        *rirs,
+        *image_rirs,
+        *dataclasses.astuple(files),
+    ]
     if outputs_up_to_date(folder, outputs, options):
         logger.info("augmentation files in %s up to date, skipping", folder)
         return files
@@ -559,7 +927,14 @@ def prepare_augmentation(
 
     _write_csv(files.noise_csv, folder, noises, sample_rate)
     _write_csv(files.babble_csv, folder, babble, sample_rate)
-    _write_csv(files.rir_csv, folder, rirs, sample_rate)
+    for i, path in enumerate(image_rirs):
+        rng = np.random.default_rng([seed, 3, i])
+        room = rng.uniform([3.0, 3.0, 2.5], [10.0, 8.0, 4.0])
+        source, mic = rng.uniform(0.5, room - 0.5, size=(2, 3))
+        h = image_method_rir(sample_rate, room, source, mic, rng.uniform(*rt60))
+        _write_wav(path, h, sample_rate)
+
+    _write_csv(files.rir_csv, folder, [*rirs, *image_rirs], sample_rate)
     save_options(folder, options)
     return files
 
@@ -574,7 +949,8 @@ def prepare_from_hparams(
     hparams : mapping
         Uses ``augment`` (True or False), and when True
         ``augment_folder``, ``train_annotation``, ``prep_folder``,
-        ``sample_rate`` and ``augment_seed``.
+        ``sample_rate``, ``augment_seed`` and ``image_rirs`` (0 when
+        missing).
 
     Returns
     -------
@@ -606,4 +982,5 @@ def prepare_from_hparams(
         data_root=hparams["prep_folder"],
         sample_rate=hparams["sample_rate"],
         seed=hparams["augment_seed"],
+        n_image_rirs=int(hparams.get("image_rirs", 0)),
     )

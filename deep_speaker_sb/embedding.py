@@ -3,7 +3,9 @@
 Training validation, the triplet loss, the pretrained interface
 (:class:`deep_speaker_sb.inference.DeepSpeaker`) and any export all embed
 waveforms with :func:`compute_embeddings`: features, then feature
-normalization, then the ResCNN.
+normalization, then the ResCNN.  Only training batches may pass a
+``feature_augment`` (SpecAugment-style masks on the normalized features,
+``spec_augment`` in the YAMLs); every other caller leaves it out.
 
 Authors
  * deep-speaker-sb contributors
@@ -11,7 +13,7 @@ Authors
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -20,8 +22,16 @@ from torch import Tensor
 EMBEDDING_MODULES = ("compute_features", "mean_var_norm", "embedding_model")
 
 
+#: A feature augmentation: ``(feats, lens) -> (feats, lens)``, e.g.
+#: SpeechBrain's ``Augmenter`` of ``SpectrogramDrop`` masks.
+FeatureAugment = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
 def compute_embeddings(
-    modules: Mapping[str, torch.nn.Module], wavs: Tensor, lens: Tensor
+    modules: Mapping[str, torch.nn.Module],
+    wavs: Tensor,
+    lens: Tensor,
+    feature_augment: FeatureAugment | None = None,
 ) -> Tensor:
     """Waveforms -> features -> normalization -> ResCNN embedding.
 
@@ -36,6 +46,11 @@ def compute_embeddings(
         Padded waveforms ``[batch, samples]`` at the model's sample rate.
     lens : torch.Tensor
         Relative lengths ``[batch]`` in ``(0, 1]``.
+    feature_augment : callable, optional
+        Training only: applied to the normalized features ``[batch, time,
+        n_features]`` and ``lens`` before the ResCNN; it must keep the
+        batch (:class:`~deep_speaker_sb.brains.base.EmbeddingBrain` passes
+        ``hparams.feature_augment`` with ``spec_augment: True``).
 
     Returns
     -------
@@ -58,4 +73,6 @@ def compute_embeddings(
     """
     feats = modules["compute_features"](wavs)
     feats = modules["mean_var_norm"](feats, lens)
+    if feature_augment is not None:
+        feats, lens = feature_augment(feats, lens)
     return modules["embedding_model"](feats, lens)

@@ -288,3 +288,249 @@ def test_softmax_epoch_with_augmentation(tiny_corpus, tiny_prepared, tmp_path):
     assert np.isfinite(loss) and loss > 0
     assert "writing the augmentation files" in (out / "log.txt").read_text()
     assert "\naugment: true " in (out / "hyperparams.yaml").read_text()
+
+
+def test_image_method_rirs_join_rirs_csv(tiny_prepared, tmp_path):
+    """image_rirs adds shoebox-room responses beside the simulated ones,
+    reproducibly; without them options.json keeps its older keys, so a
+    folder prepared before the option is reused as it is."""
+    import json
+
+    csv = tiny_prepared / "train.csv"
+    plain = prepare_augmentation(tmp_path / "plain", csv, **SMALL)
+    options = json.loads((tmp_path / "plain" / "options.json").read_text())
+    assert "n_image_rirs" not in options
+    assert len(plain.rir_csv.read_text().splitlines()) == 1 + 4
+
+    def image_rirs(folder: Path, seed: int) -> dict[str, np.ndarray]:
+        files = prepare_augmentation(
+            folder, csv, seed=seed, n_image_rirs=2, **SMALL
+        )
+        rows = files.rir_csv.read_text().splitlines()[1:]
+        assert [r.split(",")[0] for r in rows] == [
+            *(f"rir_{i:03d}" for i in range(4)),
+            "image_000",
+            "image_001",
+        ]
+        return {
+            p.name: sf.read(p)[0] for p in sorted(folder.glob("rirs/image*"))
+        }
+
+    first = image_rirs(tmp_path / "a", 5)
+    assert all(np.array_equal(first[k], v) for k, v in image_rirs(
+        tmp_path / "b", 5).items())  # fmt: skip
+    assert all(
+        not np.array_equal(first[k], v)
+        for k, v in image_rirs(tmp_path / "c", 6).items()
+    )
+    for h in first.values():  # starts at the direct path, then decays
+        assert np.isfinite(h).all() and int(np.argmax(np.abs(h))) == 0
+        tail = np.abs(h[len(h) // 2 :]).max()
+        assert tail < 0.2 * np.abs(h[1 : len(h) // 8]).max()
+
+
+def _channel_transforms(hparams: dict):
+    aug = hparams["channel_augment"]
+    for name, module in aug.augmentations.items():
+        needs = aug.require_lengths[name]
+        yield (
+            name,
+            (
+                (lambda x, lens, m=module: m(x, lens))
+                if needs
+                else (lambda x, lens, m=module: m(x))
+            ),
+        )
+
+
+def test_channel_transforms_change_keep_shape_and_repeat(triplet_hparams):
+    """Each transform of channel_augment (the YAML's): same shape, finite,
+    another signal, the same one again under the same seed."""
+    aug = triplet_hparams["channel_augment"]
+    assert [type(m).__name__ for m in aug.augmentations.values()] == [
+        "RandomEQ",
+        "RandomLevel",
+        "LowBitrateCodec",
+        "LoudnessNorm",
+    ]
+    assert aug.concat_original is False
+    t = torch.arange(2 * SR) / SR
+    torch.manual_seed(0)
+    wavs = 0.05 * torch.randn(4, 2 * SR) + 0.1 * torch.sin(
+        2 * torch.pi * 440 * t
+    )
+    lens = torch.tensor([1.0, 0.5, 0.75, 0.9])
+    wavs[1, SR:] = 0.0  # padding
+    for name, apply in _channel_transforms(triplet_hparams):
+        torch.manual_seed(1)
+        out = apply(wavs.clone(), lens)
+        assert out.shape == wavs.shape, name
+        assert torch.isfinite(out).all(), name
+        assert (out - wavs).abs().max() > 1e-3, name
+        torch.manual_seed(1)
+        assert torch.equal(apply(wavs.clone(), lens), out), name
+        if "Loudness" not in name:  # the one that draws nothing
+            torch.manual_seed(2)
+            assert not torch.equal(apply(wavs.clone(), lens), out), name
+
+
+def test_channel_transforms_do_what_they_say():
+    from deep_speaker_sb.augment import (
+        LoudnessNorm,
+        LowBitrateCodec,
+        RandomEQ,
+        RandomLevel,
+    )
+
+    torch.manual_seed(0)
+    wavs = 0.1 * torch.randn(3, SR)
+    lens = torch.tensor([1.0, 0.5, 1.0])
+    wavs[1, SR // 2 :] = 0.0
+    rms = lambda x: x.pow(2).mean(1).sqrt()  # noqa: E731
+    # the EQ colours each row differently and keeps its level
+    out = RandomEQ(SR, tilt_db=6.0, ripple_db=6.0)(wavs)
+    assert torch.allclose(rms(out), rms(wavs), rtol=1e-4)
+    spec = torch.fft.rfft(out).abs() / torch.fft.rfft(wavs).abs()
+    low, high = spec[:, 100:300].mean(1), spec[:, 3000:3800].mean(1)
+    assert len(set((high / low).round(decimals=2).tolist())) == 3
+    # loud levels clip at full scale; the level ignores the padding
+    loud = RandomLevel(6.0, 6.0)(wavs, lens)
+    assert loud.abs().max() == 1.0 and (loud.abs() == 1.0).any(1).all()
+    quiet = RandomLevel(-30.0, -30.0)(wavs, lens)
+    assert torch.allclose(rms(quiet[1:2, : SR // 2]), torch.tensor(10**-1.5))
+    norm = LoudnessNorm(-20.0)(wavs * torch.tensor([[0.1], [1.0], [5.0]]), lens)
+    for row, n in zip(norm, (SR, SR // 2, SR), strict=True):
+        assert float(rms(row[None, :n])) == pytest.approx(0.1, rel=1e-4)
+    # the codec removes what lies above half its rate, adds quantization
+    codec = LowBitrateCodec(SR, rates=[4000], bits=(4, 4))
+    out = codec(wavs)
+    spec = torch.fft.rfft(out).abs()
+    assert spec[:, 2100:].max() < 1e-3 * spec[:, :1900].max()
+    band = torch.fft.irfft(
+        torch.fft.rfft(wavs) * (torch.arange(SR // 2 + 1) < 2000), n=SR
+    )
+    assert (out - band).abs().max() > 1e-3  # 4-bit mu-law noise
+
+
+def test_spec_augment_masks_training_features_only(triplet_hparams, tmp_path):
+    """spec_augment: the training features are masked (time and
+    frequency), validation embeddings and the export's are the unmasked
+    ones, and compute_embeddings without feature_augment is unchanged."""
+    from types import SimpleNamespace
+
+    from deep_speaker_sb.embedding import compute_embeddings
+    from deep_speaker_sb.errors import ConfigError
+    from deep_speaker_sb.export import export_pretrained
+    from deep_speaker_sb.inference import DeepSpeaker
+
+    masks = triplet_hparams["feature_augment"]
+    feats = torch.randn(3, 300, 24)
+    torch.manual_seed(0)
+    out, out_lens = masks(feats.clone(), torch.ones(3))
+    assert out.shape == feats.shape and torch.equal(out_lens, torch.ones(3))
+    zero = out == 0
+    assert zero.all(2).any(1).all()  # whole frames masked in every row
+    assert zero.all(1).any(1).all()  # whole bands masked in every row
+    assert torch.equal(out[~zero], feats[~zero])  # nothing else changes
+
+    hparams = {**triplet_hparams, "augment": False, "spec_augment": True}
+    brain = TripletBrain(
+        modules=triplet_hparams["modules"],
+        hparams=hparams,
+        run_opts={"device": "cpu"},
+    )
+    brain.modules.eval()  # the same batch-norm statistics in every stage
+    batch = PaddedBatch(
+        [
+            {"id": f"u{i}", "sig": 0.1 * torch.randn(SR + 900 * i)}
+            for i in range(3)
+        ]
+    )
+    wavs, lens = batch.sig
+    with torch.no_grad():
+        plain = compute_embeddings(brain.modules, wavs, lens)
+        torch.manual_seed(0)
+        train = brain.compute_forward(batch, sb.Stage.TRAIN)
+        for stage in (sb.Stage.VALID, sb.Stage.TEST):
+            assert torch.equal(brain.compute_forward(batch, stage), plain)
+    assert train.shape == plain.shape
+    assert (train - plain).abs().max() > 1e-3
+    brain.hparams.spec_augment = False
+    with torch.no_grad():
+        assert torch.equal(brain.compute_forward(batch, sb.Stage.TRAIN), plain)
+
+    folder = export_pretrained(
+        tmp_path / "pretrained",
+        compute_features=hparams["compute_features"],
+        mean_var_norm=hparams["mean_var_norm"],
+        embedding_model=hparams["embedding_model"],
+        threshold=0.5,
+        card={},
+        onnx=False,
+    )
+    assert "drop" not in (folder / "hyperparams.yaml").read_text().lower()
+    loaded = DeepSpeaker.from_hparams(source=folder, run_opts={"device": "cpu"})
+    assert torch.allclose(loaded.encode_batch(wavs, lens), plain, atol=1e-6)
+
+    brain.hparams = SimpleNamespace(augment=False, spec_augment="yes")
+    with pytest.raises(ConfigError, match="spec_augment must be True or"):
+        brain.compute_forward(batch, sb.Stage.TRAIN)
+
+
+def test_channel_sim_on_training_batches_only(triplet_hparams):
+    """channel_sim: the training waveforms (after wav_augment) pass through
+    channel_augment, keeping the batch; validation never does."""
+    from types import SimpleNamespace
+
+    from deep_speaker_sb.errors import ConfigError
+
+    seen = []
+
+    def channel(wavs, lens):
+        seen.append(wavs.shape)
+        return 0.5 * wavs, lens
+
+    brain = TripletBrain(
+        modules=triplet_hparams["modules"],
+        hparams=triplet_hparams,
+        run_opts={"device": "cpu"},
+    )
+    doubling = triplet_hparams["wav_augment"]
+    brain.hparams = SimpleNamespace(
+        augment=True,
+        wav_augment=doubling,
+        channel_sim=True,
+        channel_augment=channel,
+    )
+    batch = PaddedBatch(
+        [{"id": f"u{i}", "sig": 0.1 * torch.randn(SR)} for i in range(3)]
+    )
+    assert brain.compute_forward(batch, sb.Stage.TRAIN).shape == (6, 16)
+    assert len(seen) == 1 and seen[0][0] == 6  # after wav_augment
+    brain.compute_forward(batch, sb.Stage.VALID)
+    brain.compute_forward(batch, sb.Stage.TEST)
+    assert len(seen) == 1
+    brain.hparams.channel_sim = False
+    brain.compute_forward(batch, sb.Stage.TRAIN)
+    assert len(seen) == 1
+    # the YAML's channel_augment runs, and one that grows the batch is
+    # refused
+    brain.hparams.channel_sim = True
+    brain.hparams.channel_augment = triplet_hparams["channel_augment"]
+    assert brain.compute_forward(batch, sb.Stage.TRAIN).shape == (6, 16)
+    brain.hparams.channel_augment = lambda w, n: (w.repeat(2, 1), n.repeat(2))
+    with pytest.raises(ConfigError, match="must keep the batch"):
+        brain.compute_forward(batch, sb.Stage.TRAIN)
+
+
+def test_new_options_off_by_default():
+    for name in ("softmax", "triplet"):
+        text = (ROOT / "hparams" / f"{name}.yaml").read_text()
+        for line in (
+            "spec_augment: False",
+            "channel_sim: False",
+            "image_rirs: 0",
+            "se_reduction: 0",
+            "pooling: mean",
+        ):
+            assert f"\n{line}" in text, (name, line)

@@ -263,3 +263,40 @@ def test_init_from_pretrained_copies_normalizer_statistics(tmp_path):
     assert model_differences(fresh, sentence) == [
         "feature_norm 'global' (YAML: 'sentence')"
     ]
+
+
+def test_lobe_options_are_compared_with_older_exports(tmp_path):
+    """An export made before se_reduction existed (no such key in its
+    config.json) holds the plain blocks: a YAML with squeeze-excitation
+    or attentive pooling is another model."""
+    import json
+
+    from deep_speaker_sb.errors import ConfigError
+
+    folder = export_pretrained(
+        tmp_path / "pretrained",
+        compute_features=Features(n_mels=24),
+        mean_var_norm=InputNormalization(norm_type="sentence"),
+        embedding_model=ResCNN(**MODEL),
+        threshold=0.1,
+        card={},
+        onnx=False,
+    )
+    config = json.loads((folder / "config.json").read_text())
+    del config["model"]["se_reduction"]
+    (folder / "config.json").write_text(json.dumps(config))
+
+    def yaml_modules(**options):
+        return {
+            "compute_features": Features(n_mels=24),
+            "mean_var_norm": InputNormalization(norm_type="sentence"),
+            "embedding_model": ResCNN(**MODEL, **options),
+        }
+
+    init_from_pretrained(folder, yaml_modules())  # the same model: loads
+    with pytest.raises(ConfigError, match=r"se_reduction 0 \(YAML: 8\)"):
+        init_from_pretrained(folder, yaml_modules(se_reduction=8))
+    assert model_differences(
+        {"embedding_model": ResCNN(**MODEL)},
+        {"embedding_model": ResCNN(**MODEL, pooling="attentive_stats")},
+    ) == ["pooling 'mean' (YAML: 'attentive_stats')"]

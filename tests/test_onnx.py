@@ -38,7 +38,9 @@ from tests.conftest import ROOT, SCRIPT_ENV, run_script
 SR = 8000
 
 
-def _parts(kind: str, seed: int = 0):
+def _parts(kind: str, seed: int = 0, **options):
+    """Features, normalizer and a narrow ResCNN (``options``: more of its
+    constructor arguments)."""
     torch.manual_seed(seed)
     feats = Features(kind=kind, sample_rate=SR, n_mels=32, n_mfcc=20)
     norm = InputNormalization(norm_type="sentence")
@@ -47,6 +49,7 @@ def _parts(kind: str, seed: int = 0):
         channels=(8, 16),
         emb_dim=24,
         blocks_per_stage=1,
+        **options,
     )
     with torch.no_grad():  # batch-norm statistics the export must carry
         for m in model.modules():
@@ -333,3 +336,53 @@ def test_verify_backend_flag(tiny_prepared, tmp_path):
     assert "EER" in run.stdout
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert 0.0 <= report["eer"] <= 1.0
+
+
+def test_se_and_attentive_pooling_export_and_load(tmp_path):
+    """The lobe options (squeeze-excitation, attentive statistics pooling)
+    go into config.json, load without the YAML and through it, and the
+    ONNX graph matches torch on a padded batch and on each utterance
+    alone."""
+    from deep_speaker_sb.inference import load_without_yaml
+
+    options = {"se_reduction": 4, "pooling": "attentive_stats"}
+    parts = _parts("fbank", seed=3, **options)
+    with torch.no_grad():  # attention weights far from uniform
+        parts[2].attention.score.weight.mul_(20.0)
+    folder = export_pretrained(
+        tmp_path / "pretrained",
+        compute_features=parts[0],
+        mean_var_norm=parts[1],
+        embedding_model=parts[2],
+        threshold=0.4,
+        card={"data": "unit test"},
+        calibration=None,
+    )
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model"]["se_reduction"] == 4
+    assert config["model"]["pooling"] == "attentive_stats"
+    mods = dict(zip(EMBEDDING_MODULES, parts, strict=True))
+    n = np.array([3000, 11000, 7000])
+    waves = [_speech_like(k / SR, int(k)) for k in n]
+    wavs = np.zeros((3, 11500), np.float32)
+    for i, w in enumerate(waves):
+        wavs[i, : len(w)] = w
+    lens = (n / wavs.shape[1]).astype(np.float32)
+    with torch.no_grad():
+        ref = compute_embeddings(
+            mods, torch.from_numpy(wavs), torch.from_numpy(lens)
+        )
+    plain = load_without_yaml(folder)
+    assert plain.mods["embedding_model"].config == parts[2].config
+    full = DeepSpeaker.from_hparams(source=folder, run_opts={"device": "cpu"})
+    for loaded in (plain, full):
+        out = loaded.encode_batch(
+            torch.from_numpy(wavs), torch.from_numpy(lens)
+        )
+        assert torch.allclose(out, ref, atol=1e-5)
+    runtime = OnnxSpeaker(folder, threads=1)
+    out = runtime.embed_waveforms(wavs, lens)
+    assert _cosines(out, ref.numpy()).min() >= 0.9999
+    for i, w in enumerate(waves):
+        alone = runtime.embed_waveforms(w[None])
+        assert _cosines(alone, out[i : i + 1])[0] >= 0.9999

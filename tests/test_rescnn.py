@@ -30,14 +30,18 @@ def test_paper_width_parameter_count():
         "blocks_per_stage": 3,
         "clip": 20.0,
         "pooling": "mean",
+        "se_reduction": 0,
     }
 
 
-@pytest.mark.parametrize("pooling", ["mean", "stats"])
+@pytest.mark.parametrize(
+    "pooling,se_reduction",
+    [("mean", 0), ("stats", 0), ("attentive_stats", 0), ("mean", 4)],
+)
 @pytest.mark.parametrize("short_len", [37, 100, 101])
-def test_padding_does_not_change_embedding(short_len, pooling):
+def test_padding_does_not_change_embedding(short_len, pooling, se_reduction):
     torch.manual_seed(0)
-    model = ResCNN(**NARROW, pooling=pooling)
+    model = ResCNN(**NARROW, pooling=pooling, se_reduction=se_reduction)
     # give batch norm non-trivial statistics, then freeze them
     model.train()
     model(torch.randn(4, 120, 64) * 3)
@@ -105,5 +109,93 @@ def test_stats_pooling_by_hand():
 def test_bad_pooling_is_a_config_error():
     from deep_speaker_sb.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="mean, stats"):
+    with pytest.raises(ConfigError, match="mean, stats, attentive_stats"):
         ResCNN(**NARROW, pooling="max")
+    for bad in (-1, 2.5, True, "8"):
+        with pytest.raises(ConfigError, match="se_reduction"):
+            ResCNN(**NARROW, se_reduction=bad)
+
+
+def _n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_se_and_attentive_pooling_add_their_parameters():
+    from deep_speaker_sb.lobes.rescnn import (
+        ATTENTION_DIM,
+        AttentiveStatsPool,
+        SqueezeExcitation,
+    )
+
+    plain = ResCNN(**NARROW)
+    se = ResCNN(**NARROW, se_reduction=8)
+    blocks = [b for stage in se.stages for b in stage]
+    assert all(isinstance(b.se, SqueezeExcitation) for b in blocks)
+    assert all(b.se is None for stage in plain.stages for b in stage)
+    # per block: C -> C / 8 -> C, with biases
+    added = sum(2 * c * (c // 8) + c // 8 + c for c in NARROW["channels"]) * 3
+    assert _n_params(se) == _n_params(plain) + added
+    assert se.config["se_reduction"] == 8
+
+    att = ResCNN(**NARROW, pooling="attentive_stats")
+    stats = ResCNN(**NARROW, pooling="stats")
+    assert isinstance(att.attention, AttentiveStatsPool)
+    dim = NARROW["channels"][-1] * att.out_freq
+    assert att.affine.in_features == stats.affine.in_features == 2 * dim
+    assert _n_params(att) == _n_params(stats) + (
+        dim * ATTENTION_DIM + ATTENTION_DIM + ATTENTION_DIM + 1
+    )
+    emb = ResCNN(**NARROW, pooling="attentive_stats", se_reduction=4)(
+        torch.randn(3, 90, 64), torch.tensor([1.0, 0.4, 0.7])
+    )
+    assert emb.shape == (3, 32)
+    assert torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_attentive_pooling_weights_the_frames():
+    """Equal scores: the plain mean and std; a frame the network scores
+    far higher than the others: that frame alone."""
+    from deep_speaker_sb.lobes.rescnn import AttentiveStatsPool, pool_time
+
+    torch.manual_seed(0)
+    h = torch.randn(2, 7, 5)
+    h[0, 4:] = 0.0  # 4 valid frames
+    n = torch.tensor([4, 7])
+    pool = AttentiveStatsPool(5, hidden=3)
+    with torch.no_grad():
+        pool.score.weight.zero_()  # every frame scores the same
+    assert torch.allclose(pool(h, n), pool_time(h, n, "stats"), atol=1e-5)
+    with torch.no_grad():
+        pool.hidden.weight.zero_()
+        pool.hidden.weight[0, 0] = 50.0  # tanh saturates on feature 0
+        pool.score.weight.zero_()
+        pool.score.weight[0, 0] = 100.0
+    h2 = torch.zeros(1, 6, 5)
+    h2[0, :, 0] = -1.0
+    h2[0, 2] = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    out = pool(h2, torch.tensor([6]))
+    assert torch.allclose(out[0, :5], h2[0, 2], atol=1e-4)
+    assert out[0, 5:].max() < 0.01  # its weight is about 1: no spread
+
+
+def test_model_section_options_reach_the_model():
+    """The YAML keys se_reduction and pooling, and a wider CPU budget
+    (channels 32-64-128-256), given on the command line."""
+    from deep_speaker_sb.cli import load_recipe_hparams, parse_recipe_args
+    from tests.conftest import ROOT
+
+    hparams_file, _, overrides = parse_recipe_args(
+        [
+            str(ROOT / "hparams" / "softmax.yaml"),
+            "--data_folder=unused",
+            "--channels", "[32, 64, 128, 256]",
+            "--se_reduction", "8",
+            "--pooling", "attentive_stats",
+        ]
+    )  # fmt: skip
+    model = load_recipe_hparams(hparams_file, overrides)["embedding_model"]
+    assert model.config["channels"] == [32, 64, 128, 256]
+    assert model.config["se_reduction"] == 8
+    assert model.config["pooling"] == "attentive_stats"
+    assert [conv.out_channels for conv in model.convs] == [32, 64, 128, 256]
+    assert model(torch.randn(1, 60, 64)).shape == (1, 512)

@@ -49,6 +49,7 @@ MODEL_KEYS = (
     "emb_dim",
     "blocks_per_stage",
     "pooling",
+    "se_reduction",
     "embedding_model",
 )
 

@@ -2,7 +2,9 @@
 
 The softmax and triplet Brains both embed batches of waveforms with
 :func:`deep_speaker_sb.embedding.compute_embeddings`, augment their
-training batches the same way (``wav_augment``, replicating the labels),
+training batches the same way (``wav_augment``, replicating the labels;
+optionally ``channel_augment`` on the waveforms and ``feature_augment``
+on the features),
 end a validation epoch the same way (anneal the learning rate, log train
 and valid stats) and need plain batch norm when a distributed run trains
 on CPU.  Each stage Brain extends :class:`EmbeddingBrain` and overrides
@@ -14,6 +16,7 @@ Authors
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +26,19 @@ from torch.nn.parallel import DistributedDataParallel
 
 from deep_speaker_sb.embedding import compute_embeddings
 from deep_speaker_sb.errors import ConfigError
+
+
+def _same_rows(
+    name: str, augment: Any, x: Tensor, lens: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``augment(x, lens)``, checked to keep the rows of the batch."""
+    out, out_lens = augment(x, lens)
+    if out.shape[0] != x.shape[0]:
+        raise ConfigError(
+            f"{name} turned {x.shape[0]} examples into {out.shape[0]}; it "
+            "must keep the batch (concat_original: False, repeat_augment: 1)"
+        )
+    return out, out_lens
 
 
 class EmbeddingBrain(sb.Brain):
@@ -37,7 +53,13 @@ class EmbeddingBrain(sb.Brain):
     ones) pass through ``wav_augment`` (SpeechBrain's ``Augmenter``)
     before the features; when it concatenates the original waveforms the
     batch grows, and each stage's ``compute_objectives`` takes its labels
-    through :meth:`augmented_labels`.
+    through :meth:`augmented_labels`.  Two more options act on training
+    batches only, each keeping the batch as it is: ``channel_sim: True``
+    passes the waveforms (after ``wav_augment``) through
+    ``channel_augment`` (a simulated telephone channel), and
+    ``spec_augment: True`` passes the normalized features through
+    ``feature_augment`` (time and frequency masks).  Missing keys mean
+    False (a YAML older than them).
 
     Example
     -------
@@ -74,14 +96,26 @@ class EmbeddingBrain(sb.Brain):
         """Embeds a batch of waveforms: ``[batch, emb_dim]``.
 
         In training with ``hparams.augment``, the waveforms pass through
-        ``hparams.wav_augment`` first (the batch may grow).
+        ``hparams.wav_augment`` first (the batch may grow), then with
+        ``channel_sim`` through ``hparams.channel_augment``; with
+        ``spec_augment`` the features pass through
+        ``hparams.feature_augment``.
         """
         batch = batch.to(self.device)
         wavs, lens = batch.sig
         if self._augments(stage):
             wavs, lens = self.hparams.wav_augment(wavs, lens)
+        if self._option("channel_sim", stage):
+            wavs, lens = _same_rows(
+                "channel_augment", self.hparams.channel_augment, wavs, lens
+            )
         wavs, lens = self.extra_examples(wavs, lens, stage)
-        return compute_embeddings(self.modules, wavs, lens)
+        feature_augment = None
+        if self._option("spec_augment", stage):
+            feature_augment = functools.partial(
+                _same_rows, "feature_augment", self.hparams.feature_augment
+            )
+        return compute_embeddings(self.modules, wavs, lens, feature_augment)
 
     def extra_examples(
         self, wavs: Tensor, lens: Tensor, stage: sb.Stage
@@ -135,6 +169,16 @@ class EmbeddingBrain(sb.Brain):
 
     def _augments(self, stage: sb.Stage) -> bool:
         return stage == sb.Stage.TRAIN and self.hparams.augment
+
+    def _option(self, key: str, stage: sb.Stage) -> bool:
+        """Whether the boolean hparam ``key`` (False when missing) is on
+        for ``stage`` (training only)."""
+        if stage != sb.Stage.TRAIN:
+            return False
+        value = getattr(self.hparams, key, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be True or False, got {value!r}")
+        return value
 
     def log_validation_epoch(
         self, epoch: int, valid_stats: Mapping[str, Any]

@@ -7,14 +7,18 @@ blocks (two 3x3 convolutions with batch normalization and clipped ReLU, and
 an identity skip).  The frequency axis is folded into the features
 (channels x frequency, as in the paper's reshape), the frames are pooled
 over time (``pooling="mean"``: the paper's average; ``"stats"``: mean and
-standard deviation), an affine layer maps them to the embedding, and the
-embedding is L2-normalized.
+standard deviation; ``"attentive_stats"``: mean and standard deviation
+weighted by a small attention network over the frames), an affine layer
+maps them to the embedding, and the embedding is L2-normalized.  Option:
+squeeze-excitation in every residual block (``se_reduction``, 0 = off,
+the paper's shape).
 
 Padding never changes an utterance's embedding: every convolution's input
 is zero beyond each sentence's length (exactly what the convolution's own
-zero padding gives an utterance processed alone), and the time pooling uses
-only the valid frames.  In eval mode an utterance embedded alone equals the
-same utterance embedded in a batch with longer ones.
+zero padding gives an utterance processed alone), and the time pooling and
+the squeeze-excitation average use only the valid frames.  In eval mode an
+utterance embedded alone equals the same utterance embedded in a batch with
+longer ones.
 
 Authors
  * deep-speaker-sb contributors
@@ -39,7 +43,15 @@ def _mask_time(x: Tensor, n_frames: Tensor) -> Tensor:
 
 
 #: Time pooling choices of :class:`ResCNN`.
-POOLINGS = ("mean", "stats")
+POOLINGS = ("mean", "stats", "attentive_stats")
+#: Hidden units of the attention network of ``"attentive_stats"``.
+ATTENTION_DIM = 128
+
+
+def _valid_frames(n_frames: Tensor, time: int, like: Tensor) -> Tensor:
+    """``[B, time]`` mask (``like``'s dtype): 1 for ``t < n_frames[b]``."""
+    t = torch.arange(time, device=like.device)
+    return (t[None, :] < n_frames[:, None]).to(like.dtype)
 
 
 def pool_time(h: Tensor, n_frames: Tensor, pooling: str = "mean") -> Tensor:
@@ -74,10 +86,52 @@ def pool_time(h: Tensor, n_frames: Tensor, pooling: str = "mean") -> Tensor:
     mean = h.sum(dim=1) / n
     if pooling == "mean":
         return mean
-    t = torch.arange(h.shape[1], device=h.device)
-    keep = (t[None, :] < n_frames[:, None]).to(h.dtype)[:, :, None]
+    keep = _valid_frames(n_frames, h.shape[1], h)[:, :, None]
     var = (((h - mean[:, None, :]) * keep) ** 2).sum(dim=1) / n
     return torch.cat([mean, torch.sqrt(var + 1e-6)], dim=1)
+
+
+class AttentiveStatsPool(nn.Module):
+    """Attentive statistics pooling (Okabe et al., 2018) over valid frames.
+
+    A small network scores every frame (``dim -> hidden``, tanh, ``-> 1``);
+    the softmax of the scores over the first ``n_frames[b]`` frames (padded
+    frames get weight exactly 0) weights the mean and the standard
+    deviation of the frames, concatenated ``[B, 2 * dim]``.
+
+    Arguments
+    ---------
+    dim : int
+        Features per frame.
+    hidden : int
+        Hidden units of the scoring network.
+
+    Example
+    -------
+    >>> pool = AttentiveStatsPool(4, hidden=8)
+    >>> h = torch.rand(2, 6, 4)
+    >>> pool(h, torch.tensor([6, 3])).shape
+    torch.Size([2, 8])
+    >>> alone = pool(h[1:, :3], torch.tensor([3]))  # padding is ignored
+    >>> bool(torch.allclose(pool(h, torch.tensor([6, 3]))[1], alone[0]))
+    True
+    """
+
+    def __init__(self, dim: int, hidden: int = ATTENTION_DIM):
+        super().__init__()
+        self.hidden = nn.Linear(dim, hidden)
+        self.score = nn.Linear(hidden, 1)
+
+    def forward(self, h: Tensor, n_frames: Tensor) -> Tensor:
+        """``h`` ``[B, T, D]`` and valid frames ``[B]`` -> ``[B, 2 * D]``."""
+        keep = _valid_frames(n_frames, h.shape[1], h)
+        scores = self.score(torch.tanh(self.hidden(h))).squeeze(2)
+        # padded frames: exp(-1e9 - max) is exactly 0 in float32
+        scores = scores * keep - 1e9 * (1.0 - keep)
+        weights = torch.softmax(scores, dim=1)[:, :, None] * keep[:, :, None]
+        mean = (weights * h).sum(dim=1)
+        var = (weights * (h - mean[:, None, :]) ** 2).sum(dim=1)
+        return torch.cat([mean, torch.sqrt(var + 1e-6)], dim=1)
 
 
 def _downsampled(n, kernel: int = 5, stride: int = 2, pad: int = 2):
@@ -108,8 +162,46 @@ class ClippedReLU(nn.Module):
         return torch.clamp(x, min=0.0, max=self.clip)
 
 
+class SqueezeExcitation(nn.Module):
+    """Squeeze-excitation (Hu et al., 2018) over the valid frames.
+
+    Each channel's average over frequency and the first ``n_frames[b]``
+    frames goes through ``channels -> channels // reduction`` (ReLU)
+    ``-> channels`` (sigmoid), which scales the channel.
+
+    Arguments
+    ---------
+    channels : int
+        Channels of the input.
+    reduction : int
+        Reduction ratio of the bottleneck (at least one unit).
+
+    Example
+    -------
+    >>> se = SqueezeExcitation(8, reduction=4)
+    >>> x = torch.rand(2, 8, 10, 16)
+    >>> se(x, torch.tensor([10, 7])).shape
+    torch.Size([2, 8, 10, 16])
+    """
+
+    def __init__(self, channels: int, reduction: int):
+        super().__init__()
+        bottleneck = max(channels // reduction, 1)
+        self.down = nn.Linear(channels, bottleneck)
+        self.up = nn.Linear(bottleneck, channels)
+
+    def forward(self, x: Tensor, n_frames: Tensor) -> Tensor:
+        """``x`` ``[B, C, T, F]`` -> ``x`` scaled per channel."""
+        valid = _mask_time(x, n_frames).sum(dim=(2, 3))
+        area = n_frames.to(x.dtype)[:, None] * x.shape[3]
+        gate = torch.relu(self.down(valid / area))
+        gate = torch.sigmoid(self.up(gate))
+        return x * gate[:, :, None, None]
+
+
 class ResBlock(nn.Module):
-    """Two 3x3 convolutions with batch norm and clipped ReLU, identity skip.
+    """Two 3x3 convolutions with batch norm and clipped ReLU, identity skip
+    (and, with ``se_reduction > 0``, squeeze-excitation before the skip).
 
     Arguments
     ---------
@@ -117,6 +209,9 @@ class ResBlock(nn.Module):
         Input and output channels.
     clip : float
         Clipped ReLU bound.
+    se_reduction : int
+        0: no squeeze-excitation (the paper's block); else its reduction
+        ratio (:class:`SqueezeExcitation`).
 
     Example
     -------
@@ -124,20 +219,29 @@ class ResBlock(nn.Module):
     >>> x = torch.rand(2, 8, 10, 16)
     >>> block(x, torch.tensor([10, 7])).shape
     torch.Size([2, 8, 10, 16])
+    >>> ResBlock(8, se_reduction=4)(x, torch.tensor([10, 7])).shape
+    torch.Size([2, 8, 10, 16])
     """
 
-    def __init__(self, channels: int, clip: float = 20.0):
+    def __init__(
+        self, channels: int, clip: float = 20.0, se_reduction: int = 0
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(channels)
         self.act = ClippedReLU(clip)
+        self.se = (
+            SqueezeExcitation(channels, se_reduction) if se_reduction else None
+        )
 
     def forward(self, x: Tensor, n_frames: Tensor) -> Tensor:
         """``x`` ``[B, C, T, F]`` zero beyond ``n_frames`` -> same shape."""
         h = _mask_time(self.act(self.bn1(self.conv1(x))), n_frames)
         h = self.bn2(self.conv2(h))
+        if self.se is not None:
+            h = self.se(h, n_frames)
         return _mask_time(self.act(h + x), n_frames)
 
 
@@ -157,8 +261,12 @@ class ResCNN(nn.Module):
     clip : float
         Clipped ReLU bound.
     pooling : str
-        Time pooling: ``"mean"`` (the paper's average) or ``"stats"``
-        (mean and standard deviation over the valid frames).
+        Time pooling: ``"mean"`` (the paper's average), ``"stats"``
+        (mean and standard deviation over the valid frames) or
+        ``"attentive_stats"`` (:class:`AttentiveStatsPool`).
+    se_reduction : int
+        0: plain residual blocks (the paper's); else squeeze-excitation
+        in every residual block with this reduction ratio (e.g. 8).
 
     Example
     -------
@@ -171,6 +279,9 @@ class ResCNN(nn.Module):
     >>> ResCNN(channels=(8,), emb_dim=32, pooling="stats")(
     ...     torch.rand(2, 50, 64)).shape
     torch.Size([2, 32])
+    >>> ResCNN(channels=(8,), emb_dim=32, pooling="attentive_stats",
+    ...        se_reduction=4)(torch.rand(2, 50, 64)).shape
+    torch.Size([2, 32])
     """
 
     def __init__(
@@ -181,6 +292,7 @@ class ResCNN(nn.Module):
         blocks_per_stage: int = 3,
         clip: float = 20.0,
         pooling: str = "mean",
+        se_reduction: int = 0,
     ):
         super().__init__()
         channels = [int(c) for c in channels]
@@ -190,6 +302,13 @@ class ResCNN(nn.Module):
             raise ConfigError(
                 f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}"
             )
+        if isinstance(se_reduction, bool) or not (
+            isinstance(se_reduction, int) and se_reduction >= 0
+        ):
+            raise ConfigError(
+                "se_reduction must be 0 (off) or a positive integer, got "
+                f"{se_reduction!r}"
+            )
         self.config: dict[str, Any] = {
             "n_mels": int(n_mels),
             "channels": list(channels),
@@ -197,6 +316,7 @@ class ResCNN(nn.Module):
             "blocks_per_stage": int(blocks_per_stage),
             "clip": float(clip),
             "pooling": pooling,
+            "se_reduction": se_reduction,
         }
         self.act = ClippedReLU(clip)
         self.convs = nn.ModuleList()
@@ -210,13 +330,20 @@ class ResCNN(nn.Module):
             self.bns.append(nn.BatchNorm2d(ch))
             self.stages.append(
                 nn.ModuleList(
-                    ResBlock(ch, clip) for _ in range(blocks_per_stage)
+                    ResBlock(ch, clip, se_reduction)
+                    for _ in range(blocks_per_stage)
                 )
             )
             in_ch, freq = ch, _downsampled(freq)
         self.out_freq = freq
         self.pooling = pooling
-        pooled = in_ch * freq * (2 if pooling == "stats" else 1)
+        frame_dim = in_ch * freq
+        self.attention = (
+            AttentiveStatsPool(frame_dim)
+            if pooling == "attentive_stats"
+            else None
+        )
+        pooled = frame_dim * (1 if pooling == "mean" else 2)
         self.affine = nn.Linear(pooled, emb_dim)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -252,5 +379,9 @@ class ResCNN(nn.Module):
                 h = block(h, n)
         # [B, C, T', F'] -> [B, T', C * F'], the paper's reshape
         h = h.permute(0, 2, 1, 3).flatten(2)
-        emb = self.affine(pool_time(h, n, self.pooling))
+        if self.attention is not None:
+            pooled = self.attention(h, n)
+        else:
+            pooled = pool_time(h, n, self.pooling)
+        emb = self.affine(pooled)
         return nn.functional.normalize(emb, p=2.0, dim=1)
