@@ -23,6 +23,12 @@ The modes (the model is the newest ``results/triplet/*/pretrained``, or
 - ``python verify.py --wav FILE --register REGISTER``: identifies against
   a saved register without re-embedding the enrolment files (the register
   must have been made with the same model).
+
+The model is rebuilt from the export's ``config.json`` and weights-only
+checkpoints: nothing in the folder runs.  ``--trust_yaml`` loads it
+through its ``hyperparams.yaml`` instead (``DeepSpeaker.from_hparams``;
+HyperPyYAML builds whatever objects that file names), for folders you
+trust that predate ``config.json``.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from deep_speaker_sb.cli import run_cli
 from deep_speaker_sb.defaults import PREP_FOLDER, TRIPLET_RESULTS
 from deep_speaker_sb.errors import ConfigError
 from deep_speaker_sb.export import check_export_folder, latest_export
-from deep_speaker_sb.inference import BACKENDS, DeepSpeaker
+from deep_speaker_sb.inference import BACKENDS, DeepSpeaker, require_config
 
 DEFAULT_CSV = f"{PREP_FOLDER}/test.csv"
 DEFAULT_RESULTS = TRIPLET_RESULTS
@@ -69,7 +75,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
-        "--spk", help="two test speaker ids 'A,B' (SAN) or 'A,A' / 'A' (SAP)"
+        "--spk",
+        action="append",
+        help="two test speaker ids 'A,B' (SAN) or 'A,A' / 'A' (SAP); "
+        "given twice (--spk A --spk B), each value is one id as it is, "
+        "commas included",
     )
     mode.add_argument(
         "--trials", help="trials file (default: trials.txt next to --csv)"
@@ -148,6 +158,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch (default), or the export's ONNX graph in onnxruntime "
         "on the CPU: onnx (fp32) or onnx-int8",
     )
+    p.add_argument(
+        "--trust_yaml",
+        action="store_true",
+        help="load the model by running the export's hyperparams.yaml "
+        "(only for folders you trust; needed for exports without "
+        "config.json); by default it is rebuilt from config.json",
+    )
     return p.parse_args(argv)
 
 
@@ -160,9 +177,15 @@ def load_model(args: argparse.Namespace) -> DeepSpeaker:
             raise ConfigError(f"--device {args.device}: no CUDA device here")
     device = args.device or ("cpu" if args.backend != "torch" else None)
     run_opts = {"device": device} if device else None
-    model = DeepSpeaker.from_hparams(
-        source=folder, run_opts=run_opts, backend=args.backend
-    )
+    if args.trust_yaml:  # runs the folder's YAML: the user trusts it
+        model = DeepSpeaker.from_hparams(
+            source=folder, run_opts=run_opts, backend=args.backend
+        )
+    else:  # no code of the folder runs
+        require_config(folder)
+        model = DeepSpeaker.from_config(
+            folder, backend=args.backend, run_opts=run_opts
+        )
     model.folder = folder
     print(
         f"model: {folder} (threshold {model.threshold:.4f}: cosine "
@@ -198,16 +221,36 @@ def _warn_no_speech(entries: list[dict], left_out: str) -> None:
         )
 
 
+def speaker_ids(values: list[str]) -> tuple[str, str]:
+    """The two speakers of ``--spk``: one value is split at commas
+    ('A,B', 'A'); two values (``--spk A --spk B``) are taken as they are,
+    so that an id holding a comma can be named.
+
+    Example
+    -------
+    >>> speaker_ids(["A,B"]), speaker_ids(["A"])
+    (('A', 'B'), ('A', 'A'))
+    >>> speaker_ids(["X,1", "Y"])
+    ('X,1', 'Y')
+    """
+    if len(values) == 1:
+        ids = [s.strip() for s in values[0].split(",") if s.strip()]
+        if len(ids) == 1:
+            ids = ids * 2
+    else:
+        ids = [s.strip() for s in values]
+    if len(ids) != 2 or not all(ids):
+        given = " ".join(f"--spk {v!r}" for v in values)
+        raise ConfigError(
+            f"--spk takes one or two speaker ids ('A,B', or --spk A "
+            f"--spk B for ids holding a comma), got {given}"
+        )
+    return ids[0], ids[1]
+
+
 def speaker_mode(args: argparse.Namespace) -> int:
     """``--spk A,B``: SAN (A != B) or SAP (A = B) statistics."""
-    ids = [s.strip() for s in args.spk.split(",") if s.strip()]
-    if len(ids) == 1:
-        ids = ids * 2
-    if len(ids) != 2:
-        raise ConfigError(
-            f"--spk takes one or two speaker ids, got {args.spk!r}"
-        )
-    a, b = ids
+    a, b = speaker_ids(args.spk)
     utts_a, utts_b = evaluation.speaker_pair_utterances(args.csv, a, b)
     model = load_model(args)
     if a == b:

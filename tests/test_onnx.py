@@ -8,6 +8,7 @@ compared with.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,7 @@ from deep_speaker_sb.onnx_export import (
     OnnxFeatures,
 )
 from deep_speaker_sb.runtime import OnnxSpeaker, score
-from tests.conftest import ROOT, SCRIPT_ENV, run_script
+from tests.conftest import ROOT, SCRIPT_ENV, run_in_process, run_script
 
 SR = 8000
 
@@ -173,11 +174,20 @@ def test_export_without_onnx_says_how_to_add_it(tmp_path, tiny_prepared):
         DeepSpeaker.from_hparams(source=folder, backend="onnx")
     with pytest.raises(MissingFileError, match="export_onnx.py"):
         OnnxSpeaker(folder)
+    # without config.json only the folder's YAML can build the model: it
+    # runs only when asked to
+    refused = run_script("export_onnx.py", folder)
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert "config.json missing" in lines[0] and "--trust_yaml" in lines[0]
+    assert not (folder / ONNX_FILE).exists()
     run = run_script(
         "export_onnx.py",
         folder,
         "--calibration_csv",
         tiny_prepared / "train.csv",
+        "--trust_yaml",
     )
     assert run.returncode == 0, run.stderr
     assert (folder / ONNX_FILE).is_file()
@@ -285,3 +295,29 @@ def test_verify_backend_flag(tiny_prepared, tmp_path):
     assert "EER" in run.stdout
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert 0.0 <= report["eer"] <= 1.0
+
+
+def test_export_onnx_runs_the_yaml_only_with_trust_yaml(tmp_path):
+    folder = tmp_path / "pretrained"
+    _export(folder, "fbank", onnx=False)
+    marker = tmp_path / "code_ran"
+    yaml = folder / "hyperparams.yaml"
+    command = json.dumps(f"touch {shlex.quote(str(marker))}")
+    yaml.write_text(
+        yaml.read_text() + f"\n__hostile: !apply:os.system [{command}]\n"
+    )
+    config = (folder / "config.json").read_text()
+    # an export without config.json: refused, nothing runs
+    (folder / "config.json").unlink()
+    code, err = run_in_process("export_onnx.py", [str(folder)])
+    assert code == 1 and "--trust_yaml" in err
+    assert not marker.exists() and not (folder / ONNX_FILE).exists()
+    # with config.json: rebuilt from it, nothing runs
+    (folder / "config.json").write_text(config)
+    code, err = run_in_process("export_onnx.py", [str(folder)])
+    assert code == 0, err
+    assert not marker.exists() and (folder / ONNX_FILE).is_file()
+    # the opt-in loads through the YAML
+    code, err = run_in_process("export_onnx.py", [str(folder), "--trust_yaml"])
+    assert code == 0, err
+    assert marker.exists()
