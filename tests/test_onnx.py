@@ -32,7 +32,13 @@ from deep_speaker_sb.onnx_export import (
     OnnxFeatures,
 )
 from deep_speaker_sb.runtime import OnnxSpeaker, score
-from tests.conftest import ROOT, SCRIPT_ENV, run_in_process, run_script
+from tests.conftest import (
+    HANG_TIMEOUT_S,
+    ROOT,
+    SCRIPT_ENV,
+    run_in_process,
+    run_script,
+)
 
 SR = 8000
 
@@ -247,7 +253,7 @@ def test_runtime_runs_without_torch(exported, tmp_path):
         env=SCRIPT_ENV,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_TIMEOUT_S,
     )
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout.strip().splitlines()[-1])

@@ -363,7 +363,6 @@ def test_trials_run_writes_report(tiny_prepared, model_dir, tmp_path):
         "--device",
         "cpu",
         env=CPU_ENV,
-        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     trials = scoring.read_trials(trials_txt)
