@@ -9,6 +9,12 @@ folders exported before, e.g.::
 
     python export_onnx.py results/triplet/1986/pretrained \\
         --calibration_csv data/vivos8k/train.csv
+
+The model is rebuilt from the folder's ``config.json`` and weights-only
+checkpoints: nothing in the folder runs.  ``--trust_yaml`` loads it
+through its ``hyperparams.yaml`` instead (HyperPyYAML builds whatever
+objects that file names), for folders you trust that predate
+``config.json``.
 """
 
 from __future__ import annotations
@@ -24,15 +30,26 @@ from deep_speaker_sb.utils import printable
 
 def main(argv: list[str] | None = None) -> int:
     """Parses the command line and adds the ONNX files."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("folder", help="export folder (.../pretrained)")
     p.add_argument(
         "--calibration_csv",
         help="prepared manifest (train.csv) that calibrates the int8 copy; "
         "without it only the fp32 graph is written",
     )
+    p.add_argument(
+        "--trust_yaml",
+        action="store_true",
+        help="load the model by running the folder's hyperparams.yaml "
+        "(only for folders you trust; needed for exports without "
+        "config.json)",
+    )
     args = p.parse_args(argv)
-    entry = add_onnx(args.folder, args.calibration_csv)
+    entry = add_onnx(args.folder, args.calibration_csv, args.trust_yaml)
     for key in ("fp32", "int8"):
         if entry.get(key):
             print(f"wrote {printable(Path(args.folder) / entry[key])}")

@@ -34,6 +34,12 @@ The modes (the model is the newest ``results/triplet/*/pretrained``, or
 A calibrated model decides at its EER threshold unless ``--far 0.01``
 picks the threshold of a stored false-accept rate; LLRs and posteriors
 are shown where a model has a calibration.
+
+The model is rebuilt from the export's ``config.json`` and weights-only
+checkpoints: nothing in the folder runs.  ``--trust_yaml`` loads it
+through its ``hyperparams.yaml`` instead (``DeepSpeaker.from_hparams``;
+HyperPyYAML builds whatever objects that file names), for folders you
+trust that predate ``config.json``.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ from deep_speaker_sb.export import (
     latest_export,
     write_score_calibration,
 )
-from deep_speaker_sb.inference import BACKENDS, DeepSpeaker
+from deep_speaker_sb.inference import BACKENDS, DeepSpeaker, require_config
 from deep_speaker_sb.utils import printable
 
 DEFAULT_CSV = f"{PREP_FOLDER}/test.csv"
@@ -86,7 +92,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
-        "--spk", help="two test speaker ids 'A,B' (SAN) or 'A,A' / 'A' (SAP)"
+        "--spk",
+        action="append",
+        help="two test speaker ids 'A,B' (SAN) or 'A,A' / 'A' (SAP); "
+        "given twice (--spk A --spk B), each value is one id as it is, "
+        "commas included",
     )
     mode.add_argument(
         "--trials", help="trials file (default: trials.txt next to --csv)"
@@ -192,6 +202,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch (default), or the export's ONNX graph in onnxruntime "
         "on the CPU: onnx (fp32) or onnx-int8",
     )
+    p.add_argument(
+        "--trust_yaml",
+        action="store_true",
+        help="load the model by running the export's hyperparams.yaml "
+        "(only for folders you trust; needed for exports without "
+        "config.json); by default it is rebuilt from config.json",
+    )
     return p.parse_args(argv)
 
 
@@ -204,12 +221,16 @@ def load_model(args: argparse.Namespace) -> DeepSpeaker:
             raise ConfigError(f"--device {args.device}: no CUDA device here")
     device = args.device or ("cpu" if args.backend != "torch" else None)
     run_opts = {"device": device} if device else None
-    model = DeepSpeaker.from_hparams(
-        source=folder,
-        run_opts=run_opts,
-        backend=args.backend,
-        far=getattr(args, "far", None),
-    )
+    far = getattr(args, "far", None)
+    if args.trust_yaml:  # runs the folder's YAML: the user trusts it
+        model = DeepSpeaker.from_hparams(
+            source=folder, run_opts=run_opts, backend=args.backend, far=far
+        )
+    else:  # no code of the folder runs
+        require_config(folder)
+        model = DeepSpeaker.from_config(
+            folder, backend=args.backend, run_opts=run_opts, far=far
+        )
     model.folder = folder
     print(
         f"model: {printable(folder)} (threshold {model.threshold:.4f}: cosine "
@@ -260,16 +281,36 @@ def _warn_no_speech(entries: list[dict], left_out: str) -> None:
         )
 
 
+def speaker_ids(values: list[str]) -> tuple[str, str]:
+    """The two speakers of ``--spk``: one value is split at commas
+    ('A,B', 'A'); two values (``--spk A --spk B``) are taken as they are,
+    so that an id holding a comma can be named.
+
+    Example
+    -------
+    >>> speaker_ids(["A,B"]), speaker_ids(["A"])
+    (('A', 'B'), ('A', 'A'))
+    >>> speaker_ids(["X,1", "Y"])
+    ('X,1', 'Y')
+    """
+    if len(values) == 1:
+        ids = [s.strip() for s in values[0].split(",") if s.strip()]
+        if len(ids) == 1:
+            ids = ids * 2
+    else:
+        ids = [s.strip() for s in values]
+    if len(ids) != 2 or not all(ids):
+        given = " ".join(f"--spk {v!r}" for v in values)
+        raise ConfigError(
+            f"--spk takes one or two speaker ids ('A,B', or --spk A "
+            f"--spk B for ids holding a comma), got {given}"
+        )
+    return ids[0], ids[1]
+
+
 def speaker_mode(args: argparse.Namespace) -> int:
     """``--spk A,B``: SAN (A != B) or SAP (A = B) statistics."""
-    ids = [s.strip() for s in args.spk.split(",") if s.strip()]
-    if len(ids) == 1:
-        ids = ids * 2
-    if len(ids) != 2:
-        raise ConfigError(
-            f"--spk takes one or two speaker ids, got {args.spk!r}"
-        )
-    a, b = ids
+    a, b = speaker_ids(args.spk)
     utts_a, utts_b = evaluation.speaker_pair_utterances(args.csv, a, b)
     model = load_model(args)
     if a == b:

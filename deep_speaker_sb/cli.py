@@ -22,6 +22,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAMLError
 
+from deep_speaker_sb.config import check_hparams, check_recipe_values
 from deep_speaker_sb.errors import ConfigError, MissingFileError, UserError
 from deep_speaker_sb.utils import printable
 
@@ -119,7 +120,9 @@ def parse_recipe_args(
 def load_recipe_hparams(hparams_file: str, overrides: str) -> dict[str, Any]:
     """Loads a recipe YAML with command-line overrides; every mistake
     in them (a missing file, an unknown or repeated key, a YAML syntax
-    error, a value of the wrong type) is one :class:`ConfigError` line.
+    error, a value of the wrong type or out of range
+    (:mod:`deep_speaker_sb.config`), a class that does not exist) is one
+    :class:`ConfigError` line.
 
     Arguments
     ---------
@@ -144,13 +147,34 @@ def load_recipe_hparams(hparams_file: str, overrides: str) -> dict[str, Any]:
     Traceback (most recent call last):
     ...
     deep_speaker_sb.errors.ConfigError: unknown option --rate: ...
+    >>> load_recipe_hparams(str(p), "lr: -1")
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.ConfigError: lr must be a number > 0, got -1
+    >>> _ = p.write_text("lr: 0.1\\nopt: !name:torch.optim.Adamm\\n")
+    >>> load_recipe_hparams(str(p), "")
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.ConfigError: ...torch.optim.Adamm (a misspelt ...
     """
     path = Path(hparams_file)
     if not path.is_file():
         raise MissingFileError(f"hyperparameter file not found: {path}")
+    # the ranges, before any object is built (a constructor given a bad
+    # value fails with a message about something else, or not at all)
+    check_recipe_values(path.read_text(encoding="utf-8"), overrides)
     try:
         with open(path, encoding="utf-8") as fin:
-            return load_hyperpyyaml(fin, overrides)
+            hparams = load_hyperpyyaml(fin, overrides)
+    except UserError:  # a constructor's own check: its message is right
+        raise
+    except ImportError as exc:
+        if not str(exc).startswith("There is no such"):
+            raise  # a missing dependency: keep the traceback
+        raise ConfigError(
+            f"{path} or the command-line options name something that does "
+            f"not exist: {exc} (a misspelt class or function?)"
+        ) from None
     except KeyError as exc:
         found = re.search(r"Override '([^']+)' not found", str(exc))
         if found is None:
@@ -171,3 +195,5 @@ def load_recipe_hparams(hparams_file: str, overrides: str) -> dict[str, Any]:
             f"a value in {path} or the command-line options has the wrong "
             f"type: {first}"
         ) from None
+    check_hparams(hparams)  # values made by !ref, too
+    return hparams

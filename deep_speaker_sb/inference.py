@@ -70,6 +70,7 @@ from deep_speaker_sb.export import (
     HOW_TO_EXPORT,
     HPARAMS_FILE,
     NORM_CKPT,
+    THRESHOLD_FILE,
     check_export_folder,
     onnx_file,
     read_config,
@@ -439,6 +440,76 @@ class DeepSpeaker(Pretrained):
                 f"cannot load the model in {folder} (a broken "
                 f"{hparams_file} or checkpoint): {text[:160]}; {HOW_TO_EXPORT}"
             ) from None
+        model.use_backend(backend)
+        model.use_operating_point(far)
+        return model
+
+    @classmethod
+    def from_config(
+        cls,
+        source: Pathlike,
+        backend: str = "torch",
+        run_opts: dict | None = None,
+        far: float | None = None,
+    ) -> DeepSpeaker:
+        """Loads an export folder without running its ``hyperparams.yaml``.
+
+        The modules come from :func:`load_without_yaml` (``config.json``
+        and ``torch.load(weights_only=True)``: no code from the folder
+        runs); the result is the same :class:`DeepSpeaker` as
+        :meth:`from_hparams` gives.  The command-line tools load exports
+        this way.
+
+        Arguments
+        ---------
+        source : Pathlike
+            A local export folder with ``config.json``.
+        backend : str
+            As in :meth:`from_hparams`.
+        run_opts : dict, optional
+            SpeechBrain run options (e.g. ``{"device": "cpu"}``).
+        far : float, optional
+            As in :meth:`from_hparams`: decide at this false-accept
+            rate's operating point.
+
+        Returns
+        -------
+        DeepSpeaker
+
+        Raises
+        ------
+        MissingFileError
+            For an incomplete folder or one without ``config.json``.
+
+        Example
+        -------
+        >>> import tempfile, pathlib
+        >>> from deep_speaker_sb.export import export_pretrained
+        >>> from deep_speaker_sb.features import Features
+        >>> from deep_speaker_sb.lobes.rescnn import ResCNN
+        >>> folder = export_pretrained(
+        ...     pathlib.Path(tempfile.mkdtemp()) / "pretrained",
+        ...     compute_features=Features(),
+        ...     mean_var_norm=InputNormalization(norm_type="sentence"),
+        ...     embedding_model=ResCNN(channels=(4, 8), emb_dim=16,
+        ...                            blocks_per_stage=1).eval(),
+        ...     threshold=0.5, card={})
+        >>> _ = (folder / "hyperparams.yaml").write_text("not: [yaml")
+        >>> model = DeepSpeaker.from_config(folder, run_opts={"device": "cpu"})
+        >>> model.encode_batch(torch.rand(2, 8000)).shape, model.threshold
+        (torch.Size([2, 16]), 0.5)
+        """
+        folder = check_export_folder(source).absolute()
+        check_backend(backend)
+        plain = load_without_yaml(folder)
+        modules = dict(plain.mods.items())
+        hparams = {
+            "sample_rate": plain.sample_rate,
+            "audio_normalizer": plain.audio_normalizer,
+            "threshold_file": str(folder / THRESHOLD_FILE),
+            **modules,
+        }
+        model = cls(modules=modules, hparams=hparams, run_opts=run_opts)
         model.use_backend(backend)
         model.use_operating_point(far)
         return model
@@ -891,17 +962,46 @@ def read_speech_check(folder: Pathlike) -> SpeechCheck:
         ) from exc
 
 
+#: What to do with an export older than ``config.json``, for messages.
+NO_CONFIG_HINT = (
+    "export it again (train_triplet.py ... --export_only True), or, if you "
+    f"trust the folder, load it through its {HPARAMS_FILE} (--trust_yaml; "
+    "trust_yaml=True in Python), which runs whatever objects it names"
+)
+
+
+def require_config(folder: Pathlike) -> None:
+    """Raises :class:`MissingFileError` when ``folder`` has no
+    ``config.json`` (an export older than it can only be loaded by
+    running its ``hyperparams.yaml``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> require_config(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.MissingFileError: .../config.json missing (...
+    """
+    if read_config(folder) is None:
+        raise MissingFileError(
+            f"{Path(folder) / CONFIG_FILE} missing (an export older than "
+            f"config.json): {NO_CONFIG_HINT}"
+        )
+
+
 def _load_parts(
-    folder: Path,
+    folder: Path, trust_yaml: bool = False
 ) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
-    """The three parts of an export, loaded without its YAML when it has
-    ``config.json``, otherwise through ``DeepSpeaker``."""
-    if read_config(folder) is not None:
-        mods = load_without_yaml(folder).mods
-    else:
+    """The three parts of an export: from ``config.json`` (no code of the
+    folder runs), or, with ``trust_yaml``, through its YAML."""
+    if trust_yaml:
         mods = DeepSpeaker.from_hparams(
             source=folder, run_opts={"device": "cpu"}
         ).mods
+    else:
+        require_config(folder)
+        mods = load_without_yaml(folder).mods
     return (
         mods["compute_features"],
         mods["mean_var_norm"],
@@ -910,7 +1010,9 @@ def _load_parts(
 
 
 def add_onnx(
-    folder: Pathlike, calibration_csv: Pathlike | None = None
+    folder: Pathlike,
+    calibration_csv: Pathlike | None = None,
+    trust_yaml: bool = False,
 ) -> dict[str, Any]:
     """Adds the ONNX files to an existing export folder (in place).
 
@@ -922,6 +1024,11 @@ def add_onnx(
         A prepared manifest (the training ``train.csv``) whose audio
         calibrates the int8 copy; without it only the fp32 graph is
         written (and an older int8 copy removed).
+    trust_yaml : bool
+        Load the model through the folder's ``hyperparams.yaml`` (which
+        runs whatever it names: only for folders you trust, e.g. exports
+        older than ``config.json``); by default it is rebuilt from
+        ``config.json`` (:func:`load_without_yaml`).
 
     Returns
     -------
@@ -930,10 +1037,12 @@ def add_onnx(
         the folder has none, so that the torch-free runtime can read it).
     """
     folder = check_export_folder(folder)
+    if not trust_yaml:  # before reading any calibration audio
+        require_config(folder)
     calibration = (
         calibration_audio(calibration_csv) if calibration_csv else None
     )
-    parts = _load_parts(folder)
+    parts = _load_parts(folder, trust_yaml)
     if not calibration:  # no stale int8 copy of an earlier model
         (folder / ONNX_INT8_FILE).unlink(missing_ok=True)
     entry = write_onnx(folder, *parts, calibration=calibration)

@@ -32,6 +32,10 @@ torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 #: The environment of script subprocesses: one thread per process.
 SCRIPT_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+#: The one timeout of test subprocesses: a guard against a hung process,
+#: never a speed limit (a test must not depend on how fast the machine
+#: is, and a loaded machine runs the tiny trainings many times slower).
+HANG_TIMEOUT_S = 1800.0
 
 
 def load_script(name: str) -> ModuleType:
@@ -50,7 +54,7 @@ def run_script(
     *args: str,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
-    timeout: float = 600,
+    timeout: float = HANG_TIMEOUT_S,
 ) -> subprocess.CompletedProcess:
     """Runs ``python <ROOT>/<name> *args``; captures text output."""
     return subprocess.run(

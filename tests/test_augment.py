@@ -277,7 +277,6 @@ def test_softmax_epoch_with_augmentation(tiny_corpus, tiny_prepared, tmp_path):
         "--device", "cpu",
         "--noprogressbar",
         cwd=tmp_path,
-        timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best validation accuracy" in proc.stdout

@@ -554,7 +554,6 @@ def test_training_at_another_rate_refused(own_root: Path, tmp_path: Path):
         *("--data_folder", own_root, "--prep_folder", prep),
         *("--output_folder", tmp_path / "out", "--skip_prep", "True"),
         cwd=tmp_path,
-        timeout=120,
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
     errors = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]

@@ -348,6 +348,34 @@ def test_load_without_yaml_runs_no_code(exported, wavs, tmp_path):
         load_without_yaml(copy)
 
 
+def test_from_config_is_the_same_model_as_from_hparams(
+    exported, loaded, wavs, tmp_path
+):
+    """The command-line tools' loader (config.json, no YAML) gives the
+    model from_hparams gives: same embeddings, threshold, sample rate and
+    identity (so registers made either way stay valid)."""
+    folder, _ = exported
+    copy = tmp_path / "pretrained"
+    shutil.copytree(folder, copy)
+    marker = tmp_path / "code_ran"
+    (copy / "hyperparams.yaml").write_text(
+        f"x: !apply:pathlib.Path.touch [{str(marker)!r}]\n"
+    )
+    model = DeepSpeaker.from_config(copy, run_opts={"device": "cpu"})
+    assert not marker.exists()
+    assert model.threshold == loaded.threshold
+    assert model.sample_rate == loaded.sample_rate
+    assert model.emb_dim == loaded.emb_dim
+    assert model.model_id == loaded.model_id
+    files = [wavs["u0"], wavs["u1"]]
+    assert torch.allclose(
+        model.encode_files(files), loaded.encode_files(files), atol=1e-6
+    )
+    (copy / "config.json").unlink()
+    with pytest.raises(MissingFileError, match="config.json"):
+        DeepSpeaker.from_config(copy)
+
+
 # ------------------------------------------------------------- scoring
 
 

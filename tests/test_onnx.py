@@ -8,6 +8,7 @@ compared with.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,13 @@ from deep_speaker_sb.onnx_export import (
 )
 from deep_speaker_sb.runtime import OnnxSpeaker, score
 from deep_speaker_sb.speech import NoSpeechError
-from tests.conftest import ROOT, SCRIPT_ENV, run_script
+from tests.conftest import (
+    HANG_TIMEOUT_S,
+    ROOT,
+    SCRIPT_ENV,
+    run_in_process,
+    run_script,
+)
 
 SR = 8000
 
@@ -178,11 +185,20 @@ def test_export_without_onnx_says_how_to_add_it(tmp_path, tiny_prepared):
         DeepSpeaker.from_hparams(source=folder, backend="onnx")
     with pytest.raises(MissingFileError, match="export_onnx.py"):
         OnnxSpeaker(folder)
+    # without config.json only the folder's YAML can build the model: it
+    # runs only when asked to
+    refused = run_script("export_onnx.py", folder)
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert "config.json missing" in lines[0] and "--trust_yaml" in lines[0]
+    assert not (folder / ONNX_FILE).exists()
     run = run_script(
         "export_onnx.py",
         folder,
         "--calibration_csv",
         tiny_prepared / "train.csv",
+        "--trust_yaml",
     )
     assert run.returncode == 0, run.stderr
     assert (folder / ONNX_FILE).is_file()
@@ -254,7 +270,7 @@ def test_runtime_runs_without_torch(exported, tmp_path):
         env=SCRIPT_ENV,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_TIMEOUT_S,
     )
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout.strip().splitlines()[-1])
@@ -386,3 +402,29 @@ def test_se_and_attentive_pooling_export_and_load(tmp_path):
     for i, w in enumerate(waves):
         alone = runtime.embed_waveforms(w[None])
         assert _cosines(alone, out[i : i + 1])[0] >= 0.9999
+
+
+def test_export_onnx_runs_the_yaml_only_with_trust_yaml(tmp_path):
+    folder = tmp_path / "pretrained"
+    _export(folder, "fbank", onnx=False)
+    marker = tmp_path / "code_ran"
+    yaml = folder / "hyperparams.yaml"
+    command = json.dumps(f"touch {shlex.quote(str(marker))}")
+    yaml.write_text(
+        yaml.read_text() + f"\n__hostile: !apply:os.system [{command}]\n"
+    )
+    config = (folder / "config.json").read_text()
+    # an export without config.json: refused, nothing runs
+    (folder / "config.json").unlink()
+    code, err = run_in_process("export_onnx.py", [str(folder)])
+    assert code == 1 and "--trust_yaml" in err
+    assert not marker.exists() and not (folder / ONNX_FILE).exists()
+    # with config.json: rebuilt from it, nothing runs
+    (folder / "config.json").write_text(config)
+    code, err = run_in_process("export_onnx.py", [str(folder)])
+    assert code == 0, err
+    assert not marker.exists() and (folder / ONNX_FILE).is_file()
+    # the opt-in loads through the YAML
+    code, err = run_in_process("export_onnx.py", [str(folder), "--trust_yaml"])
+    assert code == 0, err
+    assert marker.exists()

@@ -36,7 +36,7 @@ from deep_speaker_sb.data.shards import (
 )
 from deep_speaker_sb.dataio import SegmentRow, resolve_wav, write_manifest
 from deep_speaker_sb.errors import ConfigError, DataError
-from tests.conftest import ROOT, SCRIPT_ENV, run_script
+from tests.conftest import HANG_TIMEOUT_S, ROOT, SCRIPT_ENV, run_script
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -320,7 +320,7 @@ def test_softmax_trains_from_shards_on_two_gloo_ranks(
     ]  # fmt: skip
     proc = subprocess.run(
         cmd, cwd=tmp_path, env=SCRIPT_ENV, capture_output=True, text=True,
-        timeout=240,
+        timeout=HANG_TIMEOUT_S,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("best validation accuracy") == 1
@@ -342,7 +342,7 @@ def test_triplet_trains_from_shards(tiny_corpus, tmp_path):
         "--init_from", "scratch", "--speakers_per_batch", "2",
         "--n_per_speaker", "2", "--batches_per_epoch", "2",
         "--shard_buffer", "8", "--sentence_len", "1.0", *NARROW,
-        cwd=tmp_path, timeout=240,
+        cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (out / "train_log.txt").read_text()
@@ -355,7 +355,7 @@ def test_missing_shards_is_one_error_line(tiny_corpus, prepared, tmp_path):
         "train_softmax.py", ROOT / "hparams/softmax.yaml",
         "--data_folder", tiny_corpus, "--prep_folder", prepared,
         "--output_folder", tmp_path / "s", "--skip_prep", "True", *NARROW,
-        cwd=tmp_path, timeout=120,
+        cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]

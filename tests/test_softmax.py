@@ -20,7 +20,7 @@ import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 
 from deep_speaker_sb.lobes.rescnn import ResCNN
-from tests.conftest import ROOT, SCRIPT_ENV, run_script
+from tests.conftest import HANG_TIMEOUT_S, ROOT, SCRIPT_ENV, run_script
 
 NARROW = [
     "--channels", "[8, 16, 32, 64]",
@@ -66,16 +66,14 @@ def _checkpoints(out: Path) -> list[Path]:
     return sorted((out / "save").glob("CKPT+*"))
 
 
-def _launch(
-    args: list[str], cwd: Path, timeout: int
-) -> subprocess.CompletedProcess:
+def _launch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """Runs train_softmax.py as a user would."""
-    return run_script("train_softmax.py", *args, cwd=cwd, timeout=timeout)
+    return run_script("train_softmax.py", *args, cwd=cwd)
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """Runs train_softmax.py as a user would; checks it succeeded."""
-    proc = _launch(args, cwd, timeout=180)
+    proc = _launch(args, cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -126,7 +124,7 @@ def test_ddp_two_processes_gloo_cpu(tiny_corpus, tiny_prepared, tmp_path):
     ]  # fmt: skip
     proc = subprocess.run(
         cmd, cwd=tmp_path, env=SCRIPT_ENV, capture_output=True, text=True,
-        timeout=240,
+        timeout=HANG_TIMEOUT_S,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("best validation accuracy") == 1  # rank 0 only
@@ -145,7 +143,7 @@ def _copy_prepared(src: Path, dst: Path) -> Path:
 
 def _run_expecting_error(args: list[str], cwd: Path) -> str:
     """Runs the script as a user would; returns its one ``error:`` line."""
-    proc = _launch(args, cwd, timeout=120)
+    proc = _launch(args, cwd)
     errors = [x for x in proc.stderr.splitlines() if x.startswith("error: ")]
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert len(errors) == 1 and "Traceback" not in proc.stderr

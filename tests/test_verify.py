@@ -12,6 +12,8 @@ import csv
 import json
 import math
 import os
+import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -361,7 +363,6 @@ def test_trials_run_writes_report(tiny_prepared, model_dir, tmp_path):
         "--device",
         "cpu",
         env=CPU_ENV,
-        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     trials = scoring.read_trials(trials_txt)
@@ -588,17 +589,34 @@ def test_bad_inputs_give_one_error_line(
             (copy / f.name).write_bytes(f.read_bytes())
     (garbage_ckpt / "embedding_model.ckpt").write_bytes(b"garbage")
     (broken_yaml / "hyperparams.yaml").write_text("a: [\n")
+    no_config = tmp_path / "no_config"
+    shutil.copytree(model_dir, no_config)
+    (no_config / "config.json").unlink()
     spk = "VIVOSDEV01"
     out_file = tmp_path / "out_is_a_file"
     out_file.write_text("")
     cases = {
         "garbage checkpoint": (
             ["--model", str(garbage_ckpt), "--csv", csv_path, "--spk", spk],
+            ["cannot load", "garbage_ckpt", "embedding_model.ckpt"],
+        ),
+        "garbage checkpoint, --trust_yaml": (
+            ["--model", str(garbage_ckpt), "--csv", csv_path, "--spk", spk]
+            + ["--trust_yaml"],
             ["cannot load the model", "garbage_ckpt"],
         ),
-        "broken hyperparams.yaml": (
-            ["--model", str(broken_yaml), "--csv", csv_path, "--spk", spk],
+        "broken hyperparams.yaml, --trust_yaml": (
+            ["--model", str(broken_yaml), "--csv", csv_path, "--spk", spk]
+            + ["--trust_yaml"],
             ["cannot load the model", "hyperparams.yaml"],
+        ),
+        "no config.json": (
+            ["--model", str(no_config), "--csv", csv_path, "--spk", spk],
+            ["config.json missing", "--trust_yaml"],
+        ),
+        "three speakers": (
+            model + ["--csv", csv_path, "--spk", "A,B,C"],
+            ["--spk takes one or two speaker ids"],
         ),
         "out is a file": (
             model + ["--csv", csv_path, "--out", str(out_file)],
@@ -675,3 +693,66 @@ def test_bad_inputs_give_one_error_line(
         assert "Traceback" not in proc.stderr, (name, proc.stderr)
         errors = [x for x in proc.stderr.splitlines() if x.startswith("error")]
         assert len(errors) == 1 and errors[0] == proc.stderr.strip(), name
+
+
+# ------------------------------------------------- the export's YAML
+
+
+def _hostile_copy(model_dir: Path, folder: Path, marker: Path) -> Path:
+    """A copy of the export whose hyperparams.yaml, when run, touches
+    ``marker`` (as a hostile export could run any command)."""
+    shutil.copytree(model_dir, folder)
+    yaml = folder / "hyperparams.yaml"
+    command = json.dumps(f"touch {shlex.quote(str(marker))}")
+    yaml.write_text(
+        yaml.read_text() + f"\n__hostile: !apply:os.system [{command}]\n"
+    )
+    return folder
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_model_yaml_runs_only_with_trust_yaml(
+    verify_mod, tiny_prepared, model_dir, tmp_path, capsys, backend
+):
+    marker = tmp_path / "code_ran"
+    hostile = _hostile_copy(model_dir, tmp_path / "hostile", marker)
+    argv = [
+        "--model", str(hostile), "--csv", str(tiny_prepared / "test.csv"),
+        "--spk", "VIVOSDEV01,VIVOSDEV02", "--device", "cpu",
+        "--backend", backend,
+    ]  # fmt: skip
+    assert verify_mod.main(argv) == 0
+    assert not marker.exists()  # rebuilt from config.json: nothing ran
+    plain = capsys.readouterr().out
+    assert "SAN (anchor-negative, A x B) over" in plain
+    # the opt-in runs the YAML (and gives the same numbers)
+    assert verify_mod.main([*argv, "--trust_yaml"]) == 0
+    assert marker.exists()
+    assert capsys.readouterr().out == plain
+
+
+def test_spk_repeated_takes_ids_with_commas(
+    verify_mod, tiny_prepared, model_dir, tmp_path, capsys
+):
+    # a speaker id holding a comma, named with --spk twice
+    csv_path = tmp_path / "test.csv"
+    text = (tiny_prepared / "test.csv").read_text()
+    csv_path.write_text(
+        text.replace("{data_root}", str(tiny_prepared)).replace(
+            ",VIVOSDEV01,", ',"DEV,01",'
+        )
+    )
+    common = ["--model", str(model_dir), "--csv", str(csv_path)]
+    common += ["--device", "cpu"]
+    assert verify_mod.main([*common, "--spk", "DEV,01", "--spk", "DEV,01"]) == 0
+    out = capsys.readouterr().out
+    assert "speaker DEV,01: " in out and "SAP (anchor-positive" in out
+    assert (
+        verify_mod.main([*common, "--spk", "DEV,01", "--spk", "VIVOSDEV02"])
+        == 0
+    )
+    assert "speaker A DEV,01: " in capsys.readouterr().out
+    # one value keeps splitting at the comma, as before
+    assert verify_mod.main([*common, "--spk", "VIVOSDEV02,VIVOSDEV03"]) == 0
+    out = capsys.readouterr().out
+    assert "speaker A VIVOSDEV02" in out and "speaker B VIVOSDEV03" in out

@@ -1042,9 +1042,11 @@ def prepare_corpus(
         The summary (also saved as ``prep_summary.json``): speakers,
         utterances and segments per split, hours before and after
         trimming, the number of skipped inputs and their reasons, the
-        cached WAVs reused (``reused_from_cache``) and the speed of the
-        audio this run converted (``realtime_factor``; ``None`` when it
-        converted none).
+        cached WAVs reused (``reused_from_cache``), the seconds of audio
+        this run converted (``converted_seconds``) and their speed
+        (``realtime_factor``; ``None`` when it converted none).  When the
+        folder is already prepared, the saved summary with the folder's
+        current ``save_folder`` and ``files`` (it may have moved).
 
     Raises
     ------
@@ -1096,9 +1098,11 @@ def prepare_corpus(
         save_folder, outputs, saved_options
     ) and _cache_complete(save_folder, files):
         logger.info("%s already prepared, skipping", save_folder)
-        return json.loads(
+        summary = json.loads(
             files["prep_summary.json"].read_text(encoding="utf-8")
         )
+        # the folder may have moved since: name where it is now
+        return {**summary, **_where(save_folder, files)}
     logger.info("preparing %s into %s", data_folder, save_folder)
     with _writing(save_folder):
         save_folder.mkdir(parents=True, exist_ok=True)
@@ -1168,29 +1172,44 @@ def prepare_corpus(
     # counted (a resumed run would claim it converted it all)
     reused = sum(1 for u in kept if u.reused)
     new_seconds = sum(u.raw_seconds for u in kept if not u.reused)
+    where = _where(save_folder, files)
     summary = {
         "data_folder": str(data_folder),
-        "save_folder": str(save_folder.resolve()),
+        "save_folder": where["save_folder"],
         **counts,
         "prep_seconds": round(elapsed, 2),
         "reused_from_cache": reused,
+        "converted_seconds": round(new_seconds, 3),
         "realtime_factor": (
             round(new_seconds / max(elapsed, 1e-9), 1) if new_seconds else None
         ),
-        "files": {k: str(v.resolve()) for k, v in files.items()},
+        "files": where["files"],
     }
     with _writing(files["prep_summary.json"]):
         write_json(files["prep_summary.json"], summary)
     with _writing(save_folder / OPTIONS_FILE):
         save_options(save_folder, saved_options)
+    converted = (
+        f"converted {_hours(new_seconds):.2f} h "
+        f"({summary['realtime_factor']} x real time)"
+        if new_seconds
+        else "converted nothing"
+    )
     logger.info(
         "prepared %.2f h of audio (%.2f h after trimming) in %.1f s; "
-        "converted %.2f h (%s x real time), %d utterances reused from cache",
+        "%s, %d utterances reused from cache",
         summary["hours_before_trim"]["total"],
         summary["hours_after_trim"]["total"],
         elapsed,
-        _hours(new_seconds),
-        summary["realtime_factor"],
+        converted,
         reused,
     )
     return summary
+
+
+def _where(save_folder: Path, files: dict[str, Path]) -> dict[str, Any]:
+    """The summary's ``save_folder`` and ``files``: where they are now."""
+    return {
+        "save_folder": str(save_folder.resolve()),
+        "files": {k: str(v.resolve()) for k, v in files.items()},
+    }

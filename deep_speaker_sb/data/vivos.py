@@ -150,40 +150,85 @@ def _decode_text(path: Path) -> str:
         ) from None
 
 
-def _read_pairs(path: Path) -> list[tuple[str, str]]:
-    """The ``key rest-of-line`` lines of prompts.txt or genders.txt."""
+def _read_pairs(path: Path) -> list[tuple[int, str, str]]:
+    """The ``key rest-of-line`` lines of prompts.txt or genders.txt, with
+    their line numbers."""
     if not path.is_file():
         logger.warning("%s not found", path)
         return []
     pairs = []
-    for line in _decode_text(path).splitlines():
+    for number, line in enumerate(_decode_text(path).splitlines(), 1):
         parts = line.strip().split(maxsplit=1)
         if parts:
-            pairs.append((parts[0], parts[1].strip() if parts[1:] else ""))
+            rest = parts[1].strip() if parts[1:] else ""
+            pairs.append((number, parts[0], rest))
     return pairs
 
 
 def _read_table(path: Path) -> dict[str, str]:
-    """``key rest-of-line`` files (prompts.txt) as a dict."""
-    return dict(_read_pairs(path))
+    """``key rest-of-line`` files (prompts.txt) as a dict.  A key given
+    twice keeps its first line; with another text, that is warned about
+    (the last line won, silently).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "prompts.txt"
+    >>> _ = f.write_text("A_1 XIN\\nA_2 CHAO\\nA_1 XIN\\n")
+    >>> _read_table(f)
+    {'A_1': 'XIN', 'A_2': 'CHAO'}
+    """
+    table: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for number, key, value in _read_pairs(path):
+        if key not in table:
+            table[key] = value
+            first_line[key] = number
+        elif table[key] != value:
+            logger.warning(
+                "%s: %s is on line %d (%r) and again on line %d (%r); "
+                "kept line %d",
+                path,
+                key,
+                first_line[key],
+                table[key],
+                number,
+                value,
+                first_line[key],
+            )
+    return table
 
 
 def _read_genders(data_folder: Path) -> dict[str, str]:
     """Speaker -> gender of both splits' ``genders.txt``; a bare speaker
-    line (no gender) is warned about and sets nothing."""
+    line (no gender) is warned about and sets nothing, and a speaker
+    given two genders keeps the first (warned about)."""
     genders: dict[str, str] = {}
+    where: dict[str, str] = {}
     for split in SPLITS:
         path = data_folder / split / "genders.txt"
-        for spk, gender in _read_pairs(path):
-            if gender:
-                genders[spk] = gender.lower()
-            else:
-                known = genders.get(spk)
+        for number, spk, gender in _read_pairs(path):
+            known = genders.get(spk)
+            if not gender:
                 logger.warning(
                     "%s: speaker %s has no gender; %s",
                     path,
                     spk,
                     f"kept {known!r}" if known else "left unknown",
+                )
+            elif known is None:
+                genders[spk] = gender.lower()
+                where[spk] = f"{path} line {number}"
+            elif known != gender.lower():
+                logger.warning(
+                    "%s line %d: speaker %s is %r here but %r on %s; kept %r",
+                    path,
+                    number,
+                    spk,
+                    gender.lower(),
+                    known,
+                    where[spk],
+                    known,
                 )
     return genders
 
