@@ -222,9 +222,18 @@ def dataio_prep(
     valid_data = segment_dataset(valid_rows)
     sr = hparams["sample_rate"]
     train_data.add_dynamic_item(
-        audio_pipeline(hparams["sentence_len"], sr, random_crop=True)
+        audio_pipeline(
+            hparams["sentence_len"],
+            sr,
+            random_crop=True,
+            manifest=hparams["train_annotation"],
+        )
     )
-    valid_data.add_dynamic_item(audio_pipeline(None, sr, random_crop=False))
+    valid_data.add_dynamic_item(
+        audio_pipeline(
+            None, sr, random_crop=False, manifest=hparams["valid_annotation"]
+        )
+    )
 
     # the speakers in order of first appearance (the shard path's order)
     speakers = list(dict.fromkeys(r.spk_id for r in train_rows))

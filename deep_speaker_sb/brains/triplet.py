@@ -216,7 +216,7 @@ def dataio_prep(
     utt2spk = {u.utt_id: u.spk_id for u in utts.values()}
     if not make_trials(utt2spk, hparams["num_valid_trials"], hparams["seed"]):
         raise DataError(_no_trials_message(len(utts)))
-    valid_data = utterance_dataset(utts)
+    valid_data = utterance_dataset(utts, hparams["valid_annotation"])
     if use_shards(hparams):
         batches = triplet_shard_batches(hparams)
         return batches, valid_data, batches
@@ -225,7 +225,10 @@ def dataio_prep(
     train_data = segment_dataset(train_rows)
     train_data.add_dynamic_item(
         audio_pipeline(
-            hparams["sentence_len"], hparams["sample_rate"], random_crop=True
+            hparams["sentence_len"],
+            hparams["sample_rate"],
+            random_crop=True,
+            manifest=hparams["train_annotation"],
         )
     )
     train_data.set_output_keys(["id", "sig", "spk_id"])
