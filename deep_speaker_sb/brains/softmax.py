@@ -162,8 +162,9 @@ class SoftmaxBrain(EmbeddingBrain):
         acc = self.n_correct / max(self.n_total, 1)
         stats = {"loss": stage_loss, "ACC": round(acc, 6)}
         if stage == sb.Stage.VALID:
-            self.log_validation_epoch(epoch, stats)
-            self.checkpointer.save_and_keep_only(
+            self.end_validation_epoch(
+                epoch,
+                stats,
                 meta={
                     "ACC": acc,
                     "epoch": epoch,

@@ -136,8 +136,9 @@ class TripletBrain(EmbeddingBrain):
                 valid_stats=stats,
             )
             return
-        self.log_validation_epoch(epoch, stats)
-        self.checkpointer.save_and_keep_only(
+        self.end_validation_epoch(
+            epoch,
+            stats,
             meta={
                 "EER": stats["EER"],
                 "threshold": threshold,
