@@ -248,7 +248,7 @@ class SafeCheckpointer(Checkpointer):
         custom name, if any), then the rename is flushed."""
         old = None
         if final.exists():
-            old = final.with_name(f"{TMP_PREFIX}old-{final.name}")
+            old = final.with_name(f"{TMP_PREFIX}{final.name}.old")
             os.rename(final, old)
         os.rename(tmp, final)
         _fsync(final.parent)

@@ -196,3 +196,19 @@ def test_softmax_full_disk_is_one_line_and_resumes(
     assert code == 0, err
     assert [r["epoch"] for r in _log_epochs(out / "train_log.txt")] == [1]
     assert len(list((out / "save").glob("CKPT+*"))) == 1
+
+
+def test_named_checkpoint_replaced_and_leftovers_removed(tmp_path):
+    saver = _saver(tmp_path)
+    (tmp_path / ".tmp-CKPT+2020-01-01+00-00-00+00").mkdir()  # a killed save
+    saver.save_checkpoint(meta={"epoch": 1}, name="last")
+    ckpt = saver.save_checkpoint(meta={"epoch": 2}, name="last")
+    assert [p.name for p in tmp_path.iterdir()] == ["CKPT+last"]
+    assert ckpt.path == tmp_path / "CKPT+last"
+    assert sorted(p.name for p in ckpt.path.iterdir()) == [
+        "CKPT.yaml",
+        "a.ckpt",
+        "b.ckpt",
+        "counter.ckpt",
+    ]
+    assert _saver(tmp_path).recover_if_possible().meta["epoch"] == 2
