@@ -592,7 +592,7 @@ class DeepSpeaker(Pretrained):
         )
         self._register = old.update(new)
         self._enrolled = (
-            new if self._enrolled is None else (self._enrolled.update(new))
+            new if self._enrolled is None else self._enrolled.update(new)
         )
         return self._register
 

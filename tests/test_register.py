@@ -619,3 +619,21 @@ def test_enrol_save_while_another_enrolment_writes(
     out = capsys.readouterr().out
     assert "(2 new, 0 updated)" in out
     assert f"wrote {path}: 3 speakers, 7 files" in out
+
+
+def test_add_to_register_adds_only_new_enrolments(model, speakers, tmp_path):
+    path = tmp_path / "speakers.pt"
+    query = speakers["query"]
+    model.register = None
+    with pytest.raises(ConfigError, match="no speaker enrolled since"):
+        model.add_to_register(path)
+    model.enrol("A", [query])
+    assert model.add_to_register(path).counts == [1]
+    with pytest.raises(ConfigError, match="no speaker enrolled since"):
+        model.add_to_register(path)  # A is in the file already
+    model.load_register(path)
+    model.enrol("A", [query])
+    model.enrol("B", [query])
+    saved = model.add_to_register(path)
+    assert (saved.speakers, saved.counts) == (["A", "B"], [2, 1])
+    assert model.register.counts == [2, 1]
