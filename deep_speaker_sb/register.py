@@ -183,6 +183,11 @@ def register_lock(path: Pathlike) -> Iterator[Path]:
             except BlockingIOError:
                 logger.info("waiting for another process writing %s", path)
                 fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:  # a file system without locks
+                raise OutputError(
+                    f"cannot lock register {path} ({lock}): "
+                    f"{exc.strerror or exc}"
+                ) from None
             # The holder before us may have removed the file we opened.
             try:
                 same = os.path.samestat(os.fstat(fd), os.stat(lock))
