@@ -550,18 +550,19 @@ def enrol_save_mode(args: argparse.Namespace) -> int:
     model = load_model(args)
     if path.exists():
         model.load_register(path)  # refuses another model's register
-    known = set(model.register.speakers) if model.register else set()
     for spk, wavs in spk2wavs.items():
         model.enrol(spk, wavs, batch_size=args.batch_size)
-    model.save_register(path)
-    added = [s for s in spk2wavs if s not in known]
+    # load -> update -> save under the register's lock: an enrolment into
+    # the same file at the same time adds its speakers too
+    saved = model.add_to_register(path)
+    counts = dict(zip(saved.speakers, saved.counts, strict=True))
+    added = [s for s, wavs in spk2wavs.items() if counts[s] == len(wavs)]
     print(
         f"enrolled {sum(len(w) for w in spk2wavs.values())} files of "
         f"{len(spk2wavs)} speakers of {printable(args.enrol)} "
         f"({len(added)} new, "
         f"{len(spk2wavs) - len(added)} updated)"
     )
-    saved = model.register
     print(
         f"wrote {printable(path)}: {len(saved.speakers)} speakers, "
         f"{sum(saved.counts)} files"

@@ -701,8 +701,11 @@ def _babble(
     talkers: int,
     rng: np.random.Generator,
     sample_rate: int,
+    manifest: str = "",
 ) -> np.ndarray:
-    """The sum of ``talkers`` speakers' speech, ``n`` samples each."""
+    """The sum of ``talkers`` speakers' speech, ``n`` samples each
+    (``manifest``: where the files come from, named when one cannot be
+    read)."""
     speakers = sorted(spk2wavs)
     chosen = rng.choice(len(speakers), min(talkers, len(speakers)), False)
     mix = np.zeros(n)
@@ -712,7 +715,15 @@ def _babble(
         parts, total = [], 0
         while total < n:  # the speaker's utterances, in random order
             wav = wavs[order[len(parts) % len(wavs)]]
-            x, sr = sf.read(wav, dtype="float64")
+            try:
+                x, sr = sf.read(wav, dtype="float64")
+            except (RuntimeError, OSError) as exc:  # LibsndfileError
+                msg = str(exc).splitlines()[0] if str(exc) else repr(exc)
+                raise DataError(
+                    f"audio file {wav} (manifest {manifest}, utterance "
+                    f"{Path(wav).stem}) cannot be read: {msg[:200]}; "
+                    "prepare the data again with data_prep.py"
+                ) from None
             if sr != sample_rate or not len(x):
                 raise DataError(
                     f"{wav} is empty or not at {sample_rate} Hz (the "
@@ -915,7 +926,9 @@ def prepare_augmentation(
         rng = np.random.default_rng([seed, 1, i])
         talkers = int(rng.integers(lo, hi + 1))
         n = round(babble_dur * sample_rate)
-        x = _babble(spk2wavs, n, talkers, rng, sample_rate)
+        x = _babble(
+            spk2wavs, n, talkers, rng, sample_rate, Path(train_csv).name
+        )
         _write_wav(path, _level(x), sample_rate)
 
     for i, path in enumerate(rirs):

@@ -67,13 +67,46 @@ def run_cli(main: Callable[[], int | None]) -> int:
     try:
         code = main()
     except UserError as exc:
-        msg = printable(str(exc).strip()) or type(exc).__name__
+        msg = printable(user_message(exc)) or type(exc).__name__
         print(f"error: {msg}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
+
+
+def user_message(exc: UserError) -> str:
+    """The message a user error prints (``run_cli`` escapes its control
+    characters, so it stays one line), or, for one raised in a DataLoader
+    worker process (which torch raises again with the worker's traceback
+    in its message), the worker's own message.
+
+    Example
+    -------
+    >>> from deep_speaker_sb.errors import DataError
+    >>> user_message(DataError("audio file a.wav cannot be read"))
+    'audio file a.wav cannot be read'
+    >>> user_message(DataError(
+    ...     "Caught DataError in DataLoader worker process 0.\\n"
+    ...     "Original Traceback (most recent call last):\\n"
+    ...     '  File "x.py", line 1, in f\\n'
+    ...     "deep_speaker_sb.errors.DataError: audio file a.wav cannot be "
+    ...     "read\\n"))
+    'audio file a.wav cannot be read'
+    """
+    text = str(exc)
+    lines = text.rstrip().splitlines()
+    if (
+        len(lines) >= 2
+        and lines[0].startswith("Caught ")
+        and (lines[1].startswith("Original Traceback"))
+    ):
+        prefix = f"{type(exc).__module__}.{type(exc).__name__}: "
+        last = lines[-1]
+        if last.startswith(prefix):
+            return last.removeprefix(prefix)
+    return text.strip()
 
 
 def check_device(device: str | None) -> None:

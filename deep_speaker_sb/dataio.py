@@ -317,10 +317,45 @@ def segment_dataset(rows: Sequence[SegmentRow]) -> DynamicItemDataset:
     return DynamicItemDataset(data)
 
 
+def read_segment(
+    wav: str,
+    start: int | None = None,
+    stop: int | None = None,
+    where: str = "",
+) -> Tensor:
+    """Reads a WAV (or its samples ``[start, stop)``); a file that cannot
+    be read is a :class:`~deep_speaker_sb.errors.DataError` naming it and
+    ``where`` it comes from (the manifest row).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.wav"
+    >>> _ = p.write_bytes(b"not audio")
+    >>> read_segment(str(p), 0, 10, where="manifest train.csv, row a_0")
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.DataError: audio file ...a.wav (manifest ...
+    """
+    spec = wav if start is None else {"file": wav, "start": start, "stop": stop}
+    try:
+        return read_audio(spec)
+    except (RuntimeError, OSError, ValueError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        origin = f" ({where})" if where else ""
+        raise DataError(
+            f"audio file {wav}{origin} cannot be read: {msg[:200]}; {PREP_HINT}"
+        ) from None
+
+
 def audio_pipeline(
-    sentence_len: float | None, sample_rate: int, *, random_crop: bool
+    sentence_len: float | None,
+    sample_rate: int,
+    *,
+    random_crop: bool,
+    manifest: Pathlike | None = None,
 ) -> Callable:
-    """Makes the ``wav, start, stop -> sig`` dynamic item of segments.
+    """Makes the ``id, wav, start, stop -> sig`` dynamic item of segments.
 
     Arguments
     ---------
@@ -332,6 +367,9 @@ def audio_pipeline(
         True: a random ``sentence_len`` crop of longer segments (training);
         False: the whole segment.  Shorter segments are taken whole (the
         batch collation pads them and passes their relative lengths).
+    manifest : Pathlike, optional
+        The manifest of the rows, named (with the row) when a WAV cannot
+        be read (:func:`read_segment`).
 
     Returns
     -------
@@ -344,35 +382,51 @@ def audio_pipeline(
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.wav"
     >>> soundfile.write(p, torch.rand(16000).numpy() - 0.5, 8000)
     >>> crop = audio_pipeline(1.0, 8000, random_crop=True)
-    >>> crop.func(str(p), 1000, 13000).shape
+    >>> crop.func("a_0", str(p), 1000, 13000).shape
     torch.Size([8000])
     >>> whole = audio_pipeline(1.0, 8000, random_crop=False)
-    >>> whole.func(str(p), 1000, 13000).shape
+    >>> whole.func("a_0", str(p), 1000, 13000).shape
     torch.Size([12000])
     """
     seg = None if sentence_len is None else round(sentence_len * sample_rate)
+    source = (
+        "manifest" if manifest is None else f"manifest {Path(manifest).name}"
+    )
 
-    @takes("wav", "start", "stop")
+    @takes("id", "wav", "start", "stop")
     @provides("sig")
-    def pipeline(wav: str, start: int, stop: int) -> Tensor:
+    def pipeline(row_id: str, wav: str, start: int, stop: int) -> Tensor:
         start, stop = int(start), int(stop)
         if random_crop and seg is not None and stop - start > seg:
             start += int(torch.randint(0, stop - start - seg + 1, ()).item())
             stop = start + seg
-        return read_audio({"file": wav, "start": start, "stop": stop})
+        return read_segment(wav, start, stop, f"{source}, row {row_id}")
 
     return pipeline
 
 
-@takes("wav")
-@provides("sig")
-def utterance_pipeline(wav: str) -> Tensor:
-    """Reads a whole cached WAV (an utterance's embedding input)."""
-    return read_audio(wav)
+def utterance_pipeline(manifest: Pathlike | None = None) -> Callable:
+    """Makes the ``id, wav -> sig`` dynamic item of whole cached WAVs (an
+    utterance's embedding input); an unreadable WAV is a ``DataError``
+    naming ``manifest`` and the utterance."""
+    source = (
+        "manifest" if manifest is None else f"manifest {Path(manifest).name}"
+    )
+
+    @takes("id", "wav")
+    @provides("sig")
+    def pipeline(utt_id: str, wav: str) -> Tensor:
+        return read_segment(wav, where=f"{source}, utterance {utt_id}")
+
+    return pipeline
 
 
-def utterance_dataset(utts: Mapping[str, Utterance]) -> DynamicItemDataset:
-    """Whole utterances as a dataset with ``id``, ``sig`` and ``spk_id``.
+def utterance_dataset(
+    utts: Mapping[str, Utterance], manifest: Pathlike | None = None
+) -> DynamicItemDataset:
+    """Whole utterances as a dataset with ``id``, ``sig`` and ``spk_id``
+    (``manifest``: where they come from, named when a WAV cannot be
+    read).
 
     Example
     -------
@@ -384,6 +438,6 @@ def utterance_dataset(utts: Mapping[str, Utterance]) -> DynamicItemDataset:
     data = {u.utt_id: {"wav": u.wav, "spk_id": u.spk_id} for u in utts.values()}
     return DynamicItemDataset(
         data,
-        dynamic_items=[utterance_pipeline],
+        dynamic_items=[utterance_pipeline(manifest)],
         output_keys=["id", "sig", "spk_id"],
     )

@@ -294,8 +294,7 @@ class DeepSpeaker(Pretrained):
         self.stored_threshold = read_threshold(folder)
         self.use_operating_point(None)
         self.speech_check = read_speech_check(folder)
-        #: The enrolled speakers of :meth:`enrol` / :meth:`identify`.
-        self.register: SpeakerRegister | None = None
+        self.register = None
         self._model_id: str | None = None
         self.backend = "torch"
         self.session = None
@@ -695,6 +694,20 @@ class DeepSpeaker(Pretrained):
     # Speaker register: enrol once, identify later
 
     @property
+    def register(self) -> SpeakerRegister | None:
+        """The enrolled speakers of :meth:`enrol` / :meth:`identify`.
+
+        Setting it also forgets which speakers :meth:`enrol` added since
+        (what :meth:`add_to_register` would add to a file).
+        """
+        return self._register
+
+    @register.setter
+    def register(self, value: SpeakerRegister | None) -> None:
+        self._register = value
+        self._enrolled: SpeakerRegister | None = None
+
+    @property
     def model_id(self) -> str:
         """This model's identity (:func:`~deep_speaker_sb.register.
         model_identity`), kept in a register it makes."""
@@ -710,7 +723,8 @@ class DeepSpeaker(Pretrained):
         Each file must pass the speech check (:meth:`encode_files`).  A new
         speaker is added; a known one's model becomes the running mean
         over its old and new files.  Save the register with
-        :meth:`save_register`.
+        :meth:`save_register`, or add the speakers enrolled since it was
+        loaded to a register file with :meth:`add_to_register`.
 
         Arguments
         ---------
@@ -743,11 +757,14 @@ class DeepSpeaker(Pretrained):
         new = SpeakerRegister.from_audio(
             self, {name: paths}, batch_size, model_id=self.model_id
         )
-        old = self.register or SpeakerRegister(
+        old = self._register or SpeakerRegister(
             [], new.embeddings[:0], model_id=self.model_id
         )
-        self.register = old.update(new)
-        return self.register
+        self._register = old.update(new)
+        self._enrolled = (
+            new if self._enrolled is None else self._enrolled.update(new)
+        )
+        return self._register
 
     def identify(self, path: Pathlike, top: int = 3) -> list[Candidate]:
         """The ``top`` enrolled speakers closest to a recording.
@@ -793,7 +810,38 @@ class DeepSpeaker(Pretrained):
         :meth:`SpeakerRegister.save`)."""
         if self.register is None:
             raise ConfigError("no speaker enrolled: call enrol() first")
-        return self.register.save(path)
+        saved = self.register.save(path)
+        self._enrolled = None  # the file holds them
+        return saved
+
+    def add_to_register(self, path: Pathlike) -> SpeakerRegister:
+        """Adds the speakers enrolled since :attr:`register` was loaded
+        (or set, or saved) to the register file ``path`` (made if
+        absent), under the file's lock
+        (:meth:`SpeakerRegister.add_to_file`): enrolments into one file
+        from several processes at the same time all land.
+
+        :attr:`register` becomes what the file holds now.
+
+        Returns
+        -------
+        SpeakerRegister
+            The file's register.
+
+        Raises
+        ------
+        ConfigError
+            When nothing was enrolled since, or the file's register was
+            made by another model.
+        """
+        if self._enrolled is None:
+            raise ConfigError(
+                "no speaker enrolled since the register was loaded or "
+                "saved: call enrol() first"
+            )
+        saved = self._enrolled.add_to_file(path)
+        self.register = saved
+        return saved
 
 
 class PlainDeepSpeaker(torch.nn.Module):

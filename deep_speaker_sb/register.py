@@ -14,6 +14,9 @@ that made it, :func:`model_identity`) and loaded back
 (:meth:`SpeakerRegister.load`, tensors and strings only, no pickled code),
 refusing a register made by another model; enrolling more files updates
 it (:meth:`SpeakerRegister.update`: a running mean with counts).
+:meth:`SpeakerRegister.add_to_file` does the load -> update -> save of a
+saved register under its lock (:func:`register_lock`), so that enrolments
+run at the same time into one register all land.
 
 Example
 -------
@@ -26,11 +29,14 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
+import os
 import pickle
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -111,6 +117,92 @@ def model_identity(mods: Mapping[str, torch.nn.Module]) -> str:
         else:
             digest.update(repr(value).encode())
     return f"{model.config['emb_dim']}-{digest.hexdigest()}"
+
+
+def lock_path(path: Pathlike) -> Path:
+    """The lock file of a register: ``<register>.lock`` beside it.
+
+    Example
+    -------
+    >>> lock_path("/data/speakers.pt").name
+    'speakers.pt.lock'
+    """
+    path = Path(path)
+    return path.with_name(path.name + ".lock")
+
+
+@contextlib.contextmanager
+def register_lock(path: Pathlike) -> Iterator[Path]:
+    """Holds the lock of the register file ``path`` (an exclusive
+    ``flock`` on :func:`lock_path`), waiting while another process holds
+    it.
+
+    Every read-update-write of a saved register holds it
+    (:meth:`SpeakerRegister.add_to_file`), so that two enrolments at the
+    same time both land.  The lock file is removed on release; a process
+    that locked a lock file removed meanwhile locks the new one instead.
+
+    Arguments
+    ---------
+    path : Pathlike
+        The register file (it need not exist yet).
+
+    Yields
+    ------
+    Path
+        The lock file.
+
+    Raises
+    ------
+    OutputError
+        When the lock file cannot be made (no permission, ...).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with register_lock(d / "speakers.pt") as lock:
+    ...     lock.name, lock.exists()
+    ('speakers.pt.lock', True)
+    >>> lock.exists()
+    False
+    """
+    lock = lock_path(path)
+    while True:
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot lock register {path}: cannot create {lock}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                logger.info("waiting for another process writing %s", path)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:  # a file system without locks
+                raise OutputError(
+                    f"cannot lock register {path} ({lock}): "
+                    f"{exc.strerror or exc}"
+                ) from None
+            # The holder before us may have removed the file we opened.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(lock))
+            except FileNotFoundError:
+                same = False
+            if not same:
+                continue  # lock the file now at that name
+            try:
+                yield lock
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(lock)
+            return
+        finally:
+            os.close(fd)  # releases the lock
 
 
 def enrolment_folder(folder: Pathlike) -> dict[str, list[Path]]:
@@ -400,7 +492,10 @@ class SpeakerRegister:
 
         The file is a ``torch.save`` of plain data (the format number, the
         model identity, the speaker ids, a count tensor and the embeddings)
-        that :meth:`load` reads with ``weights_only=True``.
+        that :meth:`load` reads with ``weights_only=True``.  The write
+        holds the file's lock (:func:`register_lock`); it replaces what
+        the file held: to add speakers to a saved register, use
+        :meth:`add_to_file`.
 
         Raises
         ------
@@ -410,6 +505,12 @@ class SpeakerRegister:
         path = Path(path)
         if path.is_dir():
             raise OutputError(f"register {path} is a folder; give a file name")
+        with register_lock(path):
+            self._write(path)
+        return path
+
+    def _write(self, path: Path) -> None:
+        """Writes the register atomically (the caller holds the lock)."""
         data = {
             "format": REGISTER_FORMAT,
             "model_id": self.model_id,
@@ -425,7 +526,53 @@ class SpeakerRegister:
                 f"cannot write register {path}: {exc.strerror or exc}"
             ) from None
         logger.info("saved %d speakers to %s", len(self.speakers), path)
-        return path
+
+    def add_to_file(self, path: Pathlike) -> SpeakerRegister:
+        """Adds this register's speakers to the register file ``path``
+        (made if absent): load, :meth:`update`, atomic :meth:`save`, all
+        under the file's lock (:func:`register_lock`), so that enrolments
+        into one register at the same time all land.
+
+        Arguments
+        ---------
+        path : Pathlike
+            The register file.
+
+        Returns
+        -------
+        SpeakerRegister
+            What the file holds now.
+
+        Raises
+        ------
+        ConfigError
+            When the file's register was made by another model.
+        DataError
+            When ``path`` is not a register file.
+        OutputError
+            When it cannot be written.
+
+        Example
+        -------
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "speakers.pt"
+        >>> a = SpeakerRegister(["A"], torch.ones(1, 2), [2], "m1")
+        >>> b = SpeakerRegister(["B"], torch.zeros(1, 2), [1], "m1")
+        >>> _ = a.add_to_file(path)
+        >>> b.add_to_file(path).speakers, SpeakerRegister.load(path).counts
+        (['A', 'B'], [2, 1])
+        """
+        path = Path(path)
+        if path.is_dir():
+            raise OutputError(f"register {path} is a folder; give a file name")
+        with register_lock(path):
+            if path.exists():
+                old = SpeakerRegister.load(path, model_id=self.model_id)
+                merged = old.update(self)
+            else:
+                merged = dataclasses.replace(self)
+            merged._write(path)
+        return merged
 
     @classmethod
     def load(

@@ -533,3 +533,27 @@ def test_new_options_off_by_default():
             "pooling: mean",
         ):
             assert f"\n{line}" in text, (name, line)
+
+
+def test_unreadable_training_wav_is_a_data_error(tiny_prepared, tmp_path):
+    """The babble reads the training WAVs: one that is not audio is a
+    DataError naming it and the manifest, not a soundfile traceback."""
+    import csv
+    import shutil
+
+    from deep_speaker_sb.errors import DataError
+
+    prep = tmp_path / "prep"
+    shutil.copytree(tiny_prepared, prep)
+    with open(prep / "train.csv", newline="", encoding="utf-8") as f:
+        wavs = {
+            r["wav"].replace("{data_root}", str(prep))
+            for r in csv.DictReader(f)
+        }
+    for wav in wavs:  # every one, so whichever the babble reads first
+        Path(wav).write_bytes(b"not audio")
+    with pytest.raises(DataError) as caught:
+        prepare_augmentation(tmp_path / "augment", prep / "train.csv", **SMALL)
+    msg = str(caught.value)
+    assert "(manifest train.csv, utterance " in msg and "cannot be read" in msg
+    assert msg.split()[2] in wavs

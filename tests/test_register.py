@@ -547,3 +547,181 @@ def test_printed_names_are_escaped(
     assert all(ln.startswith("  ") for ln in lines if "EVIL" in ln)
     assert sum(r"A\nspeaker: EVIL (accepted)\x1b[2J" in ln for ln in lines)
     assert rf"wrote {tmp_path}/reg\x1b[31m.pt: 2 speakers" in out
+
+
+# ------------------------------- enrolments into one register at once
+#
+# Process A holds the register's lock between its read and its write;
+# process (or thread) B adds other speakers meanwhile.  B must wait for
+# the lock (it logs so) and then add to what A wrote, so no enrolment is
+# lost; without the lock B would write between A's read and A's write,
+# and A's write would drop B's speakers.  Events, not sleeps, sequence it.
+
+
+def _hold_lock_and_add(path, speaker, model_id, dim, held, go):
+    """Process A: read, (hold the lock until told), add ``speaker``."""
+    from deep_speaker_sb.register import register_lock
+
+    with register_lock(path):
+        old = SpeakerRegister.load(path) if Path(path).exists() else None
+        held.set()
+        assert go.wait(120)
+        new = SpeakerRegister([speaker], torch.ones(1, dim), [1], model_id)
+        (old.update(new) if old else new)._write(Path(path))
+
+
+class _OnWaiting:
+    """A log handler: sets ``event`` when the lock is found held."""
+
+    def __init__(self, event):
+        import logging
+
+        self.handler = logging.Handler()
+        self.handler.emit = self._emit
+        self.event = event
+        self.logger = logging.getLogger("deep_speaker_sb.register")
+
+    def _emit(self, record):
+        if "waiting for another process" in record.getMessage():
+            self.event.set()
+
+    def __enter__(self):
+        import logging
+
+        self.level = self.logger.level
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
+
+
+def _add_in_process(path, speaker, waiting, done):
+    """Process B: adds ``speaker`` through the public update path."""
+    with _OnWaiting(waiting):
+        SpeakerRegister([speaker], torch.zeros(1, 2), [2], "m").add_to_file(
+            path
+        )
+    done.set()
+
+
+def _wait_either(a, b, deadline: float = 120.0) -> None:
+    import time
+
+    end = time.monotonic() + deadline
+    while not (a.is_set() or b.is_set()):
+        assert time.monotonic() < end, "neither event came"
+        a.wait(0.05)
+
+
+def test_concurrent_register_updates_all_land(tmp_path):
+    import multiprocessing as mp
+
+    path = tmp_path / "speakers.pt"
+    SpeakerRegister(["C"], torch.ones(1, 2), [3], "m").save(path)
+    ctx = mp.get_context("spawn")
+    held, go, waiting, done = (ctx.Event() for _ in range(4))
+    a = ctx.Process(
+        target=_hold_lock_and_add, args=(path, "A", "m", 2, held, go)
+    )
+    a.start()
+    try:
+        assert held.wait(120)
+        b = ctx.Process(target=_add_in_process, args=(path, "B", waiting, done))
+        b.start()
+        _wait_either(waiting, done)
+        assert waiting.is_set() and not done.is_set()  # B waits for A
+    finally:
+        go.set()
+        a.join(120)
+    b.join(120)
+    assert a.exitcode == 0 and b.exitcode == 0
+    saved = SpeakerRegister.load(path)
+    assert saved.speakers == ["A", "B", "C"]
+    assert saved.counts == [1, 2, 3]
+    assert [p.name for p in tmp_path.iterdir()] == ["speakers.pt"]
+
+
+def test_register_lock_is_released_on_error(tmp_path):
+    from deep_speaker_sb.register import register_lock
+
+    path = tmp_path / "speakers.pt"
+    with pytest.raises(KeyError), register_lock(path):
+        raise KeyError("x")
+    with register_lock(path):  # not held any more: no wait
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_enrol_save_while_another_enrolment_writes(
+    verify_mod, speakers, exports, tmp_path, capsys
+):
+    """verify.py --enrol_save waits for a register held by another
+    process and adds its speakers to what that process wrote."""
+    import multiprocessing as mp
+    import threading
+
+    from deep_speaker_sb.inference import DeepSpeaker
+
+    model = DeepSpeaker.from_hparams(
+        source=exports[0], run_opts={"device": "cpu"}
+    )
+    path = tmp_path / "speakers.pt"
+    ctx = mp.get_context("spawn")
+    held, go = ctx.Event(), ctx.Event()
+    waiting, done = threading.Event(), threading.Event()
+    other = ctx.Process(
+        target=_hold_lock_and_add,
+        args=(path, "X", model.model_id, MODEL["emb_dim"], held, go),
+    )
+    other.start()
+    codes = []
+    argv = [
+        *("--model", str(exports[0]), "--device", "cpu"),
+        *("--enrol_save", str(path), "--enrol", str(speakers["first"])),
+    ]
+
+    def enrol():
+        codes.append(verify_mod.main(argv))
+        done.set()
+
+    try:
+        assert held.wait(120)
+        with _OnWaiting(waiting):
+            thread = threading.Thread(target=enrol)
+            thread.start()
+            _wait_either(waiting, done)
+            assert waiting.is_set() and not done.is_set()
+            go.set()
+            thread.join(120)
+    finally:
+        go.set()
+        other.join(120)
+    assert other.exitcode == 0 and codes == [0]
+    first = sorted(d.name for d in speakers["first"].iterdir())
+    saved = SpeakerRegister.load(path, model.model_id)
+    assert saved.speakers == sorted(["X", *first])
+    assert saved.counts == [3 if s in first else 1 for s in saved.speakers]
+    out = capsys.readouterr().out
+    assert "(2 new, 0 updated)" in out
+    assert f"wrote {path}: 3 speakers, 7 files" in out
+
+
+def test_add_to_register_adds_only_new_enrolments(model, speakers, tmp_path):
+    path = tmp_path / "speakers.pt"
+    query = speakers["query"]
+    model.register = None
+    with pytest.raises(ConfigError, match="no speaker enrolled since"):
+        model.add_to_register(path)
+    model.enrol("A", [query])
+    assert model.add_to_register(path).counts == [1]
+    with pytest.raises(ConfigError, match="no speaker enrolled since"):
+        model.add_to_register(path)  # A is in the file already
+    model.load_register(path)
+    model.enrol("A", [query])
+    model.enrol("B", [query])
+    saved = model.add_to_register(path)
+    assert (saved.speakers, saved.counts) == (["A", "B"], [2, 1])
+    assert model.register.counts == [2, 1]

@@ -166,6 +166,28 @@ def test_missing_wav_is_one_error_line(tiny_corpus, tiny_prepared, tmp_path):
     )
 
 
+def test_unreadable_wav_is_one_error_line(tiny_corpus, tiny_prepared, tmp_path):
+    """A manifest row whose WAV is not audio: one line naming the row,
+    also when a DataLoader worker process reads it."""
+    prep = _copy_prepared(tiny_prepared, tmp_path / "prep")
+    with open(prep / "train.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    wav = rows[0]["wav"]
+    Path(wav.replace("{data_root}", str(prep))).write_bytes(b"not audio")
+    ids = {r["ID"] for r in rows if r["wav"] == wav}
+    args = _args(
+        tiny_corpus, prep, tmp_path / "out", "--skip_prep", "True",
+        "--augment", "False",  # the babble would read it first
+    )  # fmt: skip
+    workers = args.index("--num_workers") + 1
+    args[workers] = "1"  # a loader worker reads the audio
+    msg = _run_expecting_error(args, tmp_path)
+    assert "train.csv, row " in msg and "cannot be read" in msg, msg
+    assert msg.split("row ")[1].split(")")[0] in ids
+    assert wav.replace("{data_root}", str(prep)) in msg
+    assert "DataLoader worker" not in msg
+
+
 def test_empty_manifest_is_one_error_line(tiny_corpus, tiny_prepared, tmp_path):
     prep = _copy_prepared(tiny_prepared, tmp_path / "prep")
     header = (prep / "train.csv").read_text().splitlines()[0]

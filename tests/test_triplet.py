@@ -89,7 +89,7 @@ def test_model_section_identical_to_softmax_yaml():
         assert triplet[key] == softmax[key], key
     # and the two stages' checkpoints name the model parts alike
     for name in ("embedding_model", "normalizer"):
-        spec = "!new:speechbrain.utils.checkpoints.Checkpointer"
+        spec = "!new:deep_speaker_sb.checkpoints.SafeCheckpointer"
         assert (
             triplet["checkpointer"][spec]["recoverables"][name]
             == softmax["checkpointer"][spec]["recoverables"][name]

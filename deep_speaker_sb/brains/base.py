@@ -180,11 +180,21 @@ class EmbeddingBrain(sb.Brain):
             raise ConfigError(f"{key} must be True or False, got {value!r}")
         return value
 
-    def log_validation_epoch(
-        self, epoch: int, valid_stats: Mapping[str, Any]
+    def end_validation_epoch(
+        self,
+        epoch: int,
+        valid_stats: Mapping[str, Any],
+        meta: Mapping[str, Any],
+        **keep: Any,
     ) -> None:
-        """Ends a validation epoch: steps ``hparams.lr_annealing`` and logs
-        the epoch's train stats (``self.train_stats``) and ``valid_stats``.
+        """Ends a validation epoch: steps ``hparams.lr_annealing``, saves
+        a checkpoint (``checkpointer.save_and_keep_only(meta=meta,
+        **keep)``), then logs the epoch's train stats
+        (``self.train_stats``) and ``valid_stats``.
+
+        The epoch is logged only once its checkpoint is saved: when the
+        save fails (a full disk), the next run redoes the epoch from the
+        previous checkpoint and ``train_log.txt`` holds it once.
 
         Arguments
         ---------
@@ -192,9 +202,14 @@ class EmbeddingBrain(sb.Brain):
             The epoch that ends.
         valid_stats : mapping
             The validation stats to log.
+        meta : mapping
+            The checkpoint's meta (the keys it is ranked by, ...).
+        **keep
+            ``max_keys`` / ``min_keys`` of the checkpoints to keep.
         """
         old_lr, new_lr = self.hparams.lr_annealing(epoch)
         sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+        self.checkpointer.save_and_keep_only(meta=dict(meta), **keep)
         self.hparams.train_logger.log_stats(
             stats_meta={"epoch": epoch, "lr": old_lr},
             train_stats=self.train_stats,

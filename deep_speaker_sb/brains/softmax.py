@@ -162,8 +162,9 @@ class SoftmaxBrain(EmbeddingBrain):
         acc = self.n_correct / max(self.n_total, 1)
         stats = {"loss": stage_loss, "ACC": round(acc, 6)}
         if stage == sb.Stage.VALID:
-            self.log_validation_epoch(epoch, stats)
-            self.checkpointer.save_and_keep_only(
+            self.end_validation_epoch(
+                epoch,
+                stats,
                 meta={
                     "ACC": acc,
                     "epoch": epoch,
@@ -222,9 +223,18 @@ def dataio_prep(
     valid_data = segment_dataset(valid_rows)
     sr = hparams["sample_rate"]
     train_data.add_dynamic_item(
-        audio_pipeline(hparams["sentence_len"], sr, random_crop=True)
+        audio_pipeline(
+            hparams["sentence_len"],
+            sr,
+            random_crop=True,
+            manifest=hparams["train_annotation"],
+        )
     )
-    valid_data.add_dynamic_item(audio_pipeline(None, sr, random_crop=False))
+    valid_data.add_dynamic_item(
+        audio_pipeline(
+            None, sr, random_crop=False, manifest=hparams["valid_annotation"]
+        )
+    )
 
     # the speakers in order of first appearance (the shard path's order)
     speakers = list(dict.fromkeys(r.spk_id for r in train_rows))

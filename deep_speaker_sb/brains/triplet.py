@@ -139,7 +139,6 @@ class TripletBrain(EmbeddingBrain):
             if calibration:  # for export_initial
                 self.valid_stats = {**stats, "score_calibration": calibration}
             return
-        self.log_validation_epoch(epoch, stats)
         meta = {
             "EER": stats["EER"],
             "threshold": threshold,
@@ -148,7 +147,7 @@ class TripletBrain(EmbeddingBrain):
         }
         if calibration:  # export_best writes it into the export
             meta["score_calibration"] = calibration
-        self.checkpointer.save_and_keep_only(meta=meta, min_keys=["EER"])
+        self.end_validation_epoch(epoch, stats, meta=meta, min_keys=["EER"])
 
     def _validation_eer(self) -> tuple[float, float]:
         """EER (fraction) and threshold over the collected embeddings."""
@@ -232,7 +231,7 @@ def dataio_prep(
     utt2spk = {u.utt_id: u.spk_id for u in utts.values()}
     if not make_trials(utt2spk, hparams["num_valid_trials"], hparams["seed"]):
         raise DataError(_no_trials_message(len(utts)))
-    valid_data = utterance_dataset(utts)
+    valid_data = utterance_dataset(utts, hparams["valid_annotation"])
     if use_shards(hparams):
         batches = triplet_shard_batches(hparams)
         return batches, valid_data, batches
@@ -241,7 +240,10 @@ def dataio_prep(
     train_data = segment_dataset(train_rows)
     train_data.add_dynamic_item(
         audio_pipeline(
-            hparams["sentence_len"], hparams["sample_rate"], random_crop=True
+            hparams["sentence_len"],
+            hparams["sample_rate"],
+            random_crop=True,
+            manifest=hparams["train_annotation"],
         )
     )
     train_data.set_output_keys(["id", "sig", "spk_id"])
