@@ -46,6 +46,40 @@ from deep_speaker_sb.errors import ConfigError, UserError
 FFMPEG_SUFFIXES = (".m4a", ".aac")
 
 
+def require_ffmpeg(what: str) -> str:
+    """The ``ffmpeg`` program that decodes ``what``, or a ConfigError.
+
+    libsndfile (``soundfile``) reads WAV, FLAC, OGG and MP3 but not AAC
+    (``.m4a``): those inputs are decoded by ``ffmpeg``.
+    """
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise ConfigError(
+            f"{what} needs an AAC decoder and ffmpeg is not on PATH: "
+            "install ffmpeg (apt-get install ffmpeg, or conda install -c "
+            "conda-forge ffmpeg) or convert the .m4a files to WAV or FLAC"
+        )
+    return exe
+
+
+def decode_with_ffmpeg(src: str, sample_rate: int) -> np.ndarray:
+    """Decodes ``src`` with ffmpeg: mono float32 at ``sample_rate``.
+
+    ffmpeg mixes the channels down and resamples; a file it cannot
+    decode raises a ``RuntimeError`` (the input is then skipped).
+    """
+    cmd = [
+        require_ffmpeg(src),
+        *("-nostdin", "-v", "error", "-i", src),
+        *("-ac", "1", "-ar", str(int(sample_rate)), "-f", "f32le", "-"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    if proc.returncode != 0:
+        why = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise RuntimeError(f"ffmpeg: {why[-1] if why else proc.returncode}")
+    return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+
+
 @dataclass(frozen=True)
 class ConvertedUtterance:
     """A kept utterance: its source and its cached, trimmed WAV.
@@ -155,40 +189,6 @@ def _process(
         )
         return _forget(job, res)
     return res
-
-
-def require_ffmpeg(what: str) -> str:
-    """The ``ffmpeg`` program that decodes ``what``, or a ConfigError.
-
-    libsndfile (``soundfile``) reads WAV, FLAC, OGG and MP3 but not AAC
-    (``.m4a``): those inputs are decoded by ``ffmpeg``.
-    """
-    exe = shutil.which("ffmpeg")
-    if exe is None:
-        raise ConfigError(
-            f"{what} needs an AAC decoder and ffmpeg is not on PATH: "
-            "install ffmpeg (apt-get install ffmpeg, or conda install -c "
-            "conda-forge ffmpeg) or convert the .m4a files to WAV or FLAC"
-        )
-    return exe
-
-
-def decode_with_ffmpeg(src: str, sample_rate: int) -> np.ndarray:
-    """Decodes ``src`` with ffmpeg: mono float32 at ``sample_rate``.
-
-    ffmpeg mixes the channels down and resamples; a file it cannot
-    decode raises a ``RuntimeError`` (the input is then skipped).
-    """
-    cmd = [
-        require_ffmpeg(src),
-        *("-nostdin", "-v", "error", "-i", src),
-        *("-ac", "1", "-ar", str(int(sample_rate)), "-f", "f32le", "-"),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, check=False)
-    if proc.returncode != 0:
-        why = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise RuntimeError(f"ffmpeg: {why[-1] if why else proc.returncode}")
-    return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
 
 
 def _process_decoded(

@@ -184,11 +184,13 @@ def write_trials(path: Path, trials: Iterable[Trial]) -> None:
 
     Example
     -------
-    >>> import tempfile, pathlib
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "trials.txt"
-    >>> write_trials(path, [(1, "A_1", "A_2"), (0, "A_1", "B_1")])
-    >>> path.read_text().splitlines()
-    ['1 A_1 A_2', '0 A_1 B_1']
+    >>> import pathlib, tempfile
+    >>> trials = [(1, "A_1", "A_2"), (0, "A_1", "B_1")]
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> write_trials(folder / "trials.txt", trials)
+    >>> print((folder / "trials.txt").read_text(), end="")
+    1 A_1 A_2
+    0 A_1 B_1
     """
     with atomic_write(path) as f:
         f.writelines(f"{lab} {a} {b}\n" for lab, a, b in trials)
