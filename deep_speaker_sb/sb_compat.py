@@ -12,8 +12,11 @@ values on tiny input) instead of an export or a fine-tuning run
 failing later.
 
 :class:`deep_speaker_sb.brains.base.EmbeddingBrain` also overrides
-``Brain._wrap_distributed`` (DDP on CPU without ``SyncBatchNorm``);
-:func:`private_api_problems` checks that hook too.
+``Brain._wrap_distributed`` (DDP on CPU without ``SyncBatchNorm``), and
+``deep_speaker_sb.checkpoints.SafeCheckpointer`` (complete-or-absent
+saves) overrides ``Checkpointer._new_checkpoint_dirpath`` and calls
+``_custom_checkpoint_dirpath``; :func:`private_api_problems` checks those
+hooks too.
 
 Authors
  * deep-speaker-sb contributors
@@ -26,6 +29,7 @@ from typing import Any
 
 from speechbrain.core import Brain
 from speechbrain.processing.features import Filterbank, InputNormalization
+from speechbrain.utils.checkpoints import Checkpointer
 from torch import Tensor
 
 #: Each private SpeechBrain member used, with the parameters it must take.
@@ -39,6 +43,8 @@ PRIVATE_API: dict[tuple[type, str], tuple[str, ...]] = {
     ),
     (Filterbank, "_amplitude_to_DB"): ("self", "x"),
     (Brain, "_wrap_distributed"): ("self",),
+    (Checkpointer, "_new_checkpoint_dirpath"): ("self",),
+    (Checkpointer, "_custom_checkpoint_dirpath"): ("self", "name"),
 }
 
 

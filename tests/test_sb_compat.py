@@ -12,6 +12,7 @@ import inspect
 import torch
 from speechbrain.core import Brain
 from speechbrain.processing.features import Filterbank, InputNormalization
+from speechbrain.utils.checkpoints import Checkpointer
 
 from deep_speaker_sb.sb_compat import (
     PRIVATE_API,
@@ -35,6 +36,8 @@ def test_private_members_present_with_their_parameters():
         "_create_fbank_matrix",
         "_amplitude_to_DB",
         "_wrap_distributed",
+        "_new_checkpoint_dirpath",
+        "_custom_checkpoint_dirpath",
     }
 
 
@@ -82,4 +85,14 @@ def test_brain_still_calls_the_wrap_distributed_hook():
     assert "self._wrap_distributed()" in inspect.getsource(Brain), (
         f"{CHANGED}: Brain no longer calls _wrap_distributed, which "
         "deep_speaker_sb.brains.base.EmbeddingBrain overrides"
+    )
+
+
+def test_checkpointer_still_names_new_checkpoints_through_the_hook():
+    """SafeCheckpointer saves into a temporary folder by overriding it."""
+    source = inspect.getsource(Checkpointer.save_checkpoint)
+    assert "self._new_checkpoint_dirpath()" in source, (
+        f"{CHANGED}: Checkpointer.save_checkpoint no longer calls "
+        "_new_checkpoint_dirpath, which deep_speaker_sb.checkpoints."
+        "SafeCheckpointer overrides"
     )
