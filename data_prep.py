@@ -34,7 +34,7 @@ from deep_speaker_sb.data.librispeech import (
     TRAIN_SPLITS,
     prepare_librispeech,
 )
-from deep_speaker_sb.data.prep import DEFAULT_NUM_TRIALS, PrepOptions
+from deep_speaker_sb.data.prep import PrepOptions
 from deep_speaker_sb.data.shards import (
     DEFAULT_SHARD_SIZE,
     DEFAULT_SPEAKER_RUN,
@@ -57,8 +57,9 @@ CORPORA = {
     "librispeech": (prepare_librispeech, ("train_splits", "test_splits")),
     "vietnam_celeb": (prepare_vietnam_celeb, ("trials",)),
 }
-#: Sample rate of the cache when --sample_rate is not given.
-DEFAULT_RATES = {"vivos": 8000}
+#: Sample rate of the cache when --sample_rate is not given (VIVOS's is
+#: PrepOptions's, like every default of the preparation's options).
+DEFAULT_RATES = {"vivos": PrepOptions.sample_rate}
 OTHER_RATE = 16000
 
 
@@ -86,50 +87,61 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sample_rate",
         type=int,
         default=None,
-        help="sample rate (Hz) of the cached WAVs (default: 8000 for vivos, "
-        "16000 for the other corpora)",
+        help="sample rate (Hz) of the cached WAVs (default: "
+        f"{DEFAULT_RATES['vivos']} for vivos, {OTHER_RATE} for the other "
+        "corpora)",
     )
     _corpus_arguments(p)
     options = [
-        ("--seg_dur", float, 3.0, "longest segment of a manifest row (s)"),
+        (
+            "--seg_dur",
+            float,
+            PrepOptions.seg_dur,
+            "longest segment of a manifest row (s)",
+        ),
         (
             "--min_dur",
             float,
-            1.0,
+            PrepOptions.min_dur,
             "shortest segment kept (a shorter tail is dropped), and "
             "shortest utterance kept after trimming (s)",
         ),
         (
             "--valid_ratio",
             float,
-            0.1,
+            PrepOptions.valid_ratio,
             "share of each train speaker's utterances put in valid.csv",
         ),
         (
             "--num_trials",
             int,
-            DEFAULT_NUM_TRIALS,
+            PrepOptions.num_trials,
             "trials in trials.txt, half target (all balanced pairs if "
             "fewer exist)",
         ),
-        ("--seed", int, 1234, "seed of the train/valid split and trials"),
+        (
+            "--seed",
+            int,
+            PrepOptions.seed,
+            "seed of the train/valid split and trials",
+        ),
         (
             "--num_workers",
             int,
-            1,
+            PrepOptions.num_workers,
             "processes converting audio (the outputs do not depend on it)",
         ),
         (
             "--trim_db",
             float,
-            40.0,
+            PrepOptions.trim_db,
             "silence threshold below the utterance's loudness (dB); "
             "0 disables trimming",
         ),
         (
             "--trim_margin",
             float,
-            0.1,
+            PrepOptions.trim_margin,
             "seconds kept before and after the speech when trimming",
         ),
     ]

@@ -115,7 +115,7 @@ def _run(script: str, args: list[str], log: Path) -> float:
     return (time.perf_counter() - start) / 60
 
 
-def _timed(folder: Path, name: str, script: str, args: list[str]) -> float:
+def timed(folder: Path, name: str, script: str, args: list[str]) -> float:
     """Runs ``script`` once; its minutes are kept in ``timing.json``."""
     timing_file = folder / "timing.json"
     timing = (
@@ -174,7 +174,7 @@ def run_variant(
     both, softmax_only = VARIANTS[variant]
     folder = out / variant
     folder.mkdir(parents=True, exist_ok=True)
-    softmax_min = _timed(
+    softmax_min = timed(
         folder,
         "softmax",
         "train_softmax.py",
@@ -187,7 +187,7 @@ def run_variant(
             *MODEL, *SOFTMAX, *COMMON, *both, *softmax_only,
         ],
     )  # fmt: skip
-    triplet_min = _timed(
+    triplet_min = timed(
         folder,
         "triplet",
         "train_triplet.py",

@@ -42,7 +42,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.accuracy import COMMON, MODEL, _timed  # noqa: E402
+from bench.accuracy import COMMON, MODEL, timed  # noqa: E402
 from deep_speaker_sb.dataio import (  # noqa: E402
     read_manifest,
     utterances,
@@ -164,7 +164,7 @@ def main() -> None:
     for name in args.settings.split(","):
         folder = args.out / name
         folder.mkdir(parents=True, exist_ok=True)
-        minutes = _timed(
+        minutes = timed(
             folder,
             "triplet",
             "train_triplet.py",

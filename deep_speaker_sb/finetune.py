@@ -30,6 +30,7 @@ from deep_speaker_sb.checkpoints import input_config, unwrap
 from deep_speaker_sb.errors import ConfigError
 from deep_speaker_sb.export import check_export_folder
 from deep_speaker_sb.inference import load_without_yaml
+from deep_speaker_sb.sb_compat import load_norm_statistics, norm_statistics
 from deep_speaker_sb.utils import Pathlike
 
 logger = get_logger(__name__)
@@ -188,7 +189,7 @@ def init_from_pretrained(
     model = unwrap(modules["embedding_model"])
     model.load_state_dict(export["embedding_model"].state_dict())
     norm = unwrap(modules["mean_var_norm"])
-    norm._load_statistics_dict(export["mean_var_norm"]._statistics_dict())
+    load_norm_statistics(norm, norm_statistics(export["mean_var_norm"]))
     logger.info("initialized the embedding model from the export %s", folder)
     return input_config(export)
 

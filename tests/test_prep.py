@@ -9,16 +9,20 @@ in the test (no VIVOS layout) checks that the core prepares any corpus.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import errno
+import inspect
 import logging
 import math
 import os
+import re
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
 from deep_speaker_sb.cli import run_cli
 from deep_speaker_sb.data import prep
@@ -38,7 +42,7 @@ from deep_speaker_sb.errors import (
     MissingFileError,
     OutputError,
 )
-from tests.conftest import load_script, run_script
+from tests.conftest import ROOT, load_script, run_script
 
 SR_IN = 16000
 
@@ -419,6 +423,28 @@ def test_bad_options_raise(small_corpus: Path, tmp_path: Path):
     with pytest.raises(ConfigError, match="not made by"):
         prepare_vivos(small_corpus, tmp_path / "mine")
     assert (tmp_path / "mine" / "wavs" / "keep.wav").is_file()
+
+
+def test_vivos_defaults_are_prep_options_defaults():
+    """prepare_vivos, data_prep.py and softmax.yaml (which prepares the
+    same folder) prepare VIVOS with PrepOptions's defaults: another value
+    in one of them would prepare the folder again with other options."""
+    default = PrepOptions()
+    params = inspect.signature(prepare_vivos).parameters
+    data_prep = load_script("data_prep.py")
+    args = data_prep.parse_args(["--data_folder", "d", "--save_folder", "s"])
+    assert data_prep.DEFAULT_RATES["vivos"] == default.sample_rate
+    text = (ROOT / "hparams" / "softmax.yaml").read_text(encoding="utf-8")
+    in_yaml = {"seed": "prep_seed", "num_workers": "prep_workers"}
+    for field in dataclasses.fields(PrepOptions):
+        value = getattr(default, field.name)
+        assert params[field.name].default == value, field.name
+        if field.name != "sample_rate":
+            assert getattr(args, field.name) == value, field.name
+        key = in_yaml.get(field.name, field.name)
+        found = re.search(rf"^{key}: *([^#\n]+)", text, re.M)
+        if field.name not in ("trim_db", "trim_margin"):  # not in the YAML
+            assert yaml.safe_load(found[1]) == value, key
 
 
 # --------------------------------------------------------------------------

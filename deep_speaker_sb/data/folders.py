@@ -100,7 +100,7 @@ def list_folders(
     data_folder: Pathlike,
     test_speakers: Pathlike | int | None = None,
     test_folder: Pathlike | None = None,
-    seed: int = 1234,
+    seed: int = PrepOptions.seed,
 ) -> Listing:
     """Lists recordings laid out one folder per speaker.
 

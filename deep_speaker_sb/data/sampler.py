@@ -38,8 +38,32 @@ logger = get_logger(__name__)
 SMALL_SPEAKER_POLICIES = ("replace", "skip")
 
 
-def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """Rank and world size: the given ones, else torch.distributed's."""
+def dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Rank and world size: the given ones, else torch.distributed's.
+
+    Shared by the samplers of the triplet stage (this module's and
+    :mod:`deep_speaker_sb.data.shards`'s).
+
+    Arguments
+    ---------
+    rank, world_size : int, optional
+        ``None``: torch.distributed's (``0`` and ``1`` when it is not
+        initialized).
+
+    Returns
+    -------
+    (int, int)
+        The rank and the world size.
+
+    Example
+    -------
+    >>> dist_info(None, None), dist_info(1, 2)
+    ((0, 1), (1, 2))
+    >>> dist_info(2, 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid rank 2 for world size 2
+    """
     dist = torch.distributed
     initialized = dist.is_available() and dist.is_initialized()
     if world_size is None:
@@ -119,7 +143,7 @@ class SpeakerBatchSampler(Sampler[list[int]]):
                 f"small_speakers must be one of {SMALL_SPEAKER_POLICIES}, "
                 f"got {small_speakers!r}"
             )
-        self.rank, self.world_size = _dist_info(rank, world_size)
+        self.rank, self.world_size = dist_info(rank, world_size)
         self.speakers_per_batch = speakers_per_batch
         self.n_per_speaker = n_per_speaker
         self.seed = seed

@@ -67,7 +67,7 @@ from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.utils.logger import get_logger
 from torch.utils.data import DataLoader, IterableDataset
 
-from deep_speaker_sb.data.sampler import _dist_info
+from deep_speaker_sb.data.sampler import dist_info
 from deep_speaker_sb.dataio import (
     PREP_HINT,
     SegmentRow,
@@ -491,7 +491,7 @@ class _ShardReader(IterableDataset):
         if not isinstance(shard_list, ShardList):
             shard_list = read_shard_list(shard_list)
         self.shard_list = shard_list
-        self.rank, self.world_size = _dist_info(rank, world_size)
+        self.rank, self.world_size = dist_info(rank, world_size)
         self.seed = seed
         self.epoch = 0
         self.transform = transform

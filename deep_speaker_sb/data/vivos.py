@@ -49,7 +49,6 @@ from typing import Any
 from speechbrain.utils.logger import get_logger
 
 from deep_speaker_sb.data.prep import (
-    DEFAULT_NUM_TRIALS,
     SPLITS,
     Listing,
     PrepOptions,
@@ -368,15 +367,15 @@ def prepare_vivos(
     data_folder: Pathlike,
     save_folder: Pathlike,
     *,
-    sample_rate: int = 8000,
-    seg_dur: float = 3.0,
-    min_dur: float = 1.0,
-    valid_ratio: float = 0.1,
-    num_trials: int = DEFAULT_NUM_TRIALS,
-    seed: int = 1234,
-    num_workers: int = 1,
-    trim_db: float = 40.0,
-    trim_margin: float = 0.1,
+    sample_rate: int = PrepOptions.sample_rate,
+    seg_dur: float = PrepOptions.seg_dur,
+    min_dur: float = PrepOptions.min_dur,
+    valid_ratio: float = PrepOptions.valid_ratio,
+    num_trials: int = PrepOptions.num_trials,
+    seed: int = PrepOptions.seed,
+    num_workers: int = PrepOptions.num_workers,
+    trim_db: float = PrepOptions.trim_db,
+    trim_margin: float = PrepOptions.trim_margin,
 ) -> dict[str, Any]:
     """Prepares VIVOS (or a corpus in its layout) for speaker recognition.
 
@@ -402,7 +401,8 @@ def prepare_vivos(
         Seed of the split and trials; audio conversion processes (the
         outputs do not depend on it); silence threshold below the
         loudness (dB, ``0``: no trimming) and seconds kept around the
-        speech.  See :class:`~deep_speaker_sb.data.prep.PrepOptions`.
+        speech.  See :class:`~deep_speaker_sb.data.prep.PrepOptions`,
+        whose defaults they are.
 
     Returns
     -------

@@ -33,6 +33,7 @@ from typing import Any
 
 from speechbrain.utils.logger import get_logger
 
+from deep_speaker_sb.data.convert import FFMPEG_SUFFIXES, require_ffmpeg
 from deep_speaker_sb.data.corpora import (
     audio_files,
     find_list,
@@ -43,12 +44,10 @@ from deep_speaker_sb.data.corpora import (
     trial_listing,
 )
 from deep_speaker_sb.data.prep import (
-    FFMPEG_SUFFIXES,
     Listing,
     PrepOptions,
     Skipped,
     SourceUtterance,
-    require_ffmpeg,
 )
 from deep_speaker_sb.errors import DataError
 from deep_speaker_sb.utils import Pathlike
