@@ -23,6 +23,7 @@ Authors
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import warnings
@@ -178,8 +179,6 @@ class OnnxEmbedder(nn.Module):
 
 def _require(module: str) -> Any:
     """Imports ``module`` or says which extra installs it."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError:
@@ -309,6 +308,17 @@ def quantize_int8(
     return int8_path
 
 
+def onnx_installed() -> bool:
+    """Whether onnxruntime (the ONNX extra) is importable; warns if not."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        logger.warning(
+            "onnxruntime not installed: the export has no ONNX files "
+            "(pip install 'deep_speaker_sb[onnx]', then export_onnx.py)"
+        )
+        return False
+    return True
+
+
 def onnx_versions() -> dict[str, Any]:
     """Opset and exporting versions, for ``config.json`` and the card."""
     versions = {"opset": OPSET, "torch": torch.__version__.split("+")[0]}
@@ -396,3 +406,4 @@ def calibration_audio(
         )
         wavs.append(torch.from_numpy(data.reshape(len(data), -1).mean(1)))
     return wavs
+
