@@ -38,7 +38,6 @@ from __future__ import annotations
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import soundfile as sf
 import torch
@@ -76,12 +75,6 @@ from deep_speaker_sb.export import (
     read_config,
     read_score_calibration,
     read_threshold,
-    record_onnx,
-)
-from deep_speaker_sb.onnx_export import (
-    ONNX_INT8_FILE,
-    calibration_audio,
-    write_onnx,
 )
 from deep_speaker_sb.register import Candidate, SpeakerRegister, model_identity
 from deep_speaker_sb.runtime import open_session, run_session
@@ -990,11 +983,29 @@ def require_config(folder: Pathlike) -> None:
         )
 
 
-def _load_parts(
-    folder: Path, trust_yaml: bool = False
+def load_parts(
+    folder: Pathlike, trust_yaml: bool = False
 ) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
-    """The three parts of an export: from ``config.json`` (no code of the
-    folder runs), or, with ``trust_yaml``, through its YAML."""
+    """The three parts of an export (features, normalizer, ResCNN), e.g.
+    for :func:`deep_speaker_sb.onnx_export.add_onnx`.
+
+    Arguments
+    ---------
+    folder : Pathlike
+        An export folder (``check_export_folder``).
+    trust_yaml : bool
+        Load the model through the folder's ``hyperparams.yaml`` (which
+        runs whatever it names: only for folders you trust, e.g. exports
+        older than ``config.json``); by default it is rebuilt from
+        ``config.json`` (:func:`load_without_yaml`: no code of the folder
+        runs, and a folder without ``config.json`` is refused).
+
+    Returns
+    -------
+    (compute_features, mean_var_norm, embedding_model)
+        On the CPU.
+    """
+    folder = check_export_folder(folder)
     if trust_yaml:
         mods = DeepSpeaker.from_hparams(
             source=folder, run_opts={"device": "cpu"}
@@ -1007,44 +1018,3 @@ def _load_parts(
         mods["mean_var_norm"],
         mods["embedding_model"],
     )
-
-
-def add_onnx(
-    folder: Pathlike,
-    calibration_csv: Pathlike | None = None,
-    trust_yaml: bool = False,
-) -> dict[str, Any]:
-    """Adds the ONNX files to an existing export folder (in place).
-
-    Arguments
-    ---------
-    folder : Pathlike
-        An export folder (``check_export_folder``).
-    calibration_csv : Pathlike, optional
-        A prepared manifest (the training ``train.csv``) whose audio
-        calibrates the int8 copy; without it only the fp32 graph is
-        written (and an older int8 copy removed).
-    trust_yaml : bool
-        Load the model through the folder's ``hyperparams.yaml`` (which
-        runs whatever it names: only for folders you trust, e.g. exports
-        older than ``config.json``); by default it is rebuilt from
-        ``config.json`` (:func:`load_without_yaml`).
-
-    Returns
-    -------
-    dict
-        The ``onnx`` entry, also merged into ``config.json`` (written when
-        the folder has none, so that the torch-free runtime can read it).
-    """
-    folder = check_export_folder(folder)
-    if not trust_yaml:  # before reading any calibration audio
-        require_config(folder)
-    calibration = (
-        calibration_audio(calibration_csv) if calibration_csv else None
-    )
-    parts = _load_parts(folder, trust_yaml)
-    if not calibration:  # no stale int8 copy of an earlier model
-        (folder / ONNX_INT8_FILE).unlink(missing_ok=True)
-    entry = write_onnx(folder, *parts, calibration=calibration)
-    record_onnx(folder, entry, parts)
-    return entry
