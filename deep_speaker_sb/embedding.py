@@ -6,6 +6,8 @@ waveforms with :func:`compute_embeddings`: features, then feature
 normalization, then the ResCNN.  Only training batches may pass a
 ``feature_augment`` (SpecAugment-style masks on the normalized features,
 ``spec_augment`` in the YAMLs); every other caller leaves it out.
+:class:`Embedder` is what the evaluations and the speaker register need
+of a model that embeds files this way.
 
 Authors
  * deep-speaker-sb contributors
@@ -13,10 +15,13 @@ Authors
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import torch
 from torch import Tensor
+
+from deep_speaker_sb.utils import Pathlike
 
 #: The modules :func:`compute_embeddings` needs, in the order it runs them.
 EMBEDDING_MODULES = ("compute_features", "mean_var_norm", "embedding_model")
@@ -76,3 +81,25 @@ def compute_embeddings(
     if feature_augment is not None:
         feats, lens = feature_augment(feats, lens)
     return modules["embedding_model"](feats, lens)
+
+
+class Embedder(Protocol):
+    """What the evaluations (:mod:`deep_speaker_sb.evaluation`) and the
+    speaker register (:mod:`deep_speaker_sb.register`) need of a model
+    that embeds files with :func:`compute_embeddings` (e.g.
+    :class:`~deep_speaker_sb.inference.DeepSpeaker`): its decision
+    threshold on cosine similarity, its speech check and batched file
+    embedding."""
+
+    threshold: float
+
+    def check_speech(self, path: Pathlike) -> None:
+        """Raises :class:`~deep_speaker_sb.speech.NoSpeechError` when the
+        file cannot be speech."""
+        ...
+
+    def encode_files(
+        self, paths: Sequence[Pathlike], batch_size: int = 32
+    ) -> torch.Tensor:
+        """``[len(paths), emb_dim]`` embeddings of audio files."""
+        ...

@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from speechbrain.utils.logger import get_logger
@@ -40,6 +40,7 @@ from deep_speaker_sb.dataio import (
     speaker_utterances,
     utterances,
 )
+from deep_speaker_sb.embedding import Embedder
 from deep_speaker_sb.errors import ConfigError, DataError
 from deep_speaker_sb.plots import (
     plot_det,
@@ -62,25 +63,6 @@ from deep_speaker_sb.speech import NoSpeechError
 from deep_speaker_sb.utils import Pathlike, write_json
 
 logger = get_logger(__name__)
-
-
-class Embedder(Protocol):
-    """What the evaluations need of a model (e.g. ``DeepSpeaker``): its
-    decision threshold on cosine similarity, its speech check and batched
-    file embedding."""
-
-    threshold: float
-
-    def check_speech(self, path: Pathlike) -> None:
-        """Raises :class:`~deep_speaker_sb.speech.NoSpeechError` when the
-        file cannot be speech."""
-        ...
-
-    def encode_files(
-        self, paths: Sequence[Pathlike], batch_size: int = 32
-    ) -> torch.Tensor:
-        """``[len(paths), emb_dim]`` embeddings of audio files."""
-        ...
 
 
 def load_trials(

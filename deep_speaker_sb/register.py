@@ -42,13 +42,13 @@ from deep_speaker_sb.dataio import (
     speaker_utterances,
     utterances,
 )
+from deep_speaker_sb.embedding import Embedder
 from deep_speaker_sb.errors import (
     ConfigError,
     DataError,
     MissingFileError,
     OutputError,
 )
-from deep_speaker_sb.evaluation import Embedder
 from deep_speaker_sb.scoring import cosine_similarity
 from deep_speaker_sb.utils import Pathlike, atomic_write
 
