@@ -76,7 +76,13 @@ from deep_speaker_sb.export import (
     read_score_calibration,
     read_threshold,
 )
-from deep_speaker_sb.register import Candidate, SpeakerRegister, model_identity
+from deep_speaker_sb.register import (
+    NO_SPEAKER,
+    Candidate,
+    SpeakerRegister,
+    identify,
+    model_identity,
+)
 from deep_speaker_sb.runtime import open_session, run_session
 from deep_speaker_sb.scoring import cosine_similarity
 from deep_speaker_sb.speech import SpeechCheck, check_speech
@@ -743,7 +749,8 @@ class DeepSpeaker(Pretrained):
         return self.register
 
     def identify(self, path: Pathlike, top: int = 3) -> list[Candidate]:
-        """The ``top`` enrolled speakers closest to a recording.
+        """The ``top`` enrolled speakers of :attr:`register` closest to a
+        recording: :func:`deep_speaker_sb.register.identify`.
 
         The recording is speaker ``candidates[0].speaker`` when
         ``candidates[0].accepted`` (its score is above :attr:`threshold`),
@@ -768,12 +775,9 @@ class DeepSpeaker(Pretrained):
         NoSpeechError
             When the recording cannot be speech.
         """
-        if self.register is None or not self.register.speakers:
-            raise ConfigError(
-                "no speaker enrolled: call enrol(name, paths) or "
-                "load_register(path) first"
-            )
-        return self.register.rank(self.encode_file(path), self.threshold, top)
+        if self.register is None:
+            raise ConfigError(NO_SPEAKER)
+        return identify(self, path, self.register, top)
 
     def load_register(self, path: Pathlike) -> SpeakerRegister:
         """Loads a saved register as :attr:`register` (refusing one made
