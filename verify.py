@@ -231,7 +231,6 @@ def load_model(args: argparse.Namespace) -> DeepSpeaker:
         model = DeepSpeaker.from_config(
             folder, backend=args.backend, run_opts=run_opts, far=far
         )
-    model.folder = folder
     print(
         f"model: {printable(folder)} (threshold {model.threshold:.4f}: cosine "
         "similarity above it means same speaker)"

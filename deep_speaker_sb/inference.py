@@ -273,12 +273,15 @@ class DeepSpeaker(Pretrained):
     ---------
     *args, **kwargs
         Forwarded to :class:`speechbrain.inference.interfaces.Pretrained`.
+    export_folder : Pathlike, optional
+        The export folder as the loader was given it (:attr:`folder`;
+        default: the folder of the hyperparameters' ``threshold_file``).
     """
 
     MODULES_NEEDED = list(EMBEDDING_MODULES)
     HPARAMS_NEEDED = ["sample_rate", "audio_normalizer", "threshold_file"]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, export_folder: Pathlike | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         missing = [m for m in self.MODULES_NEEDED if m not in self.mods]
         if missing:
@@ -288,6 +291,9 @@ class DeepSpeaker(Pretrained):
             )
         self.sample_rate = int(self.hparams.sample_rate)
         folder = Path(self.hparams.threshold_file).parent
+        #: The export folder the model was loaded from, as the loader
+        #: (:meth:`from_hparams`, :meth:`from_config`) was given it.
+        self.folder = Path(folder if export_folder is None else export_folder)
         #: The calibration and operating points of the export.
         self.score_calibration = read_score_calibration(folder)
         self.stored_threshold = read_threshold(folder)
@@ -412,7 +418,8 @@ class DeepSpeaker(Pretrained):
         -------
         DeepSpeaker
         """
-        folder = check_export_folder(source).absolute()
+        given = check_export_folder(source)
+        folder = given.absolute()
         check_backend(backend)
         overrides = {"pretrained_path": str(folder), **(overrides or {})}
         kwargs.setdefault("fetch_config", FetchConfig(allow_network=False))
@@ -422,6 +429,7 @@ class DeepSpeaker(Pretrained):
                 hparams_file=hparams_file,
                 savedir=str(savedir if savedir is not None else folder),
                 overrides=overrides,
+                export_folder=given,
                 **kwargs,
             )
         except (
@@ -498,7 +506,8 @@ class DeepSpeaker(Pretrained):
         >>> model.encode_batch(torch.rand(2, 8000)).shape, model.threshold
         (torch.Size([2, 16]), 0.5)
         """
-        folder = check_export_folder(source).absolute()
+        given = check_export_folder(source)
+        folder = given.absolute()
         check_backend(backend)
         plain = load_without_yaml(folder)
         modules = dict(plain.mods.items())
@@ -508,7 +517,12 @@ class DeepSpeaker(Pretrained):
             "threshold_file": str(folder / THRESHOLD_FILE),
             **modules,
         }
-        model = cls(modules=modules, hparams=hparams, run_opts=run_opts)
+        model = cls(
+            modules=modules,
+            hparams=hparams,
+            run_opts=run_opts,
+            export_folder=given,
+        )
         model.use_backend(backend)
         model.use_operating_point(far)
         return model
