@@ -15,6 +15,7 @@ Authors
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -83,23 +84,45 @@ def compute_embeddings(
     return modules["embedding_model"](feats, lens)
 
 
+@dataclasses.dataclass(frozen=True)
+class SpeechEmbeddings:
+    """What :meth:`Embedder.encode_speech_files` returns.
+
+    Attributes
+    ----------
+    embeddings : torch.Tensor
+        ``[n, emb_dim]``: the embeddings of the files that passed the
+        speech check, in the order of the paths given.
+    no_speech : dict
+        Index of each other file in the paths given -> why it holds no
+        speech (ascending indices).
+    """
+
+    embeddings: Tensor
+    no_speech: dict[int, str]
+
+
 class Embedder(Protocol):
     """What the evaluations (:mod:`deep_speaker_sb.evaluation`) and the
     speaker register (:mod:`deep_speaker_sb.register`) need of a model
     that embeds files with :func:`compute_embeddings` (e.g.
     :class:`~deep_speaker_sb.inference.DeepSpeaker`): its decision
-    threshold on cosine similarity, its speech check and batched file
-    embedding."""
+    threshold on cosine similarity and batched file embedding, with its
+    speech check (:mod:`deep_speaker_sb.speech`) on every file."""
 
     threshold: float
-
-    def check_speech(self, path: Pathlike) -> None:
-        """Raises :class:`~deep_speaker_sb.speech.NoSpeechError` when the
-        file cannot be speech."""
-        ...
 
     def encode_files(
         self, paths: Sequence[Pathlike], batch_size: int = 32
     ) -> torch.Tensor:
-        """``[len(paths), emb_dim]`` embeddings of audio files."""
+        """``[len(paths), emb_dim]`` embeddings of audio files (a file
+        that fails the speech check raises
+        :class:`~deep_speaker_sb.speech.NoSpeechError`)."""
+        ...
+
+    def encode_speech_files(
+        self, paths: Sequence[Pathlike], batch_size: int = 32
+    ) -> SpeechEmbeddings:
+        """The embeddings of the files that pass the speech check, and why
+        the others do not (each file read once)."""
         ...

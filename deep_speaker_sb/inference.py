@@ -55,7 +55,11 @@ from deep_speaker_sb.calibration import (
     OperatingPoint,
     Verdict,
 )
-from deep_speaker_sb.embedding import EMBEDDING_MODULES, compute_embeddings
+from deep_speaker_sb.embedding import (
+    EMBEDDING_MODULES,
+    SpeechEmbeddings,
+    compute_embeddings,
+)
 from deep_speaker_sb.errors import (
     ConfigError,
     DataError,
@@ -85,7 +89,7 @@ from deep_speaker_sb.register import (
 )
 from deep_speaker_sb.runtime import open_session, run_session
 from deep_speaker_sb.scoring import cosine_similarity
-from deep_speaker_sb.speech import SpeechCheck, check_speech
+from deep_speaker_sb.speech import NoSpeechError, SpeechCheck, check_speech
 from deep_speaker_sb.utils import Pathlike
 
 
@@ -638,6 +642,50 @@ class DeepSpeaker(Pretrained):
         torch.Tensor
             ``[len(paths), emb_dim]`` on the CPU.
         """
+        embs, _ = self._encode_files(
+            paths, batch_size, max_batch_seconds, require_speech, skip=False
+        )
+        return embs
+
+    def encode_speech_files(
+        self,
+        paths: Sequence[Pathlike],
+        batch_size: int = 32,
+        max_batch_seconds: float = 600.0,
+    ) -> SpeechEmbeddings:
+        """Embeds the files that pass the speech check, each read once;
+        the others are left out and reported (the evaluations of
+        :mod:`deep_speaker_sb.evaluation` embed their files this way).
+
+        Arguments
+        ---------
+        paths : sequence of Pathlike
+            Audio files (any rate/channels).
+        batch_size, max_batch_seconds
+            As in :meth:`encode_files`.
+
+        Returns
+        -------
+        SpeechEmbeddings
+            The embeddings of the files with speech (``[n, emb_dim]`` on
+            the CPU, in the order of ``paths``) and, by index in
+            ``paths``, why each other file holds no speech.
+        """
+        embs, no_speech = self._encode_files(
+            paths, batch_size, max_batch_seconds, True, skip=True
+        )
+        return SpeechEmbeddings(embs, dict(sorted(no_speech.items())))
+
+    def _encode_files(
+        self,
+        paths: Sequence[Pathlike],
+        batch_size: int,
+        max_batch_seconds: float,
+        require_speech: bool,
+        skip: bool,
+    ) -> tuple[torch.Tensor, dict[int, str]]:
+        """:meth:`encode_files`; with ``skip``, a file without speech is
+        left out and its index and reason returned instead of raising."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         paths = [Path(p) for p in paths]
@@ -645,6 +693,7 @@ class DeepSpeaker(Pretrained):
             range(len(paths)), key=lambda i: audio_duration(paths[i])
         )
         out: list[torch.Tensor | None] = [None] * len(paths)
+        no_speech: dict[int, str] = {}
         batch: list[tuple[int, torch.Tensor]] = []
 
         def flush():
@@ -655,12 +704,18 @@ class DeepSpeaker(Pretrained):
             batch.clear()
 
         for i in order:
-            wav = load_speech(
-                paths[i],
-                self.audio_normalizer,
-                self.speech_check,
-                require_speech,
-            )
+            try:
+                wav = load_speech(
+                    paths[i],
+                    self.audio_normalizer,
+                    self.speech_check,
+                    require_speech,
+                )
+            except NoSpeechError as exc:
+                if not skip:
+                    raise
+                no_speech[i] = str(exc)
+                continue
             longest = max([len(w) for _, w in batch] + [len(wav)])
             padded = longest * (len(batch) + 1) / self.sample_rate
             if batch and (
@@ -670,9 +725,10 @@ class DeepSpeaker(Pretrained):
             batch.append((i, wav))
         if batch:
             flush()
-        if not out:
-            return torch.empty(0, self.emb_dim)
-        return torch.stack(out)
+        kept = [e for e in out if e is not None]
+        if not kept:
+            return torch.empty(0, self.emb_dim), no_speech
+        return torch.stack(kept), no_speech
 
     @property
     def emb_dim(self) -> int:
