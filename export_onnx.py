@@ -24,7 +24,9 @@ import sys
 from pathlib import Path
 
 from deep_speaker_sb.cli import run_cli
-from deep_speaker_sb.inference import add_onnx
+from deep_speaker_sb.export import record_onnx
+from deep_speaker_sb.inference import load_parts
+from deep_speaker_sb.onnx_export import add_onnx
 from deep_speaker_sb.utils import printable
 
 
@@ -49,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         "config.json)",
     )
     args = p.parse_args(argv)
-    entry = add_onnx(args.folder, args.calibration_csv, args.trust_yaml)
+    parts = load_parts(args.folder, args.trust_yaml)
+    entry = add_onnx(args.folder, parts, args.calibration_csv)
+    record_onnx(args.folder, entry, parts)
     for key in ("fp32", "int8"):
         if entry.get(key):
             print(f"wrote {printable(Path(args.folder) / entry[key])}")

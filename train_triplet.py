@@ -36,8 +36,12 @@ from deep_speaker_sb.augment import prepare_from_hparams
 from deep_speaker_sb.brains.triplet import (
     TripletBrain,
     dataio_prep,
+    export_best,
+    export_initial,
     init_from_softmax,
+    load_initial_stats,
     make_train_loader,
+    save_initial_stats,
 )
 from deep_speaker_sb.cli import (
     load_recipe_hparams,
@@ -45,12 +49,6 @@ from deep_speaker_sb.cli import (
     run_cli,
 )
 from deep_speaker_sb.data.prep import check_prepared_rate
-from deep_speaker_sb.export import (
-    export_best,
-    export_initial,
-    load_initial_stats,
-    save_initial_stats,
-)
 from deep_speaker_sb.finetune import (
     PRETRAINED,
     check_init_options,

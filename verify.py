@@ -231,7 +231,6 @@ def load_model(args: argparse.Namespace) -> DeepSpeaker:
         model = DeepSpeaker.from_config(
             folder, backend=args.backend, run_opts=run_opts, far=far
         )
-    model.folder = folder
     print(
         f"model: {printable(folder)} (threshold {model.threshold:.4f}: cosine "
         "similarity above it means same speaker)"
@@ -531,8 +530,9 @@ def register_mode(args: argparse.Namespace) -> int:
     saved = register.SpeakerRegister.load(args.register)  # before the model
     model = load_model(args)
     saved.check_model(model.model_id, args.register)
-    model.register = saved
-    candidates = model.identify(args.wav, top=args.top)  # speech-checked
+    candidates = register.identify(  # speech-checked
+        model, args.wav, saved, top=args.top
+    )
     print(
         f"{printable(args.wav)} vs {len(saved.speakers)} enrolled speakers "
         f"of {printable(args.register)}:"

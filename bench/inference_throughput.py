@@ -198,11 +198,11 @@ def export_models(tmp: Path, prep: Path, budget: Path | None) -> dict:
     """The two export folders, with their ONNX graphs."""
     from speechbrain.processing.features import InputNormalization
 
-    from deep_speaker_sb.export import export_pretrained
+    from deep_speaker_sb.export import export_pretrained, record_onnx
     from deep_speaker_sb.features import Features
-    from deep_speaker_sb.inference import add_onnx
+    from deep_speaker_sb.inference import load_parts
     from deep_speaker_sb.lobes.rescnn import ResCNN
-    from deep_speaker_sb.onnx_export import calibration_audio
+    from deep_speaker_sb.onnx_export import add_onnx, calibration_audio
 
     torch.manual_seed(0)
     paper = ResCNN().eval()
@@ -218,7 +218,9 @@ def export_models(tmp: Path, prep: Path, budget: Path | None) -> dict:
     folders = {"paper": tmp / "paper"}
     if budget is not None:
         shutil.copytree(budget, tmp / "budget")
-        add_onnx(tmp / "budget", prep / "train.csv")
+        parts = load_parts(tmp / "budget")
+        entry = add_onnx(tmp / "budget", parts, prep / "train.csv")
+        record_onnx(tmp / "budget", entry, parts)
         folders["budget"] = tmp / "budget"
     for name, folder in folders.items():
         config = json.loads((folder / "config.json").read_text())

@@ -2,7 +2,7 @@
 """Test EER of an export through torch, ONNX fp32 and the int8 copies.
 
 Copies the export folder into a temporary one, adds the ONNX graphs there
-(:func:`deep_speaker_sb.inference.add_onnx`, the int8 copy calibrated on
+(:func:`deep_speaker_sb.onnx_export.add_onnx`, the int8 copy calibrated on
 ``<prep>/train.csv``) and a dynamically quantized copy for comparison,
 then scores the prepared test trials with each (the embeddings of
 ``DeepSpeaker.encode_files``, as ``verify.py`` does) and prints one JSON
@@ -28,8 +28,9 @@ from pathlib import Path
 import torch
 
 from deep_speaker_sb import evaluation
-from deep_speaker_sb.inference import DeepSpeaker, add_onnx
-from deep_speaker_sb.onnx_export import ONNX_FILE
+from deep_speaker_sb.export import record_onnx
+from deep_speaker_sb.inference import DeepSpeaker, load_parts
+from deep_speaker_sb.onnx_export import ONNX_FILE, add_onnx
 from deep_speaker_sb.runtime import open_session
 
 DYNAMIC_FILE = "embedding_model.int8-dynamic.onnx"
@@ -72,7 +73,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "pretrained"
         shutil.copytree(args.model, folder)
-        entry = add_onnx(folder, prep / "train.csv")
+        parts = load_parts(folder)
+        entry = add_onnx(folder, parts, prep / "train.csv")
+        record_onnx(folder, entry, parts)
         dynamic = quantize_dynamic(folder)
         model = DeepSpeaker.from_hparams(
             source=folder, run_opts={"device": "cpu"}

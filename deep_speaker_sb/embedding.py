@@ -6,6 +6,8 @@ waveforms with :func:`compute_embeddings`: features, then feature
 normalization, then the ResCNN.  Only training batches may pass a
 ``feature_augment`` (SpecAugment-style masks on the normalized features,
 ``spec_augment`` in the YAMLs); every other caller leaves it out.
+:class:`Embedder` is what the evaluations and the speaker register need
+of a model that embeds files this way.
 
 Authors
  * deep-speaker-sb contributors
@@ -13,10 +15,14 @@ Authors
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import torch
 from torch import Tensor
+
+from deep_speaker_sb.utils import Pathlike
 
 #: The modules :func:`compute_embeddings` needs, in the order it runs them.
 EMBEDDING_MODULES = ("compute_features", "mean_var_norm", "embedding_model")
@@ -76,3 +82,47 @@ def compute_embeddings(
     if feature_augment is not None:
         feats, lens = feature_augment(feats, lens)
     return modules["embedding_model"](feats, lens)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeechEmbeddings:
+    """What :meth:`Embedder.encode_speech_files` returns.
+
+    Attributes
+    ----------
+    embeddings : torch.Tensor
+        ``[n, emb_dim]``: the embeddings of the files that passed the
+        speech check, in the order of the paths given.
+    no_speech : dict
+        Index of each other file in the paths given -> why it holds no
+        speech (ascending indices).
+    """
+
+    embeddings: Tensor
+    no_speech: dict[int, str]
+
+
+class Embedder(Protocol):
+    """What the evaluations (:mod:`deep_speaker_sb.evaluation`) and the
+    speaker register (:mod:`deep_speaker_sb.register`) need of a model
+    that embeds files with :func:`compute_embeddings` (e.g.
+    :class:`~deep_speaker_sb.inference.DeepSpeaker`): its decision
+    threshold on cosine similarity and batched file embedding, with its
+    speech check (:mod:`deep_speaker_sb.speech`) on every file."""
+
+    threshold: float
+
+    def encode_files(
+        self, paths: Sequence[Pathlike], batch_size: int = 32
+    ) -> torch.Tensor:
+        """``[len(paths), emb_dim]`` embeddings of audio files (a file
+        that fails the speech check raises
+        :class:`~deep_speaker_sb.speech.NoSpeechError`)."""
+        ...
+
+    def encode_speech_files(
+        self, paths: Sequence[Pathlike], batch_size: int = 32
+    ) -> SpeechEmbeddings:
+        """The embeddings of the files that pass the speech check, and why
+        the others do not (each file read once)."""
+        ...

@@ -14,10 +14,11 @@ calibration-free part) and the EER by test duration (:func:`
 duration_buckets`) are given for any model.
 
 Files that fail the speech check (:mod:`deep_speaker_sb.speech`: silence,
-steady noise, tones) are found by :func:`screen_speech` before any
-embedding and left out of every evaluation: the trials that name them are
-dropped and both are counted in the report (``no_speech_files``,
-``trials_left_out``, and the list ``no_speech``).
+steady noise, tones) are not embedded (:func:`embed_speech`: each file is
+read once, by the model's ``encode_speech_files``) and are left out of
+every evaluation: the trials that name them are dropped and both are
+counted in the report (``no_speech_files``, ``trials_left_out``, and the
+list ``no_speech``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from speechbrain.utils.logger import get_logger
@@ -40,6 +41,7 @@ from deep_speaker_sb.dataio import (
     speaker_utterances,
     utterances,
 )
+from deep_speaker_sb.embedding import Embedder
 from deep_speaker_sb.errors import ConfigError, DataError
 from deep_speaker_sb.plots import (
     plot_det,
@@ -58,29 +60,9 @@ from deep_speaker_sb.scoring import (
     verification_metrics,
     write_scores,
 )
-from deep_speaker_sb.speech import NoSpeechError
 from deep_speaker_sb.utils import Pathlike, write_json
 
 logger = get_logger(__name__)
-
-
-class Embedder(Protocol):
-    """What the evaluations need of a model (e.g. ``DeepSpeaker``): its
-    decision threshold on cosine similarity, its speech check and batched
-    file embedding."""
-
-    threshold: float
-
-    def check_speech(self, path: Pathlike) -> None:
-        """Raises :class:`~deep_speaker_sb.speech.NoSpeechError` when the
-        file cannot be speech."""
-        ...
-
-    def encode_files(
-        self, paths: Sequence[Pathlike], batch_size: int = 32
-    ) -> torch.Tensor:
-        """``[len(paths), emb_dim]`` embeddings of audio files."""
-        ...
 
 
 def load_trials(
@@ -212,46 +194,48 @@ def draw_cohort(
     return Cohort(Path(csv_path), seed, [utts[u] for u in chosen])
 
 
-def _embed(
-    model: Embedder, utts: Sequence[Utterance], batch_size: int
-) -> torch.Tensor:
-    return model.encode_files([u.wav for u in utts], batch_size=batch_size)
-
-
-def screen_speech(model: Embedder, utts: Sequence[Utterance]) -> dict[str, str]:
-    """The utterances whose file fails the model's speech check.
+def embed_speech(
+    model: Embedder, utts: Sequence[Utterance], batch_size: int = 32
+) -> tuple[torch.Tensor, dict[str, str]]:
+    """Embeds the utterances whose file passes the model's speech check;
+    the others are left out (each file is read once, by the model's
+    ``encode_speech_files``).
 
     Arguments
     ---------
     model : Embedder
-        The model (its ``check_speech``).
+        The model.
     utts : sequence of Utterance
-        The utterances to check (each file is read once).
+        The utterances to embed.
+    batch_size : int
+        Files embedded per batch.
 
     Returns
     -------
-    dict
-        Utterance id -> why its file holds no speech, in the order of
-        ``utts``; empty when all are speech.
+    (embeddings, refused)
+        ``[n, emb_dim]`` embeddings of the utterances with speech, in the
+        order of ``utts``; utterance id -> why its file holds no speech,
+        in the order of ``utts`` (empty when all are speech).
 
     Example
     -------
-    >>> from deep_speaker_sb.speech import NoSpeechError
+    >>> from deep_speaker_sb.embedding import SpeechEmbeddings
     >>> class Fake:
-    ...     def check_speech(self, path):
-    ...         if "silence" in str(path):
-    ...             raise NoSpeechError(f"{path} holds no speech")
+    ...     def encode_speech_files(self, paths, batch_size=32):
+    ...         silent = {i: f"{p} holds no speech"
+    ...                   for i, p in enumerate(paths) if "silence" in p}
+    ...         return SpeechEmbeddings(
+    ...             torch.ones(len(paths) - len(silent), 2), silent)
     >>> utts = [Utterance("a", "A", "a.wav"),
     ...         Utterance("z", "A", "silence.wav")]
-    >>> screen_speech(Fake(), utts)
-    {'z': 'silence.wav holds no speech'}
+    >>> embs, refused = embed_speech(Fake(), utts)
+    >>> embs.shape, refused
+    (torch.Size([1, 2]), {'z': 'silence.wav holds no speech'})
     """
-    refused: dict[str, str] = {}
-    for u in utts:
-        try:
-            model.check_speech(u.wav)
-        except NoSpeechError as exc:
-            refused[u.utt_id] = str(exc)
+    result = model.encode_speech_files(
+        [u.wav for u in utts], batch_size=batch_size
+    )
+    refused = {utts[i].utt_id: why for i, why in result.no_speech.items()}
     if refused:
         logger.info(
             "%d of %d files hold no speech and are left out: %s",
@@ -259,7 +243,7 @@ def screen_speech(model: Embedder, utts: Sequence[Utterance]) -> dict[str, str]:
             len(utts),
             ", ".join(sorted(refused)),
         )
-    return refused
+    return result.embeddings, refused
 
 
 def no_speech_entries(
@@ -352,7 +336,7 @@ def evaluate_trials(
         ``"s-norm"``) and, with a cohort, ``raw`` (the cosine metrics) and
         ``snorm`` (``cohort_size``, ``top_n``, ``seed``,
         ``no_speech_files``).  Files that fail the speech check
-        (:func:`screen_speech`) are not embedded and the trials that name
+        (:func:`embed_speech`) are not embedded and the trials that name
         them are not scored: ``no_speech_files`` counts them,
         ``trials_left_out`` counts those trials and ``no_speech`` lists
         them (:func:`no_speech_entries`); ``n_trials`` counts the scored
@@ -372,14 +356,15 @@ def evaluate_trials(
 
     Example
     -------
+    >>> from deep_speaker_sb.embedding import SpeechEmbeddings
     >>> class Fake:  # embeds "<spk>_<n>.wav" as a vector of its speaker
     ...     threshold = 0.5
-    ...     def check_speech(self, path):
-    ...         if "silent" in str(path):
-    ...             raise NoSpeechError(f"{path} holds no speech")
-    ...     def encode_files(self, paths, batch_size=32):
-    ...         return torch.stack([torch.eye(2)[int(str(p)[0])]
-    ...                             for p in paths])
+    ...     def encode_speech_files(self, paths, batch_size=32):
+    ...         silent = {i: f"{p} holds no speech"
+    ...                   for i, p in enumerate(paths) if "silent" in p}
+    ...         return SpeechEmbeddings(torch.stack(
+    ...             [torch.eye(2)[int(p[0])] for i, p in enumerate(paths)
+    ...              if i not in silent]), silent)
     >>> utts = {u: Utterance(u, u[0], f"{u}.wav")
     ...         for u in ("0_a", "0_b", "1_a", "1_silent")}
     >>> trials = [(1, "0_a", "0_b"), (0, "0_a", "1_a"),
@@ -393,7 +378,9 @@ def evaluate_trials(
     (1, 1)
     """
     utt_ids = sorted({u for _, e, t in trials for u in (e, t)})
-    refused = screen_speech(model, [utts[u] for u in utt_ids])
+    start = time.perf_counter()
+    embs, refused = embed_speech(model, [utts[u] for u in utt_ids], batch_size)
+    seconds = time.perf_counter() - start
     scored = [t for t in trials if t[1] not in refused and t[2] not in refused]
     if refused:
         kinds = {label for label, _, _ in scored}
@@ -406,9 +393,6 @@ def evaluate_trials(
     n_left_out = len(trials) - len(scored)
     trials = scored
     needed = [u for u in utt_ids if u not in refused]
-    start = time.perf_counter()
-    embs = _embed(model, [utts[u] for u in needed], batch_size)
-    seconds = time.perf_counter() - start
     embeddings = dict(zip(needed, embs, strict=True))
     raw = score_trials(trials, embeddings)
     labels = [label for label, _, _ in trials]
@@ -428,16 +412,14 @@ def evaluate_trials(
     llrs = _calibration_report(report, raw_metrics, labels, raw, sc, model)
     scores, metrics = raw, raw_metrics
     if cohort is not None:
-        cohort_refused = screen_speech(model, cohort.utterances)
-        cohort_utts = [
-            u for u in cohort.utterances if u.utt_id not in cohort_refused
-        ]
-        if len(cohort_utts) < 2:
+        cohort_embs, cohort_refused = embed_speech(
+            model, cohort.utterances, batch_size
+        )
+        if len(cohort_embs) < 2:
             raise DataError(
                 f"s-norm needs 2+ cohort utterances with speech in "
                 f"{cohort.csv} ({len(cohort_refused)} hold no speech)"
             )
-        cohort_embs = _embed(model, cohort_utts, batch_size)
         scores = snorm_scores(trials, embeddings, cohort_embs, top_n)
         metrics = verification_metrics(labels, scores)
         pos, neg = split_scores(labels, scores)
@@ -741,7 +723,7 @@ def speaker_pair_statistics(
     """SAN (A x B) or SAP (distinct pairs of A) statistics of a model.
 
     Every utterance with speech is embedded once (files that fail the
-    speech check, :func:`screen_speech`, are left out with their pairs);
+    speech check, :func:`embed_speech`, are left out with their pairs);
     the pairs are scored with :func:`pair_scores` and summarized with
     :func:`pair_statistics` at the model's threshold.
 
@@ -771,13 +753,14 @@ def speaker_pair_statistics(
 
     Example
     -------
+    >>> from deep_speaker_sb.embedding import SpeechEmbeddings
     >>> class Fake:
     ...     threshold = 0.5
-    ...     def check_speech(self, path):
-    ...         if path == "nan":
-    ...             raise NoSpeechError("nan holds no speech")
-    ...     def encode_files(self, paths, batch_size=32):
-    ...         return torch.tensor([[1.0, float(p)] for p in paths])
+    ...     def encode_speech_files(self, paths, batch_size=32):
+    ...         silent = {i: f"{p} holds no speech"
+    ...                   for i, p in enumerate(paths) if p == "nan"}
+    ...         return SpeechEmbeddings(torch.tensor(
+    ...             [[1.0, float(p)] for p in paths if p != "nan"]), silent)
     >>> a = [Utterance(u, "A", u) for u in ("0", "1", "nan")]
     >>> b = [Utterance("-1", "B", "-1")]
     >>> stats = speaker_pair_statistics(Fake(), a)  # cos(0, 45 deg)
@@ -789,7 +772,7 @@ def speaker_pair_statistics(
     2
     """
     every = list(utts_a) + list(utts_b or [])
-    refused = screen_speech(model, every)
+    embs, refused = embed_speech(model, every, batch_size)
     utts_a = [u for u in utts_a if u.utt_id not in refused]
     if utts_b is not None:
         utts_b = [u for u in utts_b if u.utt_id not in refused]
@@ -799,8 +782,6 @@ def speaker_pair_statistics(
             f"{len(refused)} file(s) of the speakers hold no speech (e.g. "
             f"{next(iter(refused.values()))}); no pair with speech is left"
         )
-    utts = list(utts_a) + list(utts_b or [])
-    embs = _embed(model, utts, batch_size)
     emb_a = embs[: len(utts_a)]
     if utts_b is None:
         scores = pair_scores(emb_a)

@@ -27,10 +27,10 @@ It is built in a temporary sibling folder and renamed into place, so an
 interrupted export never leaves a half-written folder behind.  Load it with
 ``DeepSpeaker.from_hparams(source=folder)``.
 
-The triplet stage exports through :func:`export_best` (the checkpoint with
-the lowest validation EER) and :func:`export_initial` (the model before
-triplet training, for comparison); both write the model card from the
-stage's hyperparameters.
+The triplet stage exports through
+:func:`deep_speaker_sb.brains.triplet.export_best` (the checkpoint with the
+lowest validation EER) and :func:`~deep_speaker_sb.brains.triplet.
+export_initial` (the model before triplet training, for comparison).
 """
 
 from __future__ import annotations
@@ -52,11 +52,17 @@ from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.logger import get_logger
 
 from deep_speaker_sb.calibration import ScoreCalibration
-from deep_speaker_sb.checkpoints import load_best_parts, unwrap
+from deep_speaker_sb.checkpoints import unwrap
 from deep_speaker_sb.defaults import PRETRAINED_DIR, TRIPLET_RESULTS
 from deep_speaker_sb.errors import DataError, MissingFileError
 from deep_speaker_sb.features import Features
 from deep_speaker_sb.lobes.rescnn import ResCNN
+from deep_speaker_sb.onnx_export import (
+    ONNX_FILE,
+    ONNX_INT8_FILE,
+    onnx_installed,
+    write_onnx,
+)
 from deep_speaker_sb.runtime import (
     CONFIG_FILE,
     THRESHOLD_FILE,
@@ -405,9 +411,7 @@ def export_pretrained(
         _save_state(model, tmp / EMBEDDING_CKPT)
         _save_norm(norm, tmp / NORM_CKPT)
         config = _config(features_config, norm_cfg, model_config)
-        if onnx and _onnx_installed():
-            from deep_speaker_sb.onnx_export import write_onnx
-
+        if onnx and onnx_installed():
             config["onnx"] = write_onnx(tmp, feats, norm, model, calibration)
             card = {**card, "ONNX": onnx_card_line(config["onnx"])}
         if score_calibration is not None:
@@ -469,19 +473,6 @@ def _config(
         "model": model_config,
         "speech_check": dataclasses.asdict(SpeechCheck()),
     }
-
-
-def _onnx_installed() -> bool:
-    """Whether onnxruntime (the ONNX extra) is importable; warns if not."""
-    import importlib.util
-
-    if importlib.util.find_spec("onnxruntime") is None:
-        logger.warning(
-            "onnxruntime not installed: the export has no ONNX files "
-            "(pip install 'deep_speaker_sb[onnx]', then export_onnx.py)"
-        )
-        return False
-    return True
 
 
 def onnx_card_line(entry: dict[str, Any]) -> str:
@@ -620,8 +611,6 @@ def onnx_file(folder: Pathlike, int8: bool = False) -> Path:
     MissingFileError
         For an export without it, saying how to add it.
     """
-    from deep_speaker_sb.onnx_export import ONNX_FILE, ONNX_INT8_FILE
-
     folder = Path(folder)
     path = folder / (ONNX_INT8_FILE if int8 else ONNX_FILE)
     if not path.is_file():
@@ -754,179 +743,3 @@ def latest_export(results: Pathlike = TRIPLET_RESULTS) -> Path:
             "or give --model DIR"
         )
     return max(found, key=lambda p: (p / HPARAMS_FILE).stat().st_mtime)
-
-
-# --------------------------------------------------------------------------
-# The triplet stage's exports
-# --------------------------------------------------------------------------
-
-#: In a triplet output folder: the validation stats of the initial model.
-INITIAL_STATS_FILE = "initial_valid_stats.json"
-
-
-def save_initial_stats(output_folder: Pathlike, stats: dict[str, Any]) -> None:
-    """Saves the validation stats of the initial model (epoch 0), which
-    :func:`export_best` puts in the model card and the recipe prints.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> d = tempfile.mkdtemp()
-    >>> load_initial_stats(d) is None
-    True
-    >>> save_initial_stats(d, {"EER": 0.25, "threshold": 0.5})
-    >>> load_initial_stats(d)
-    {'EER': 0.25, 'threshold': 0.5}
-    """
-    write_json(Path(output_folder) / INITIAL_STATS_FILE, dict(stats))
-
-
-def load_initial_stats(output_folder: Pathlike) -> dict[str, Any] | None:
-    """The stats saved by :func:`save_initial_stats`, or None."""
-    path = Path(output_folder) / INITIAL_STATS_FILE
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _export_stage(
-    hparams: dict[str, Any],
-    folder: Pathlike,
-    threshold: float,
-    card: dict[str, Any],
-    score_calibration: dict[str, Any] | None = None,
-) -> Path:
-    """Exports the modules of ``hparams`` as they are now, with the card
-    entries every export of the triplet stage shares (and the score
-    calibration of the validation trials, ``config.json``'s entries as
-    :meth:`ScoreCalibration.to_config` wrote them, when given)."""
-    card = {
-        "data": str(hparams["prep_folder"]),
-        "init_from": hparams["init_from"],
-        **card,
-        "seed": hparams["seed"],
-    }
-    if hparams["init_from"] == "softmax":
-        card["softmax checkpoints"] = str(hparams["softmax_ckpt_folder"])
-    if hparams["init_from"] == "pretrained":
-        card["initial model"] = str(hparams["init_pretrained"])
-    calibration = None
-    train_csv = Path(str(hparams.get("train_annotation", "")))
-    if not train_csv.is_file():
-        logger.warning("no training manifest %s: no int8 ONNX copy", train_csv)
-    elif _onnx_installed():  # the int8 copy is calibrated on training audio
-        from deep_speaker_sb.onnx_export import calibration_audio
-
-        calibration = calibration_audio(train_csv)
-    return export_pretrained(
-        folder,
-        compute_features=hparams["compute_features"],
-        mean_var_norm=hparams["mean_var_norm"],
-        embedding_model=hparams["embedding_model"],
-        threshold=float(threshold),
-        card=card,
-        calibration=calibration,
-        score_calibration=(
-            ScoreCalibration.from_config(score_calibration)
-            if score_calibration
-            else None
-        ),
-    )
-
-
-def export_initial(hparams: dict[str, Any], stats: dict[str, Any]) -> Path:
-    """Exports the model before triplet training (the softmax embeddings)
-    to ``init_pretrained_folder``, so that it can be scored with
-    ``verify.py`` beside the triplet model.
-
-    Arguments
-    ---------
-    hparams : dict
-        The triplet stage's hyperparameters, modules freshly initialized.
-    stats : dict
-        The epoch-0 validation stats (``EER`` as a fraction,
-        ``threshold``, and ``score_calibration`` when it could be fitted).
-
-    Returns
-    -------
-    Path
-        The export folder.
-    """
-    card = {
-        "epochs": "0 triplet (the initial model)",
-        "valid_eer": float(stats["EER"]),
-    }
-    folder = _export_stage(
-        hparams,
-        hparams["init_pretrained_folder"],
-        stats["threshold"],
-        card,
-        stats.get("score_calibration"),
-    )
-    logger.info("exported the initial model to %s", folder)
-    return folder
-
-
-def export_best(hparams: dict[str, Any]) -> Path:
-    """Exports the triplet stage's best-EER checkpoint to
-    ``pretrained_folder``.
-
-    Loads the best checkpoint's model parts into ``hparams``' modules,
-    then calls :func:`export_pretrained` with its validation EER threshold,
-    the score calibration fitted on the same validation trials (its
-    ``score_calibration`` metadata, absent from older checkpoints) and a
-    model card (which also gives the EER of the initial model when
-    :func:`save_initial_stats` saved it).
-
-    Arguments
-    ---------
-    hparams : dict
-        The triplet stage's hyperparameters.
-
-    Returns
-    -------
-    Path
-        The export folder.
-
-    Raises
-    ------
-    MissingFileError
-        If no checkpoint with a validation EER exists.
-    """
-    best = load_best_parts(
-        hparams["save_folder"],
-        hparams["modules"],
-        min_key="EER",
-        missing=f"no triplet checkpoint with a validation EER in "
-        f"{hparams['save_folder']}: train first (python train_triplet.py "
-        "hparams/triplet.yaml)",
-    )
-    card = {
-        "epochs": f"{hparams['number_of_epochs']} triplet "
-        f"(best: epoch {best.meta.get('epoch')})",
-        "valid_eer": float(best.meta["EER"]),
-        "mining": hparams["mining"],
-        "margin": hparams["margin"],
-        "batch": f"{hparams['speakers_per_batch']} speakers x "
-        f"{hparams['n_per_speaker']} segments",
-        "lr": f"{hparams['lr']} -> {hparams['lr_final']}",
-    }
-    initial = load_initial_stats(hparams["output_folder"])
-    if initial is not None:
-        card["validation EER before triplet training"] = (
-            f"{100 * float(initial['EER']):.2f}%"
-        )
-    folder = _export_stage(
-        hparams,
-        hparams["pretrained_folder"],
-        best.meta["threshold"],
-        card,
-        best.meta.get("score_calibration"),
-    )
-    logger.info(
-        "exported epoch %s (validation EER %.2f%%) to %s",
-        best.meta.get("epoch"),
-        100 * best.meta["EER"],
-        folder,
-    )
-    return folder

@@ -38,7 +38,6 @@ from __future__ import annotations
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import soundfile as sf
 import torch
@@ -56,7 +55,11 @@ from deep_speaker_sb.calibration import (
     OperatingPoint,
     Verdict,
 )
-from deep_speaker_sb.embedding import EMBEDDING_MODULES, compute_embeddings
+from deep_speaker_sb.embedding import (
+    EMBEDDING_MODULES,
+    SpeechEmbeddings,
+    compute_embeddings,
+)
 from deep_speaker_sb.errors import (
     ConfigError,
     DataError,
@@ -76,17 +79,17 @@ from deep_speaker_sb.export import (
     read_config,
     read_score_calibration,
     read_threshold,
-    record_onnx,
 )
-from deep_speaker_sb.onnx_export import (
-    ONNX_INT8_FILE,
-    calibration_audio,
-    write_onnx,
+from deep_speaker_sb.register import (
+    NO_SPEAKER,
+    Candidate,
+    SpeakerRegister,
+    identify,
+    model_identity,
 )
-from deep_speaker_sb.register import Candidate, SpeakerRegister, model_identity
 from deep_speaker_sb.runtime import open_session, run_session
 from deep_speaker_sb.scoring import cosine_similarity
-from deep_speaker_sb.speech import SpeechCheck, check_speech
+from deep_speaker_sb.speech import NoSpeechError, SpeechCheck, check_speech
 from deep_speaker_sb.utils import Pathlike
 
 
@@ -274,12 +277,15 @@ class DeepSpeaker(Pretrained):
     ---------
     *args, **kwargs
         Forwarded to :class:`speechbrain.inference.interfaces.Pretrained`.
+    export_folder : Pathlike, optional
+        The export folder as the loader was given it (:attr:`folder`;
+        default: the folder of the hyperparameters' ``threshold_file``).
     """
 
     MODULES_NEEDED = list(EMBEDDING_MODULES)
     HPARAMS_NEEDED = ["sample_rate", "audio_normalizer", "threshold_file"]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, export_folder: Pathlike | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         missing = [m for m in self.MODULES_NEEDED if m not in self.mods]
         if missing:
@@ -289,6 +295,9 @@ class DeepSpeaker(Pretrained):
             )
         self.sample_rate = int(self.hparams.sample_rate)
         folder = Path(self.hparams.threshold_file).parent
+        #: The export folder the model was loaded from, as the loader
+        #: (:meth:`from_hparams`, :meth:`from_config`) was given it.
+        self.folder = Path(folder if export_folder is None else export_folder)
         #: The calibration and operating points of the export.
         self.score_calibration = read_score_calibration(folder)
         self.stored_threshold = read_threshold(folder)
@@ -412,7 +421,8 @@ class DeepSpeaker(Pretrained):
         -------
         DeepSpeaker
         """
-        folder = check_export_folder(source).absolute()
+        given = check_export_folder(source)
+        folder = given.absolute()
         check_backend(backend)
         overrides = {"pretrained_path": str(folder), **(overrides or {})}
         kwargs.setdefault("fetch_config", FetchConfig(allow_network=False))
@@ -422,6 +432,7 @@ class DeepSpeaker(Pretrained):
                 hparams_file=hparams_file,
                 savedir=str(savedir if savedir is not None else folder),
                 overrides=overrides,
+                export_folder=given,
                 **kwargs,
             )
         except (
@@ -498,7 +509,8 @@ class DeepSpeaker(Pretrained):
         >>> model.encode_batch(torch.rand(2, 8000)).shape, model.threshold
         (torch.Size([2, 16]), 0.5)
         """
-        folder = check_export_folder(source).absolute()
+        given = check_export_folder(source)
+        folder = given.absolute()
         check_backend(backend)
         plain = load_without_yaml(folder)
         modules = dict(plain.mods.items())
@@ -508,7 +520,12 @@ class DeepSpeaker(Pretrained):
             "threshold_file": str(folder / THRESHOLD_FILE),
             **modules,
         }
-        model = cls(modules=modules, hparams=hparams, run_opts=run_opts)
+        model = cls(
+            modules=modules,
+            hparams=hparams,
+            run_opts=run_opts,
+            export_folder=given,
+        )
         model.use_backend(backend)
         model.use_operating_point(far)
         return model
@@ -624,6 +641,50 @@ class DeepSpeaker(Pretrained):
         torch.Tensor
             ``[len(paths), emb_dim]`` on the CPU.
         """
+        embs, _ = self._encode_files(
+            paths, batch_size, max_batch_seconds, require_speech, skip=False
+        )
+        return embs
+
+    def encode_speech_files(
+        self,
+        paths: Sequence[Pathlike],
+        batch_size: int = 32,
+        max_batch_seconds: float = 600.0,
+    ) -> SpeechEmbeddings:
+        """Embeds the files that pass the speech check, each read once;
+        the others are left out and reported (the evaluations of
+        :mod:`deep_speaker_sb.evaluation` embed their files this way).
+
+        Arguments
+        ---------
+        paths : sequence of Pathlike
+            Audio files (any rate/channels).
+        batch_size, max_batch_seconds
+            As in :meth:`encode_files`.
+
+        Returns
+        -------
+        SpeechEmbeddings
+            The embeddings of the files with speech (``[n, emb_dim]`` on
+            the CPU, in the order of ``paths``) and, by index in
+            ``paths``, why each other file holds no speech.
+        """
+        embs, no_speech = self._encode_files(
+            paths, batch_size, max_batch_seconds, True, skip=True
+        )
+        return SpeechEmbeddings(embs, dict(sorted(no_speech.items())))
+
+    def _encode_files(
+        self,
+        paths: Sequence[Pathlike],
+        batch_size: int,
+        max_batch_seconds: float,
+        require_speech: bool,
+        skip: bool,
+    ) -> tuple[torch.Tensor, dict[int, str]]:
+        """:meth:`encode_files`; with ``skip``, a file without speech is
+        left out and its index and reason returned instead of raising."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         paths = [Path(p) for p in paths]
@@ -631,6 +692,7 @@ class DeepSpeaker(Pretrained):
             range(len(paths)), key=lambda i: audio_duration(paths[i])
         )
         out: list[torch.Tensor | None] = [None] * len(paths)
+        no_speech: dict[int, str] = {}
         batch: list[tuple[int, torch.Tensor]] = []
 
         def flush():
@@ -641,12 +703,18 @@ class DeepSpeaker(Pretrained):
             batch.clear()
 
         for i in order:
-            wav = load_speech(
-                paths[i],
-                self.audio_normalizer,
-                self.speech_check,
-                require_speech,
-            )
+            try:
+                wav = load_speech(
+                    paths[i],
+                    self.audio_normalizer,
+                    self.speech_check,
+                    require_speech,
+                )
+            except NoSpeechError as exc:
+                if not skip:
+                    raise
+                no_speech[i] = str(exc)
+                continue
             longest = max([len(w) for _, w in batch] + [len(wav)])
             padded = longest * (len(batch) + 1) / self.sample_rate
             if batch and (
@@ -656,9 +724,10 @@ class DeepSpeaker(Pretrained):
             batch.append((i, wav))
         if batch:
             flush()
-        if not out:
-            return torch.empty(0, self.emb_dim)
-        return torch.stack(out)
+        kept = [e for e in out if e is not None]
+        if not kept:
+            return torch.empty(0, self.emb_dim), no_speech
+        return torch.stack(kept), no_speech
 
     @property
     def emb_dim(self) -> int:
@@ -767,7 +836,8 @@ class DeepSpeaker(Pretrained):
         return self._register
 
     def identify(self, path: Pathlike, top: int = 3) -> list[Candidate]:
-        """The ``top`` enrolled speakers closest to a recording.
+        """The ``top`` enrolled speakers of :attr:`register` closest to a
+        recording: :func:`deep_speaker_sb.register.identify`.
 
         The recording is speaker ``candidates[0].speaker`` when
         ``candidates[0].accepted`` (its score is above :attr:`threshold`),
@@ -792,12 +862,9 @@ class DeepSpeaker(Pretrained):
         NoSpeechError
             When the recording cannot be speech.
         """
-        if self.register is None or not self.register.speakers:
-            raise ConfigError(
-                "no speaker enrolled: call enrol(name, paths) or "
-                "load_register(path) first"
-            )
-        return self.register.rank(self.encode_file(path), self.threshold, top)
+        if self.register is None:
+            raise ConfigError(NO_SPEAKER)
+        return identify(self, path, self.register, top)
 
     def load_register(self, path: Pathlike) -> SpeakerRegister:
         """Loads a saved register as :attr:`register` (refusing one made
@@ -1038,11 +1105,29 @@ def require_config(folder: Pathlike) -> None:
         )
 
 
-def _load_parts(
-    folder: Path, trust_yaml: bool = False
+def load_parts(
+    folder: Pathlike, trust_yaml: bool = False
 ) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
-    """The three parts of an export: from ``config.json`` (no code of the
-    folder runs), or, with ``trust_yaml``, through its YAML."""
+    """The three parts of an export (features, normalizer, ResCNN), e.g.
+    for :func:`deep_speaker_sb.onnx_export.add_onnx`.
+
+    Arguments
+    ---------
+    folder : Pathlike
+        An export folder (``check_export_folder``).
+    trust_yaml : bool
+        Load the model through the folder's ``hyperparams.yaml`` (which
+        runs whatever it names: only for folders you trust, e.g. exports
+        older than ``config.json``); by default it is rebuilt from
+        ``config.json`` (:func:`load_without_yaml`: no code of the folder
+        runs, and a folder without ``config.json`` is refused).
+
+    Returns
+    -------
+    (compute_features, mean_var_norm, embedding_model)
+        On the CPU.
+    """
+    folder = check_export_folder(folder)
     if trust_yaml:
         mods = DeepSpeaker.from_hparams(
             source=folder, run_opts={"device": "cpu"}
@@ -1055,44 +1140,3 @@ def _load_parts(
         mods["mean_var_norm"],
         mods["embedding_model"],
     )
-
-
-def add_onnx(
-    folder: Pathlike,
-    calibration_csv: Pathlike | None = None,
-    trust_yaml: bool = False,
-) -> dict[str, Any]:
-    """Adds the ONNX files to an existing export folder (in place).
-
-    Arguments
-    ---------
-    folder : Pathlike
-        An export folder (``check_export_folder``).
-    calibration_csv : Pathlike, optional
-        A prepared manifest (the training ``train.csv``) whose audio
-        calibrates the int8 copy; without it only the fp32 graph is
-        written (and an older int8 copy removed).
-    trust_yaml : bool
-        Load the model through the folder's ``hyperparams.yaml`` (which
-        runs whatever it names: only for folders you trust, e.g. exports
-        older than ``config.json``); by default it is rebuilt from
-        ``config.json`` (:func:`load_without_yaml`).
-
-    Returns
-    -------
-    dict
-        The ``onnx`` entry, also merged into ``config.json`` (written when
-        the folder has none, so that the torch-free runtime can read it).
-    """
-    folder = check_export_folder(folder)
-    if not trust_yaml:  # before reading any calibration audio
-        require_config(folder)
-    calibration = (
-        calibration_audio(calibration_csv) if calibration_csv else None
-    )
-    parts = _load_parts(folder, trust_yaml)
-    if not calibration:  # no stale int8 copy of an earlier model
-        (folder / ONNX_INT8_FILE).unlink(missing_ok=True)
-    entry = write_onnx(folder, *parts, calibration=calibration)
-    record_onnx(folder, entry, parts)
-    return entry

@@ -14,7 +14,7 @@ as in torch (the same normalizer and ResCNN run in the graph).
 ``embedding_model.int8.onnx`` (onnxruntime static quantization, QDQ,
 per-channel int8 weights of the ResCNN's convolutions and affine layer,
 calibrated on training audio; the front end and the normalizer stay
-float).  :func:`deep_speaker_sb.inference.add_onnx` adds both files to an
+float).  :func:`add_onnx` adds both files to an
 existing export folder (``export_onnx.py`` on the command line).
 
 Authors
@@ -23,6 +23,7 @@ Authors
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import warnings
@@ -178,8 +179,6 @@ class OnnxEmbedder(nn.Module):
 
 def _require(module: str) -> Any:
     """Imports ``module`` or says which extra installs it."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError:
@@ -309,6 +308,17 @@ def quantize_int8(
     return int8_path
 
 
+def onnx_installed() -> bool:
+    """Whether onnxruntime (the ONNX extra) is importable; warns if not."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        logger.warning(
+            "onnxruntime not installed: the export has no ONNX files "
+            "(pip install 'deep_speaker_sb[onnx]', then export_onnx.py)"
+        )
+        return False
+    return True
+
+
 def onnx_versions() -> dict[str, Any]:
     """Opset and exporting versions, for ``config.json`` and the card."""
     versions = {"opset": OPSET, "torch": torch.__version__.split("+")[0]}
@@ -396,3 +406,43 @@ def calibration_audio(
         )
         wavs.append(torch.from_numpy(data.reshape(len(data), -1).mean(1)))
     return wavs
+
+
+def add_onnx(
+    folder: Pathlike,
+    parts: Sequence[nn.Module],
+    calibration_csv: Pathlike | None = None,
+) -> dict[str, Any]:
+    """Adds the ONNX files of a loaded model to its existing export folder
+    (in place).
+
+    The model is loaded by the caller
+    (:func:`deep_speaker_sb.inference.load_parts`) and the files are
+    recorded by it too (:func:`deep_speaker_sb.export.record_onnx`:
+    ``config.json``'s ``onnx`` entry and the model card), so that this
+    module imports neither ``export`` nor ``inference``; ``export_onnx.py``
+    does all three.
+
+    Arguments
+    ---------
+    folder : Pathlike
+        The export folder the parts were loaded from.
+    parts : sequence of torch.nn.Module
+        Its features, normalizer and ResCNN.
+    calibration_csv : Pathlike, optional
+        A prepared manifest (the training ``train.csv``) whose audio
+        calibrates the int8 copy; without it only the fp32 graph is
+        written (and an older int8 copy removed).
+
+    Returns
+    -------
+    dict
+        The ``onnx`` entry of ``config.json`` (:func:`write_onnx`).
+    """
+    folder = Path(folder)
+    calibration = (
+        calibration_audio(calibration_csv) if calibration_csv else None
+    )
+    if not calibration:  # no stale int8 copy of an earlier model
+        (folder / ONNX_INT8_FILE).unlink(missing_ok=True)
+    return write_onnx(folder, *parts, calibration=calibration)

@@ -48,13 +48,13 @@ from deep_speaker_sb.dataio import (
     speaker_utterances,
     utterances,
 )
+from deep_speaker_sb.embedding import Embedder
 from deep_speaker_sb.errors import (
     ConfigError,
     DataError,
     MissingFileError,
     OutputError,
 )
-from deep_speaker_sb.evaluation import Embedder
 from deep_speaker_sb.scoring import cosine_similarity
 from deep_speaker_sb.utils import Pathlike, atomic_write
 
@@ -713,16 +713,25 @@ class SpeakerRegister:
         ]
 
 
+#: The error of an identification against no enrolled speaker.
+NO_SPEAKER = (
+    "no speaker enrolled: call enrol(name, paths) or load_register(path) first"
+)
+
+
 def identify(
     model: Embedder,
     wav: Pathlike,
-    spk2wavs: Mapping[str, Sequence[Pathlike]],
+    speakers: SpeakerRegister | Mapping[str, Sequence[Pathlike]],
     top: int = 3,
     batch_size: int = 32,
 ) -> list[Candidate]:
     """Ranks enrolled speakers by their similarity to a recording.
 
-    The recording is embedded first, so that an unreadable file (or one
+    The one identification: ``verify.py --wav`` (against ``--enrol`` or a
+    saved ``--register``) and :meth:`DeepSpeaker.identify
+    <deep_speaker_sb.inference.DeepSpeaker.identify>` all call it.  The
+    recording is embedded first, so that an unreadable file (or one
     without speech) fails before the enrolment audio is embedded; every
     file goes through the model's ``encode_files``, whose speech check
     (``DeepSpeaker``'s) refuses silence and noise among the enrolment
@@ -736,8 +745,11 @@ def identify(
         The model (its ``threshold`` decides acceptance).
     wav : Pathlike
         The recording to identify.
-    spk2wavs : mapping
-        Speaker id -> enrolment files (:func:`enrolment_speakers`).
+    speakers : SpeakerRegister or mapping
+        A register (e.g. :meth:`SpeakerRegister.load`, checked to be the
+        model's), or speaker id -> enrolment files
+        (:func:`enrolment_speakers`), enrolled after the recording is
+        embedded.
     top : int
         Speakers returned.
     batch_size : int
@@ -748,6 +760,11 @@ def identify(
     list of Candidate
         The ``top`` closest speakers, closest first.
 
+    Raises
+    ------
+    ConfigError
+        For ``top`` below 1 or a register without speakers.
+
     Example
     -------
     >>> class Fake:  # embeds "<x>" as the vector (1, x)
@@ -757,11 +774,20 @@ def identify(
     >>> [c.speaker for c in identify(Fake(), "0.9", {"A": ["1"],
     ...                                                "B": ["-1"]})]
     ['A', 'B']
+    >>> saved = SpeakerRegister(["A", "B"], torch.tensor([[1.0, 1.0],
+    ...                                                   [1.0, -1.0]]))
+    >>> identify(Fake(), "0.9", saved, top=1)[0].speaker
+    'A'
     """
     if top < 1:
         raise ConfigError(f"--top must be at least 1, got {top}")
+    if isinstance(speakers, SpeakerRegister) and not speakers.speakers:
+        raise ConfigError(NO_SPEAKER)
     query = model.encode_files([wav], batch_size=1)[0]
-    register = SpeakerRegister.from_audio(model, spk2wavs, batch_size)
+    if isinstance(speakers, SpeakerRegister):
+        register = speakers
+    else:
+        register = SpeakerRegister.from_audio(model, speakers, batch_size)
     return register.rank(query, model.threshold, top)
 
 

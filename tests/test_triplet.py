@@ -14,11 +14,15 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.checkpoints import Checkpointer
 
-from deep_speaker_sb.brains.triplet import dataio_prep, init_from_softmax
+from deep_speaker_sb.brains.triplet import (
+    dataio_prep,
+    export_best,
+    init_from_softmax,
+    load_initial_stats,
+)
 from deep_speaker_sb.checkpoints import load_best_parts
 from deep_speaker_sb.embedding import compute_embeddings
 from deep_speaker_sb.errors import UserError
-from deep_speaker_sb.export import export_best, load_initial_stats
 from deep_speaker_sb.lobes.rescnn import ResCNN
 from tests.conftest import ROOT, run_in_process
 

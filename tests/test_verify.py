@@ -8,6 +8,7 @@ prepared corpus.
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import math
@@ -26,6 +27,7 @@ from speechbrain.utils.metric_stats import EER
 from deep_speaker_sb import evaluation, scoring
 from deep_speaker_sb.cli import run_cli
 from deep_speaker_sb.dataio import Utterance
+from deep_speaker_sb.embedding import SpeechEmbeddings
 from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
 from deep_speaker_sb.export import export_pretrained
 from deep_speaker_sb.features import Features
@@ -71,9 +73,10 @@ class FakeModel:
         self.calls.append([Path(p).stem for p in paths])
         return torch.tensor([self.vectors[Path(p).stem] for p in paths])
 
-    def check_speech(self, path):
+    def encode_speech_files(self, paths, batch_size=32):
         """Its files are all speech (tests/test_speech.py checks the
         check on real audio)."""
+        return SpeechEmbeddings(self.encode_files(paths, batch_size), {})
 
 
 def _write_manifest(path: Path, spk_utts: dict[str, list[str]]) -> Path:
@@ -487,6 +490,48 @@ def test_non_speech_files_are_left_out_and_counted(
     assert f"over {n_pairs} pairs:" in captured.out
     assert "1 file(s) hold no speech" in captured.err
     assert str(files["VIVOSDEV01_SILENT"]) in captured.err
+
+
+def test_evaluations_read_each_file_once(
+    tiny_prepared, model_dir, tmp_path, monkeypatch
+):
+    """The speech check and the embedding share one read of each file
+    (verify.py --trials and --spk): the files with speech are embedded,
+    the others reported, and no file is read twice."""
+    from deep_speaker_sb import inference
+
+    csv_path, files = _with_non_speech(tiny_prepared, tmp_path)
+    model = DeepSpeaker.from_config(model_dir, run_opts={"device": "cpu"})
+    reads: collections.Counter = collections.Counter()
+    read_audio = inference.read_audio
+
+    def counted(path):
+        reads[Path(path)] += 1
+        return read_audio(path)
+
+    monkeypatch.setattr(inference, "read_audio", counted)
+    real = scoring.read_trials(tiny_prepared / "trials.txt")
+    extra = [(0, "VIVOSDEV01_SILENT", "VIVOSDEV02_TONE")]
+    trials_txt = tmp_path / "trials.txt"
+    trials_txt.write_text(
+        "".join(f"{lab} {e} {t}\n" for lab, e, t in [*extra, *real])
+    )
+    trials, utts = evaluation.load_trials(trials_txt, csv_path)
+    result = evaluation.evaluate_trials(model, trials, utts, batch_size=4)
+    assert result.report["no_speech_files"] == 2
+    assert result.report["n_trials"] == len(real)
+    assert set(reads) == {Path(u.wav) for u in utts.values()}
+    assert set(reads.values()) == {1}
+
+    reads.clear()
+    utts_a, _ = evaluation.speaker_pair_utterances(
+        csv_path, "VIVOSDEV01", "VIVOSDEV01"
+    )
+    stats = evaluation.speaker_pair_statistics(model, utts_a, batch_size=4)
+    assert stats["no_speech_files"] == 1
+    assert stats["n_a"] == len(utts_a) - 1
+    assert set(reads) == {Path(u.wav) for u in utts_a}
+    assert set(reads.values()) == {1}
 
 
 def test_snorm_spk_and_identify(

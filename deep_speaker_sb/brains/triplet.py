@@ -7,8 +7,10 @@
 it embeds the whole cached WAV of each ``valid.csv`` utterance, scores
 validation trials (:func:`deep_speaker_sb.data.trials.make_trials`) by
 cosine similarity and logs the EER; the checkpoint with the lowest
-validation EER is kept, and
-:func:`deep_speaker_sb.export.export_best` exports it.
+validation EER is kept, and :func:`export_best` exports it (and
+:func:`export_initial` the model before triplet training, for comparison)
+with :func:`deep_speaker_sb.export.export_pretrained`, writing the model
+card from the stage's hyperparameters.
 
 Authors
  * deep-speaker-sb contributors
@@ -16,7 +18,9 @@ Authors
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +33,7 @@ from speechbrain.utils.logger import get_logger
 from torch import Tensor
 
 from deep_speaker_sb.brains.base import EmbeddingBrain
+from deep_speaker_sb.calibration import ScoreCalibration
 from deep_speaker_sb.checkpoints import input_config, load_best_parts
 from deep_speaker_sb.data.sampler import SpeakerBatchSampler
 from deep_speaker_sb.data.shards import (
@@ -46,9 +51,11 @@ from deep_speaker_sb.dataio import (
     utterances,
 )
 from deep_speaker_sb.errors import DataError
+from deep_speaker_sb.export import export_pretrained
 from deep_speaker_sb.losses import collapse_warning
+from deep_speaker_sb.onnx_export import calibration_audio, onnx_installed
 from deep_speaker_sb.scoring import calibrate, compute_eer, score_trials
-from deep_speaker_sb.utils import Pathlike
+from deep_speaker_sb.utils import Pathlike, write_json
 
 logger = get_logger(__name__)
 
@@ -348,3 +355,177 @@ def init_from_softmax(
         ckpt.meta.get("ACC"),
     )
     return ckpt
+
+
+# --------------------------------------------------------------------------
+# The triplet stage's exports
+# --------------------------------------------------------------------------
+
+#: In a triplet output folder: the validation stats of the initial model.
+INITIAL_STATS_FILE = "initial_valid_stats.json"
+
+
+def save_initial_stats(output_folder: Pathlike, stats: dict[str, Any]) -> None:
+    """Saves the validation stats of the initial model (epoch 0), which
+    :func:`export_best` puts in the model card and the recipe prints.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> load_initial_stats(d) is None
+    True
+    >>> save_initial_stats(d, {"EER": 0.25, "threshold": 0.5})
+    >>> load_initial_stats(d)
+    {'EER': 0.25, 'threshold': 0.5}
+    """
+    write_json(Path(output_folder) / INITIAL_STATS_FILE, dict(stats))
+
+
+def load_initial_stats(output_folder: Pathlike) -> dict[str, Any] | None:
+    """The stats saved by :func:`save_initial_stats`, or None."""
+    path = Path(output_folder) / INITIAL_STATS_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _export_stage(
+    hparams: dict[str, Any],
+    folder: Pathlike,
+    threshold: float,
+    card: dict[str, Any],
+    score_calibration: dict[str, Any] | None = None,
+) -> Path:
+    """Exports the modules of ``hparams`` as they are now, with the card
+    entries every export of the triplet stage shares (and the score
+    calibration of the validation trials, ``config.json``'s entries as
+    :meth:`ScoreCalibration.to_config` wrote them, when given)."""
+    card = {
+        "data": str(hparams["prep_folder"]),
+        "init_from": hparams["init_from"],
+        **card,
+        "seed": hparams["seed"],
+    }
+    if hparams["init_from"] == "softmax":
+        card["softmax checkpoints"] = str(hparams["softmax_ckpt_folder"])
+    if hparams["init_from"] == "pretrained":
+        card["initial model"] = str(hparams["init_pretrained"])
+    calibration = None
+    train_csv = Path(str(hparams.get("train_annotation", "")))
+    if not train_csv.is_file():
+        logger.warning("no training manifest %s: no int8 ONNX copy", train_csv)
+    elif onnx_installed():  # the int8 copy is calibrated on training audio
+        calibration = calibration_audio(train_csv)
+    return export_pretrained(
+        folder,
+        compute_features=hparams["compute_features"],
+        mean_var_norm=hparams["mean_var_norm"],
+        embedding_model=hparams["embedding_model"],
+        threshold=float(threshold),
+        card=card,
+        calibration=calibration,
+        score_calibration=(
+            ScoreCalibration.from_config(score_calibration)
+            if score_calibration
+            else None
+        ),
+    )
+
+
+def export_initial(hparams: dict[str, Any], stats: dict[str, Any]) -> Path:
+    """Exports the model before triplet training (the softmax embeddings)
+    to ``init_pretrained_folder``, so that it can be scored with
+    ``verify.py`` beside the triplet model.
+
+    Arguments
+    ---------
+    hparams : dict
+        The triplet stage's hyperparameters, modules freshly initialized.
+    stats : dict
+        The epoch-0 validation stats (``EER`` as a fraction,
+        ``threshold``, and ``score_calibration`` when it could be fitted).
+
+    Returns
+    -------
+    Path
+        The export folder.
+    """
+    card = {
+        "epochs": "0 triplet (the initial model)",
+        "valid_eer": float(stats["EER"]),
+    }
+    folder = _export_stage(
+        hparams,
+        hparams["init_pretrained_folder"],
+        stats["threshold"],
+        card,
+        stats.get("score_calibration"),
+    )
+    logger.info("exported the initial model to %s", folder)
+    return folder
+
+
+def export_best(hparams: dict[str, Any]) -> Path:
+    """Exports the triplet stage's best-EER checkpoint to
+    ``pretrained_folder``.
+
+    Loads the best checkpoint's model parts into ``hparams``' modules,
+    then calls :func:`export_pretrained` with its validation EER threshold,
+    the score calibration fitted on the same validation trials (its
+    ``score_calibration`` metadata, absent from older checkpoints) and a
+    model card (which also gives the EER of the initial model when
+    :func:`save_initial_stats` saved it).
+
+    Arguments
+    ---------
+    hparams : dict
+        The triplet stage's hyperparameters.
+
+    Returns
+    -------
+    Path
+        The export folder.
+
+    Raises
+    ------
+    MissingFileError
+        If no checkpoint with a validation EER exists.
+    """
+    best = load_best_parts(
+        hparams["save_folder"],
+        hparams["modules"],
+        min_key="EER",
+        missing=f"no triplet checkpoint with a validation EER in "
+        f"{hparams['save_folder']}: train first (python train_triplet.py "
+        "hparams/triplet.yaml)",
+    )
+    card = {
+        "epochs": f"{hparams['number_of_epochs']} triplet "
+        f"(best: epoch {best.meta.get('epoch')})",
+        "valid_eer": float(best.meta["EER"]),
+        "mining": hparams["mining"],
+        "margin": hparams["margin"],
+        "batch": f"{hparams['speakers_per_batch']} speakers x "
+        f"{hparams['n_per_speaker']} segments",
+        "lr": f"{hparams['lr']} -> {hparams['lr_final']}",
+    }
+    initial = load_initial_stats(hparams["output_folder"])
+    if initial is not None:
+        card["validation EER before triplet training"] = (
+            f"{100 * float(initial['EER']):.2f}%"
+        )
+    folder = _export_stage(
+        hparams,
+        hparams["pretrained_folder"],
+        best.meta["threshold"],
+        card,
+        best.meta.get("score_calibration"),
+    )
+    logger.info(
+        "exported epoch %s (validation EER %.2f%%) to %s",
+        best.meta.get("epoch"),
+        100 * best.meta["EER"],
+        folder,
+    )
+    return folder
