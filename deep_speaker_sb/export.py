@@ -68,6 +68,7 @@ from deep_speaker_sb.runtime import (
     THRESHOLD_FILE,
     read_json_object,
 )
+from deep_speaker_sb.sb_compat import norm_statistics
 from deep_speaker_sb.speech import SpeechCheck
 from deep_speaker_sb.utils import Pathlike, atomic_write, write_json
 
@@ -311,7 +312,7 @@ def _save_state(module: torch.nn.Module, path: Path) -> None:
 def _save_norm(norm: InputNormalization, path: Path) -> None:
     stats = {
         k: v.detach().cpu() if torch.is_tensor(v) else v
-        for k, v in norm._statistics_dict().items()
+        for k, v in norm_statistics(norm).items()
     }
     with atomic_write(path, "wb") as f:
         torch.save(stats, f)

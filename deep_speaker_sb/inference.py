@@ -88,6 +88,7 @@ from deep_speaker_sb.register import (
     model_identity,
 )
 from deep_speaker_sb.runtime import open_session, run_session
+from deep_speaker_sb.sb_compat import load_norm_statistics
 from deep_speaker_sb.scoring import cosine_similarity
 from deep_speaker_sb.speech import NoSpeechError, SpeechCheck, check_speech
 from deep_speaker_sb.utils import Pathlike
@@ -1037,7 +1038,7 @@ def load_without_yaml(folder: Pathlike) -> PlainDeepSpeaker:
         try:
             state = torch.load(ckpt, map_location="cpu", weights_only=True)
             if module is norm:
-                norm._load_statistics_dict(state)
+                load_norm_statistics(norm, state)
             else:
                 model.load_state_dict(state)
         except (

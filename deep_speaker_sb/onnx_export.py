@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from deep_speaker_sb.embedding import compute_embeddings
 from deep_speaker_sb.errors import ConfigError
 from deep_speaker_sb.features import Features
+from deep_speaker_sb.sb_compat import amplitude_to_db, fbank_matrix
 from deep_speaker_sb.utils import Pathlike
 
 logger = get_logger(__name__)
@@ -55,15 +56,6 @@ _MODEL_PREFIX = "/model/"
 #: Calibration utterances of the int8 copy, and their longest duration.
 CALIBRATION_UTTERANCES = 32
 CALIBRATION_SECONDS = 4.0
-
-
-def _mel_matrix(filterbank: nn.Module) -> Tensor:
-    """The ``[n_stft, n_mels]`` matrix of a frozen SpeechBrain
-    ``Filterbank`` (what its ``forward`` builds on every call)."""
-    n_stft = filterbank.all_freqs_mat.shape[1]
-    f_central = filterbank.f_central.repeat(n_stft, 1).transpose(0, 1)
-    band = filterbank.band.repeat(n_stft, 1).transpose(0, 1)
-    return filterbank._create_fbank_matrix(f_central, band)
 
 
 class OnnxFeatures(nn.Module):
@@ -108,7 +100,7 @@ class OnnxFeatures(nn.Module):
         self.pad_left = n_fft // 2 - offset
         self.pad_right = win - self.pad_left + 2 * (n_fft // 2) - n_fft
         self.filterbank = compute.compute_fbanks
-        self.register_buffer("mel", _mel_matrix(self.filterbank).float())
+        self.register_buffer("mel", fbank_matrix(self.filterbank).float())
         self.dct = getattr(compute, "compute_dct", None)
 
     def forward(self, wavs: Tensor) -> Tensor:
@@ -117,7 +109,7 @@ class OnnxFeatures(nn.Module):
         spec = nn.functional.conv1d(x, self.kernel, stride=self.hop)
         real, imag = spec[:, : self.n_bins], spec[:, self.n_bins :]
         power = (real * real + imag * imag).transpose(1, 2)
-        feats = self.filterbank._amplitude_to_DB(torch.matmul(power, self.mel))
+        feats = amplitude_to_db(self.filterbank, torch.matmul(power, self.mel))
         if self.dct is not None:
             feats = self.dct(feats)
         return feats

@@ -55,6 +55,7 @@ from deep_speaker_sb.errors import (
     MissingFileError,
     OutputError,
 )
+from deep_speaker_sb.sb_compat import norm_statistics
 from deep_speaker_sb.scoring import cosine_similarity
 from deep_speaker_sb.utils import Pathlike, atomic_write
 
@@ -105,7 +106,7 @@ def model_identity(mods: Mapping[str, torch.nn.Module]) -> str:
     digest = hashlib.sha256()
     parts = {
         **{f"model.{k}": v for k, v in model.state_dict().items()},
-        **{f"norm.{k}": v for k, v in norm._statistics_dict().items()},
+        **{f"norm.{k}": v for k, v in norm_statistics(norm).items()},
     }
     for name in sorted(parts):
         value = parts[name]
