@@ -34,10 +34,19 @@ Then the cold start of the torch-free runtime (``python -c`` that imports
 file: seconds from before the import, and the whole process) and cosine
 scoring of trials.
 
+Last, one ``targets`` line checks the speed targets of the model users
+should deploy on a CPU (the CPU-budget export; the paper-width model is
+compute-bound, its fp32 ONNX about torch's speed, which is accepted):
+its int8 graph at least ``INT8_VS_PEER`` times Resemblyzer's embeddings/s
+(1 thread, batch 1, every clip length, timed in the same rounds) and the
+runtime's int8 cold start under ``COLD_START_S`` seconds.  ``--check``
+exits 1 when one is missed (or could not be measured).  The EER half of
+"at equal or better EER" comes from ``bench/accuracy.py``, not from here.
+
 Usage::
 
     python bench/inference_throughput.py [--prep bench_data/tts8k]
-        [--budget FOLDER] [--threads 1 2] [--min_time 1.5]
+        [--budget FOLDER] [--threads 1 2] [--min_time 1.5] [--check]
 """
 
 from __future__ import annotations
@@ -90,6 +99,80 @@ def _peak_rss_mib() -> float:
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+#: The restated speed targets (issue #20): CPU-budget int8 embeddings/s
+#: over Resemblyzer's, and the torch-free runtime's int8 cold start.
+INT8_VS_PEER = 2.0
+COLD_START_S = 1.0
+
+
+def speed_targets(records: list[dict]) -> dict:
+    """The ``targets`` line from the bench's JSON records.
+
+    Arguments
+    ---------
+    records : list of dict
+        Every JSON line the run printed (its workers' included).
+
+    Returns
+    -------
+    dict
+        ``int8_vs_resemblyzer`` (per clip length: the CPU-budget int8
+        embeddings/s over Resemblyzer's, 1 thread, batch 1),
+        ``cold_start_s`` (int8) and ``met`` (both targets met; False when
+        one could not be measured).
+
+    Example
+    -------
+    >>> cell = {"model": "budget", "threads": 1, "batch": 1,
+    ...         "utterance_s": 3.0}
+    >>> recs = [{**cell, "backend": "onnx-int8", "embeddings_per_s": 90.0},
+    ...         {**cell, "backend": "resemblyzer", "embeddings_per_s": 30.0},
+    ...         {"what": "runtime_cold_start", "precision": "int8",
+    ...          "import_load_first_embedding_s": 0.2}]
+    >>> t = speed_targets(recs)
+    >>> t["int8_vs_resemblyzer"], t["met"]
+    ({'3.0': 3.0}, True)
+    >>> speed_targets(recs[1:])["met"]  # no int8 figure: not met
+    False
+    """
+    cells: dict[float, dict[str, float]] = {}
+    for r in records:
+        if (
+            r.get("model") == "budget"
+            and r.get("threads") == 1
+            and r.get("batch") == 1
+            and "embeddings_per_s" in r
+        ):
+            cells.setdefault(r["utterance_s"], {})[r["backend"]] = r[
+                "embeddings_per_s"
+            ]
+    ratios = {
+        str(sec): round(c["onnx-int8"] / c["resemblyzer"], 2)
+        for sec, c in sorted(cells.items())
+        if c.get("onnx-int8") and c.get("resemblyzer")
+    }
+    cold = [
+        r["import_load_first_embedding_s"]
+        for r in records
+        if r.get("what") == "runtime_cold_start"
+        and r.get("precision") == "int8"
+    ]
+    met = (
+        bool(ratios)
+        and min(ratios.values()) >= INT8_VS_PEER
+        and bool(cold)
+        and max(cold) < COLD_START_S
+    )
+    return {
+        "what": "targets",
+        "int8_vs_resemblyzer": ratios,
+        "int8_vs_resemblyzer_min": INT8_VS_PEER,
+        "cold_start_s": max(cold) if cold else None,
+        "cold_start_max_s": COLD_START_S,
+        "met": met,
+    }
 
 
 def _record(what: dict, batch: int, seconds: float, walls: list[float]):
@@ -330,6 +413,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--min_time", type=float, default=1.5)
     p.add_argument("--trials", type=int, default=200000)
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when a speed target is missed (see the targets line)",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)  # time | memory
     p.add_argument("--backends", nargs="+", default=[], help=argparse.SUPPRESS)
     p.add_argument("--resemblyzer", action="store_true", help=argparse.SUPPRESS)
@@ -344,6 +432,12 @@ def main() -> None:
     if budget is None and DEFAULT_BUDGET.is_dir():
         budget = DEFAULT_BUDGET
     start = time.perf_counter()
+    records: list[dict] = []
+
+    def emit(record: dict) -> None:
+        records.append(record)
+        print(json.dumps(record), flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         clips = make_clips(args.prep, tmp, args.seconds)
@@ -361,7 +455,11 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--worker", mode, "--name", name]
             cmd += ["--model", str(folder)] if folder else []
             cmd += ["--batches", *map(str, args.batches), *clip_args, *extra]
-            subprocess.run(cmd, check=True, cwd=ROOT)
+            out = subprocess.run(
+                cmd, check=True, cwd=ROOT, stdout=subprocess.PIPE, text=True
+            ).stdout
+            for line in out.splitlines():
+                emit(json.loads(line))
 
         for name, folder in folders.items():
             for threads in args.threads:
@@ -372,8 +470,7 @@ def main() -> None:
             for backend in BACKENDS:
                 run("memory", name, folder, ["--backends", backend])
             for precision in ("fp32", "int8"):
-                rec = runtime_memory(folder, clips[0], precision, 32)
-                print(json.dumps(rec), flush=True)
+                emit(runtime_memory(folder, clips[0], precision, 32))
         if peer:
             run(
                 "memory",
@@ -383,17 +480,14 @@ def main() -> None:
             )
         if "budget" in folders:
             for precision in ("fp32", "int8"):
-                rec = cold_start(folders["budget"], clips[0], precision)
-                print(json.dumps(rec), flush=True)
-    print(json.dumps(time_scoring(args.trials)), flush=True)
-    print(
-        json.dumps(
-            {
-                "what": "bench_minutes",
-                "minutes": round((time.perf_counter() - start) / 60, 2),
-            }
-        )
-    )
+                emit(cold_start(folders["budget"], clips[0], precision))
+    emit(time_scoring(args.trials))
+    targets = speed_targets(records)
+    emit(targets)
+    minutes = round((time.perf_counter() - start) / 60, 2)
+    emit({"what": "bench_minutes", "minutes": minutes})
+    if args.check and not targets["met"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
