@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from speechbrain.utils.logger import get_logger
@@ -48,6 +48,9 @@ from deep_speaker_sb.scoring import (
 from deep_speaker_sb.speech import NoSpeechError
 from deep_speaker_sb.utils import Pathlike, write_json
 
+if TYPE_CHECKING:  # inference imports this module (via register)
+    from deep_speaker_sb.inference import Crops
+
 logger = get_logger(__name__)
 
 
@@ -66,7 +69,9 @@ class Embedder(Protocol):
     def encode_files(
         self, paths: Sequence[Pathlike], batch_size: int = 32
     ) -> torch.Tensor:
-        """``[len(paths), emb_dim]`` embeddings of audio files."""
+        """``[len(paths), emb_dim]`` embeddings of audio files (with a
+        ``crops`` keyword too when :func:`evaluate_trials` is given
+        crops: ``DeepSpeaker.encode_files``)."""
         ...
 
 
@@ -200,9 +205,15 @@ def draw_cohort(
 
 
 def _embed(
-    model: Embedder, utts: Sequence[Utterance], batch_size: int
+    model: Embedder,
+    utts: Sequence[Utterance],
+    batch_size: int,
+    crops: Crops | None = None,
 ) -> torch.Tensor:
-    return model.encode_files([u.wav for u in utts], batch_size=batch_size)
+    paths = [u.wav for u in utts]
+    if crops is None:
+        return model.encode_files(paths, batch_size=batch_size)
+    return model.encode_files(paths, batch_size=batch_size, crops=crops)
 
 
 def screen_speech(model: Embedder, utts: Sequence[Utterance]) -> dict[str, str]:
@@ -299,6 +310,7 @@ def evaluate_trials(
     top_n: int | None = None,
     batch_size: int = 32,
     info: Mapping[str, Any] | None = None,
+    crops: Crops | None = None,
 ) -> TrialsEvaluation:
     """Embeds the trial utterances, scores the trials and reports.
 
@@ -320,12 +332,16 @@ def evaluate_trials(
         Files embedded per batch.
     info : mapping, optional
         Extra report entries (e.g. the model, manifest and trials paths).
+    crops : deep_speaker_sb.inference.Crops, optional
+        Embed every trial (and cohort) file longer than ``crops.seconds``
+        as the mean of ``crops.n`` crops (passed to ``encode_files``).
 
     Returns
     -------
     TrialsEvaluation
         The trials, their scores and the report: ``info``, ``n_trials``,
-        ``n_utterances``, ``embedding_seconds``, ``threshold``, the
+        ``n_utterances``, ``embedding_seconds``, ``threshold``, ``crops``
+        (None, or the crops' ``n`` and ``seconds``), the
         metrics of :func:`verification_metrics` on the scores,
         ``at_threshold`` (:func:`threshold_rates` of the cosine scores at
         the model's threshold), ``score`` (``"cosine similarity"`` or
@@ -380,7 +396,7 @@ def evaluate_trials(
     trials = scored
     needed = [u for u in utt_ids if u not in refused]
     start = time.perf_counter()
-    embs = _embed(model, [utts[u] for u in needed], batch_size)
+    embs = _embed(model, [utts[u] for u in needed], batch_size, crops)
     seconds = time.perf_counter() - start
     embeddings = dict(zip(needed, embs, strict=True))
     raw = score_trials(trials, embeddings)
@@ -394,6 +410,7 @@ def evaluate_trials(
         "no_speech": no_speech_entries(refused, utts),
         "embedding_seconds": round(seconds, 3),
         "threshold": model.threshold,
+        "crops": None if crops is None else dataclasses.asdict(crops),
     }
     raw_metrics = verification_metrics(labels, raw)
     report["at_threshold"] = threshold_rates(labels, raw, model.threshold)
@@ -408,7 +425,7 @@ def evaluate_trials(
                 f"s-norm needs 2+ cohort utterances with speech in "
                 f"{cohort.csv} ({len(cohort_refused)} hold no speech)"
             )
-        cohort_embs = _embed(model, cohort_utts, batch_size)
+        cohort_embs = _embed(model, cohort_utts, batch_size, crops)
         scores = snorm_scores(trials, embeddings, cohort_embs, top_n)
         metrics = verification_metrics(labels, scores)
         report["raw"] = raw_metrics
