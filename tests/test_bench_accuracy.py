@@ -10,6 +10,7 @@ import doctest
 import json
 
 import pytest
+import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from deep_speaker_sb.lobes.ecapa import EcapaTDNN
@@ -156,3 +157,79 @@ def test_run_layout_and_options(tmp_path):
     assert ecapa[ecapa.index("--number_of_epochs") + 1] == str(
         bench.ECAPA_EPOCHS
     )
+
+
+def test_run_variant_plumbing(tmp_path, monkeypatch):
+    """run_variant with the scripts faked: seed, scorings and epochs reach
+    the right commands, and each row has its label, seed and params."""
+    from speechbrain.processing.features import InputNormalization
+
+    from deep_speaker_sb.export import export_pretrained
+    from deep_speaker_sb.features import Features
+    from deep_speaker_sb.scoring import write_scores
+
+    calls = []
+    trials = [(1, "a", "b"), (0, "a", "c"), (1, "c", "d"), (0, "b", "d")]
+
+    def fake_run(script, args, log):
+        args = [str(a) for a in args]
+        calls.append((script, args))
+        value = dict(zip(args, args[1:], strict=False))
+        if script == "train_triplet.py":
+            out = tmp_path / value["--output_folder"]
+            for name in ("pretrained_init", "pretrained"):
+                export_pretrained(
+                    out / name,
+                    compute_features=Features(n_mels=16),
+                    mean_var_norm=InputNormalization("sentence"),
+                    embedding_model=ResCNN(n_mels=16, channels=(4,), emb_dim=8),
+                    threshold=0.5,
+                    card={},
+                    onnx=False,
+                )
+        if script == "verify.py":
+            out = tmp_path / value["--out"]
+            out.mkdir(parents=True)
+            scores = torch.tensor([0.9, 0.1, 0.8, 0.2])
+            write_scores(out / "scores.txt", trials, scores)
+        return 1.5
+
+    monkeypatch.setattr(bench, "_run", fake_run)
+    folder = tmp_path / "augment" / "seed7"
+    scorings = [bench.Scoring(), bench.Scoring("crops", crops=2)]
+    rows = bench.run_variant(
+        "augment",
+        tmp_path / "prep",
+        folder,
+        {},
+        seed=7,
+        scorings=scorings,
+        epochs_scale=0.1,
+    )
+    assert [r["variant"] for r in rows] == [
+        "augment, softmax",
+        "augment, softmax, crops2x3s",
+        "augment, softmax+triplet",
+        "augment, softmax+triplet, crops2x3s",
+    ]
+    assert {r["seed"] for r in rows} == {7}
+    params = bench.n_parameters(ResCNN(n_mels=16, channels=(4,), emb_dim=8))
+    assert {r["params"] for r in rows} == {params}
+    assert [r["train_minutes"] for r in rows] == [1.5, 1.5, 3.0, 3.0]
+    assert all(r["eer"] == 0.0 for r in rows)
+    scripts = [c[0] for c in calls]
+    assert (
+        scripts == ["train_softmax.py", "train_triplet.py"] + ["verify.py"] * 4
+    )
+    for (_, args), epochs in zip(calls[:2], ("2", "1"), strict=True):
+        assert args[args.index("--seed") + 1] == "7"
+        assert args[args.index("--number_of_epochs") + 1] == epochs
+    assert calls[3][1][-4:] == ["--crops", "2", "--crop_len", "3.0"]
+    assert (folder / "verify_pretrained_crops2x3s" / "scores.txt").is_file()
+    # a second call resumes: nothing is run again
+    calls.clear()
+    again = bench.run_variant(
+        "augment", tmp_path / "prep", folder, {}, seed=7, scorings=scorings,
+        epochs_scale=0.1,
+    )  # fmt: skip
+    assert calls == [] and again == rows
