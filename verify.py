@@ -9,7 +9,10 @@ The modes (the model is the newest ``results/triplet/*/pretrained``, or
   EER and minDCF (p_target 0.01, 0.05) and writes ``scores.txt``,
   ``report.json``, ``score_hist.png`` and ``det.png`` into ``--out``.
   ``--snorm`` adds symmetric score normalization against a cohort of
-  training utterances.
+  training utterances (``--snorm_top N``: adaptive s-norm, AS-norm, each
+  side's statistics over its N closest cohort utterances);
+  ``--crops N --crop_len S`` embeds each file longer than S seconds as the
+  mean of N evenly spaced crops of S seconds.
 - ``python verify.py --spk A,B``: cosine similarity over every pair of
   utterances of test speakers A and B (SAN, anchor-negative), or over the
   distinct pairs of A's utterances when A = B (SAP, anchor-positive).
@@ -61,7 +64,12 @@ from deep_speaker_sb.export import (
     latest_export,
     write_score_calibration,
 )
-from deep_speaker_sb.inference import BACKENDS, DeepSpeaker, require_config
+from deep_speaker_sb.inference import (
+    BACKENDS,
+    Crops,
+    DeepSpeaker,
+    require_config,
+)
 from deep_speaker_sb.utils import printable
 
 DEFAULT_CSV = f"{PREP_FOLDER}/test.csv"
@@ -176,7 +184,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--snorm_top",
         type=int,
         default=None,
-        help="adaptive s-norm: use the top N cohort scores",
+        metavar="N",
+        help="adaptive s-norm (AS-norm, with --snorm): each side's mean "
+        "and std over its N highest cohort scores (e.g. 100 with "
+        "--cohort_size 1000; N >= the cohort: plain s-norm)",
+    )
+    p.add_argument(
+        "--crops",
+        type=int,
+        default=None,
+        metavar="N",
+        help="embed each trial file longer than --crop_len as the "
+        "L2-normalized mean of N evenly spaced crops (default: whole "
+        "files)",
+    )
+    p.add_argument(
+        "--crop_len",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="length of a --crops crop in seconds (default 3.0)",
     )
     p.add_argument(
         "--seed",
@@ -351,6 +378,7 @@ def trials_mode(args: argparse.Namespace) -> int:
         Path(args.trials) if args.trials else csv.parent / "trials.txt"
     )
     trials, utts = evaluation.load_trials(trials_path, csv)
+    crops = None if args.crops is None else Crops(args.crops, args.crop_len)
     if args.out:  # checked before any embedding work
         _check_out_folder(Path(args.out))
     cohort = None
@@ -363,9 +391,19 @@ def trials_mode(args: argparse.Namespace) -> int:
         )
     model = load_model(args)
     if cohort is not None:
+        adaptive = (
+            f", adaptive: top {args.snorm_top} per side"
+            if args.snorm_top
+            else ""
+        )
         print(
             f"s-norm cohort: {len(cohort.utterances)} utterances of "
-            f"{printable(cohort.csv)}"
+            f"{printable(cohort.csv)}{adaptive}"
+        )
+    if crops is not None:
+        print(
+            f"crops: files longer than {crops.seconds:g} s embedded as the "
+            f"mean of {crops.n} crops"
         )
     result = evaluation.evaluate_trials(
         model,
@@ -374,6 +412,7 @@ def trials_mode(args: argparse.Namespace) -> int:
         cohort=cohort,
         top_n=args.snorm_top,
         batch_size=args.batch_size,
+        crops=crops,
         info={
             "model": str(model.folder),
             "csv": str(args.csv),
@@ -636,8 +675,16 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--top must be at least 1")
     _check_register_options(args)
     other = args.spk or args.wav or args.enrol_save or args.pair
-    if (other or args.calibrate) and (args.snorm or args.out):
-        raise ConfigError("--snorm and --out go with the trials mode only")
+    if (other or args.calibrate) and (
+        args.snorm or args.out or args.crops is not None
+    ):
+        raise ConfigError(
+            "--snorm, --crops and --out go with the trials mode only"
+        )
+    if args.snorm_top is not None and not args.snorm:
+        raise ConfigError("--snorm_top N goes with --snorm")
+    if args.snorm_top is not None and args.snorm_top < 1:
+        raise ConfigError("--snorm_top must be at least 1")
     if not 0.0 < args.prior < 1.0:
         raise ConfigError(f"--prior must lie in (0, 1), got {args.prior}")
     if args.far is not None and not 0.0 < args.far < 1.0:

@@ -2,17 +2,20 @@
 """Accuracy of the recipe's variants on a prepared benchmark corpus.
 
 Runs the whole chain (softmax pre-training -> triplet training ->
-``verify.py`` on the test trials) once per named variant, at the CPU
-training budget of the README, and prints one JSON line per variant: test
-EER, minDCF(0.01), and the training minutes.  With ``--voices`` (the
+``verify.py`` on the test trials) once per named variant and seed, at the
+CPU training budget of the README, and prints one JSON line per scored
+model: test EER, minDCF(0.01), the training minutes and the embedding
+model's parameter count (``params``).  With ``--voices`` (the
 ``voices.json`` of ``bench/tts_corpus.py``) the EER is also given over the
-trials between same-family and between cross-family test voices.
+trials between same-family (``eer_same``) and between cross-family
+(``eer_cross``) test voices.
 
 Usage::
 
     python bench/accuracy.py --prep bench_data/tts8k \\
         --voices bench_data/tts_corpus/voices.json --out bench_data/accuracy
-    python bench/accuracy.py ... --variants mfcc,base,aam
+    python bench/accuracy.py ... --variants mfcc,augment,ecapa --seeds 1,2,3
+    python bench/accuracy.py ... --scoring cosine,asnorm,crops
 
 Variants (``--variants``, default all):
 
@@ -25,22 +28,54 @@ Variants (``--variants``, default all):
 - ``stats``: ``base`` with mean + standard deviation pooling;
 - ``all``: ``base`` with the three (augment, aam, stats);
 - ``nonspeech``: ``base`` with ``--nonspeech_weight 1.0`` in pre-training;
-- ``augment_nonspeech``: ``augment`` with ``--nonspeech_weight 1.0``.
-- ``augment_seed2``: ``augment`` with another seed (``--seed 2``, both
-  stages), for the seed-to-seed spread.
+- ``augment_nonspeech``: ``augment`` with ``--nonspeech_weight 1.0``;
+- ``augment_seed2``: ``augment`` with ``--seed 2`` (both stages), kept
+  for the runs made before ``--seeds`` (``--variants augment --seeds
+  1986,2`` is the same thing in the seed layout);
+- ``ecapa``: the peer, SpeechBrain's ECAPA-TDNN
+  (:class:`deep_speaker_sb.lobes.ecapa.EcapaTDNN`, CPU-budget width
+  :data:`ECAPA_CHANNELS`, 128-dim embeddings, 0.69 M parameters against
+  the ResCNN's 0.71 M) in ``hparams/softmax.yaml``'s place of the ResCNN
+  (the rest of the YAML as it is: same data, features, augmentation,
+  crops, batch, learning rates), trained with the AAM softmax for
+  :data:`ECAPA_EPOCHS` epochs and no triplet stage (as ECAPA-TDNN is
+  trained), scored from its best checkpoint (validation accuracy) with
+  the functions ``verify.py`` calls (:func:`deep_speaker_sb.evaluation.
+  evaluate_trials`): same trials, speech check, scoring and options.
 
-Every run lives in ``<out>/<variant>/`` and is resumed, not redone, when
-the command is run again.
+Seeds (``--seeds 1,2,3``): each (variant, seed) runs in ``<out>/<variant>/
+seed<N>/`` with ``--seed N`` in both stages, and ``<out>/summary.json`` and
+``<out>/summary.md`` give each model's mean, sample standard deviation and
+min..max over the seeds (EER all / cross / same, minDCF(0.01), training
+minutes).  Without ``--seeds`` a variant runs once, in ``<out>/<variant>/``,
+with the YAML's seed (the layout of the runs before ``--seeds``).
+
+Scoring (``--scoring``, default ``cosine``), each a row of its own, from the
+same trained models: ``cosine`` (``verify.py`` as it is), ``asnorm``
+(adaptive s-norm: ``--snorm --snorm_top K`` over a cohort of
+``--cohort_size`` training utterances) and ``crops`` (each test file
+longer than ``--crop_len`` seconds embedded as the mean of ``--crops``
+crops).
+
+Every run is resumed, not redone, when the command is run again; a run
+folder remembers its training options (``options.json``) and refuses
+other ones (``--epochs_scale`` included: give another ``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
+import re
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -55,15 +90,15 @@ from deep_speaker_sb.scoring import (  # noqa: E402
     score_trials,
     verification_metrics,
 )
-from deep_speaker_sb.utils import write_json  # noqa: E402
+from deep_speaker_sb.utils import atomic_write, write_json  # noqa: E402
 
 #: The CPU training budget (README): model width, crops and epochs that
 #: train prep -> softmax -> triplet on the benchmark corpus on 2 CPU cores.
+FEATURES = ["--n_mels", "40", "--emb_dim", "128"]
 MODEL = [
     "--channels", "[16, 32, 64, 128]",
     "--blocks_per_stage", "1",
-    "--emb_dim", "128",
-    "--n_mels", "40",
+    *FEATURES,
 ]  # fmt: skip
 SOFTMAX = [
     "--number_of_epochs", "12",
@@ -96,8 +131,187 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     # generated non-speech pushed away from the speakers (issue #10)
     "nonspeech": (NO_AUGMENT, ["--nonspeech_weight", "1.0"]),
     "augment_nonspeech": (["--augment", "True"], ["--nonspeech_weight", "1.0"]),
+    # a second seed of augment, from before --seeds (same as
+    # --variants augment --seeds 2, in the old layout)
     "augment_seed2": (["--augment", "True", "--seed", "2"], []),
 }
+
+#: The ECAPA-TDNN peer (issue #18): its width at the CPU budget, and its
+#: AAM softmax epochs (its only stage), chosen for the same CPU minutes as
+#: the recipe's 12 softmax + 10 triplet epochs: on the 2-core machine one
+#: ECAPA-TDNN epoch (augmented) took about 2.5 times a ResCNN softmax
+#: epoch, and the recipe's two stages take about 1.8 times its softmax
+#: stage (README), so 12 x 1.8 / 2.5 ~ 8 epochs.
+ECAPA = "ecapa"
+ECAPA_CHANNELS = (128, 128, 128, 128, 384)
+ECAPA_EPOCHS = 8
+#: Its options: those of the recipe's softmax stage (augmentation on, as
+#: in the YAML), with the AAM loss.
+ECAPA_OPTIONS = [*FEATURES, "--augment", "True", *AAM]
+
+#: Every trained variant.
+TRAINED = (*VARIANTS, ECAPA)
+
+#: Scoring methods of ``--scoring``.
+SCORINGS = ("cosine", "asnorm", "crops")
+
+#: The metrics the seed summary aggregates.
+SUMMARY_METRICS = (
+    "eer",
+    "eer_cross",
+    "eer_same",
+    "min_dcf_0.01",
+    "train_minutes",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scoring:
+    """One way of scoring the trials of a trained model.
+
+    Attributes
+    ----------
+    name : str
+        One of :data:`SCORINGS`.
+    cohort_size, top : int
+        AS-norm: cohort utterances, and the top scores per side.
+    crops : int
+        Crops per long file.
+    crop_len : float
+        Crop length in seconds.
+    """
+
+    name: str = "cosine"
+    cohort_size: int = 1000
+    top: int = 100
+    crops: int = 3
+    crop_len: float = 3.0
+
+    @property
+    def suffix(self) -> str:
+        """Of the row label and the ``verify_*`` folder ('' for cosine).
+
+        Example
+        -------
+        >>> Scoring("asnorm").suffix, Scoring("crops", crops=2).suffix
+        ('asnorm100of1000', 'crops2x3s')
+        """
+        if self.name == "asnorm":
+            return f"asnorm{self.top}of{self.cohort_size}"
+        if self.name == "crops":
+            return f"crops{self.crops}x{self.crop_len:g}s"
+        return ""
+
+    def verify_args(self) -> list[str]:
+        """The ``verify.py`` options of this scoring."""
+        if self.name == "asnorm":
+            return [
+                "--snorm",
+                "--cohort_size", str(self.cohort_size),
+                "--snorm_top", str(self.top),
+            ]  # fmt: skip
+        if self.name == "crops":
+            return [
+                "--crops",
+                str(self.crops),
+                "--crop_len",
+                str(self.crop_len),
+            ]
+        return []
+
+
+def scale_epochs(args: list[str], scale: float) -> list[str]:
+    """``args`` with ``--number_of_epochs`` times ``scale`` (at least 1).
+
+    Example
+    -------
+    >>> scale_epochs(["--number_of_epochs", "12", "--lr", "0.1"], 0.1)
+    ['--number_of_epochs', '2', '--lr', '0.1']
+    """
+    out = list(args)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--number_of_epochs":
+            out[i + 1] = str(max(1, math.ceil(int(out[i + 1]) * scale)))
+    return out
+
+
+def set_epochs(args: list[str], epochs: int) -> list[str]:
+    """``args`` with ``--number_of_epochs`` set to ``epochs``.
+
+    Example
+    -------
+    >>> set_epochs(["--lr", "0.1", "--number_of_epochs", "12"], 20)
+    ['--lr', '0.1', '--number_of_epochs', '20']
+    """
+    i = args.index("--number_of_epochs")
+    return [*args[: i + 1], str(epochs), *args[i + 2 :]]
+
+
+def ecapa_block(channels: Sequence[int] = ECAPA_CHANNELS, **extra: Any) -> str:
+    """The ``embedding_model`` entry of the ECAPA-TDNN peer (YAML text).
+
+    Example
+    -------
+    >>> print(ecapa_block((8, 8, 24), attention_channels=4))
+    embedding_model: !new:deep_speaker_sb.lobes.ecapa.EcapaTDNN
+        n_mels: !ref <n_features>
+        emb_dim: !ref <emb_dim>
+        channels: [8, 8, 24]
+        attention_channels: 4
+    <BLANKLINE>
+    """
+    lines = [
+        "embedding_model: !new:deep_speaker_sb.lobes.ecapa.EcapaTDNN",
+        "    n_mels: !ref <n_features>",
+        "    emb_dim: !ref <emb_dim>",
+        f"    channels: {json.dumps(list(channels))}",
+    ]
+    lines += [f"    {k}: {json.dumps(v)}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def swap_embedding_model(yaml_text: str, block: str) -> str:
+    r"""A recipe YAML with its ``embedding_model`` entry replaced by
+    ``block`` (everything else as it is).
+
+    Raises
+    ------
+    ValueError
+        When the YAML has not exactly one top-level ``embedding_model:
+        !new:`` entry.
+
+    Example
+    -------
+    >>> text = "a: 1\nembedding_model: !new:x.Y\n    k: 2\n\nb: 3\n"
+    >>> print(swap_embedding_model(text, "embedding_model: !new:z.W\n"))
+    a: 1
+    embedding_model: !new:z.W
+    <BLANKLINE>
+    b: 3
+    <BLANKLINE>
+    """
+    pattern = re.compile(
+        r"^embedding_model: !new:[^\n]*\n(?:[ \t]+[^\n]*\n|[ \t]*#[^\n]*\n)*",
+        re.MULTILINE,
+    )
+    found = pattern.findall(yaml_text)
+    if len(found) != 1:
+        raise ValueError(
+            f"expected one 'embedding_model: !new:' entry, found {len(found)}"
+        )
+    return pattern.sub(lambda _: block, yaml_text)
+
+
+def run_folder(out: Path, variant: str, seed: int | None) -> Path:
+    """``<out>/<variant>/`` (no ``--seeds``) or ``<out>/<variant>/seed<N>/``.
+
+    Example
+    -------
+    >>> run_folder(Path("o"), "augment", 2).as_posix()
+    'o/augment/seed2'
+    """
+    folder = out / variant
+    return folder if seed is None else folder / f"seed{seed}"
 
 
 def _run(script: str, args: list[str], log: Path) -> float:
@@ -115,8 +329,23 @@ def _run(script: str, args: list[str], log: Path) -> float:
     return (time.perf_counter() - start) / 60
 
 
+def _check_options(folder: Path, name: str, args: list[str]) -> None:
+    """Refuses to resume a run made with other training options."""
+    path = folder / "options.json"
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    wanted = [str(a) for a in args]
+    if name in saved and saved[name] != wanted:
+        raise SystemExit(
+            f"error: {folder} holds a {name} run with other options "
+            f"(see {path}); give another --out"
+        )
+    if name not in saved:
+        write_json(path, {**saved, name: wanted})
+
+
 def timed(folder: Path, name: str, script: str, args: list[str]) -> float:
     """Runs ``script`` once; its minutes are kept in ``timing.json``."""
+    _check_options(folder, name, args)
     timing_file = folder / "timing.json"
     timing = (
         json.loads(timing_file.read_text()) if timing_file.is_file() else {}
@@ -154,11 +383,13 @@ def _report(
     scores: torch.Tensor,
     minutes: float,
     utt2family: dict[str, str],
+    **extra: Any,
 ) -> dict:
     """One JSON row: the metrics of scored trials, overall and by family."""
     metrics = verification_metrics([t[0] for t in trials], scores)
     return {
         "variant": variant,
+        **extra,
         "eer": round(metrics["eer"], 4),
         "min_dcf_0.01": round(metrics["min_dcf_0.01"], 4),
         "n_trials": len(trials),
@@ -167,12 +398,46 @@ def _report(
     }
 
 
+def _label(variant: str, stage: str, scoring: Scoring) -> str:
+    label = stage if variant == "base" else f"{variant}, {stage}"
+    return f"{label}, {scoring.suffix}" if scoring.suffix else label
+
+
+def n_parameters(module: torch.nn.Module) -> int:
+    """Trainable parameters of a module (buffers not counted).
+
+    Example
+    -------
+    >>> n_parameters(torch.nn.Linear(3, 2))
+    8
+    """
+    return sum(p.numel() for p in module.parameters())
+
+
+def _export_parameters(export: Path) -> int:
+    from deep_speaker_sb.inference import load_without_yaml
+
+    return n_parameters(load_without_yaml(export).mods["embedding_model"])
+
+
+def _seed_args(seed: int | None) -> list[str]:
+    return [] if seed is None else ["--seed", str(seed)]
+
+
 def run_variant(
-    variant: str, prep: Path, out: Path, utt2family: dict[str, str]
+    variant: str,
+    prep: Path,
+    folder: Path,
+    utt2family: dict[str, str],
+    *,
+    seed: int | None = None,
+    scorings: Sequence[Scoring] = (Scoring(),),
+    epochs_scale: float = 1.0,
 ) -> list[dict]:
-    """Trains and scores one variant; returns its JSON rows."""
+    """Trains and scores one variant (one seed) in ``folder``; returns its
+    JSON rows."""
     both, softmax_only = VARIANTS[variant]
-    folder = out / variant
+    both = [*both, *_seed_args(seed)]
     folder.mkdir(parents=True, exist_ok=True)
     softmax_min = timed(
         folder,
@@ -184,7 +449,8 @@ def run_variant(
             "--prep_folder", prep,
             "--skip_prep", "True",
             "--output_folder", folder / "softmax",
-            *MODEL, *SOFTMAX, *COMMON, *both, *softmax_only,
+            *MODEL, *scale_epochs(SOFTMAX, epochs_scale), *COMMON,
+            *both, *softmax_only,
         ],
     )  # fmt: skip
     triplet_min = timed(
@@ -196,27 +462,153 @@ def run_variant(
             "--prep_folder", prep,
             "--softmax_ckpt_folder", folder / "softmax" / "save",
             "--output_folder", folder / "triplet",
-            *MODEL, *TRIPLET, *COMMON, *both,
+            *MODEL, *scale_epochs(TRIPLET, epochs_scale), *COMMON, *both,
         ],
     )  # fmt: skip
     rows = []
     exports = [("softmax", "pretrained_init", softmax_min)]
     exports.append(("softmax+triplet", "pretrained", softmax_min + triplet_min))
-    for name, export, minutes in exports:
-        verify_out = folder / f"verify_{export}"
-        if not (verify_out / "scores.txt").is_file():
-            _run(
-                "verify.py",
-                [
-                    "--model", folder / "triplet" / export,
-                    "--csv", prep / "test.csv",
-                    "--out", verify_out,
-                ],
-                folder / "verify.log",
+    for stage, export, minutes in exports:
+        params = _export_parameters(folder / "triplet" / export)
+        for scoring in scorings:
+            name = "_".join(filter(None, ["verify", export, scoring.suffix]))
+            verify_out = folder / name
+            if not (verify_out / "scores.txt").is_file():
+                _run(
+                    "verify.py",
+                    [
+                        "--model", folder / "triplet" / export,
+                        "--csv", prep / "test.csv",
+                        "--out", verify_out,
+                        *scoring.verify_args(),
+                    ],
+                    folder / "verify.log",
+                )  # fmt: skip
+            trials, scores = read_scores(verify_out / "scores.txt")
+            label = _label(variant, stage, scoring)
+            rows.append(
+                _report(
+                    label, trials, scores, minutes, utt2family,
+                    seed=seed, params=params,
+                )
             )  # fmt: skip
-        label = name if variant == "base" else f"{variant}, {name}"
-        trials, scores = read_scores(verify_out / "scores.txt")
-        rows.append(_report(label, trials, scores, minutes, utt2family))
+    return rows
+
+
+def ecapa_yaml(folder: Path, block: str | None = None) -> Path:
+    """Writes ``<folder>/softmax.yaml``: ``hparams/softmax.yaml`` with the
+    ECAPA-TDNN (``block``, default :func:`ecapa_block`) as its model."""
+    text = (ROOT / "hparams" / "softmax.yaml").read_text(encoding="utf-8")
+    path = folder / "softmax.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as f:
+        f.write(swap_embedding_model(text, block or ecapa_block()))
+    return path
+
+
+def checkpoint_model(output_folder: Path) -> Any:
+    """The best checkpoint (validation accuracy) of a softmax run as a
+    model ``verify.py``'s evaluation takes (a :class:`deep_speaker_sb.
+    inference.PlainDeepSpeaker` of its features, normalizer and embedding
+    model, on the CPU, with the default speech check).
+
+    Arguments
+    ---------
+    output_folder : Path
+        The run's ``--output_folder`` (``hyperparams.yaml``, ``save/``).
+    """
+    from hyperpyyaml import load_hyperpyyaml
+
+    from deep_speaker_sb.checkpoints import load_best_parts
+    from deep_speaker_sb.embedding import EMBEDDING_MODULES
+    from deep_speaker_sb.inference import PlainDeepSpeaker
+
+    with open(output_folder / "hyperparams.yaml", encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f)
+    load_best_parts(
+        hparams["save_folder"],
+        hparams["modules"],
+        max_key="ACC",
+        missing=f"no softmax checkpoint in {hparams['save_folder']}",
+    )
+    mods = torch.nn.ModuleDict(
+        {k: hparams["modules"][k] for k in EMBEDDING_MODULES}
+    ).eval()
+    # the threshold is not used here (verify.py's at_threshold only)
+    return PlainDeepSpeaker(mods, int(hparams["sample_rate"]), threshold=0.5)
+
+
+def score_model(
+    model: Any, prep: Path, out: Path, scoring: Scoring
+) -> tuple[list[tuple[int, str, str]], torch.Tensor]:
+    """Scores ``prep``'s trials as ``verify.py`` does (the same
+    evaluation, options and files in ``out``); returns trials and
+    scores."""
+    from deep_speaker_sb import evaluation
+    from deep_speaker_sb.inference import Crops
+
+    trials, utts = evaluation.load_trials(
+        prep / "trials.txt", prep / "test.csv"
+    )
+    cohort = crops = top = None
+    if scoring.name == "asnorm":
+        cohort = evaluation.draw_cohort(
+            prep / "train.csv", scoring.cohort_size, exclude=list(utts)
+        )
+        top = scoring.top
+    if scoring.name == "crops":
+        crops = Crops(scoring.crops, scoring.crop_len)
+    result = evaluation.evaluate_trials(
+        model, trials, utts, cohort=cohort, top_n=top, crops=crops
+    )
+    evaluation.write_evaluation(out, result)
+    return result.trials, result.scores
+
+
+def run_ecapa(
+    prep: Path,
+    folder: Path,
+    utt2family: dict[str, str],
+    *,
+    seed: int | None = None,
+    scorings: Sequence[Scoring] = (Scoring(),),
+    epochs_scale: float = 1.0,
+) -> list[dict]:
+    """Trains the ECAPA-TDNN peer (AAM softmax stage) in ``folder`` and
+    scores its best checkpoint; returns its JSON rows."""
+    softmax = set_epochs(SOFTMAX, ECAPA_EPOCHS)
+    minutes = timed(
+        folder,
+        "softmax",
+        "train_softmax.py",
+        [
+            ecapa_yaml(folder),
+            "--data_folder", prep,
+            "--prep_folder", prep,
+            "--skip_prep", "True",
+            "--output_folder", folder / "softmax",
+            *ECAPA_OPTIONS, *scale_epochs(softmax, epochs_scale), *COMMON,
+            *_seed_args(seed),
+        ],
+    )  # fmt: skip
+    model = None
+    rows = []
+    for scoring in scorings:
+        name = "_".join(filter(None, ["verify", "softmax", scoring.suffix]))
+        out = folder / name
+        if model is None:
+            model = checkpoint_model(folder / "softmax")
+        if (out / "scores.txt").is_file():
+            trials, scores = read_scores(out / "scores.txt")
+        else:
+            trials, scores = score_model(model, prep, out, scoring)
+        rows.append(
+            _report(
+                _label(ECAPA, "AAM softmax", scoring),
+                trials, scores, minutes, utt2family,
+                seed=seed, params=n_parameters(model.mods["embedding_model"]),
+            )
+        )  # fmt: skip
     return rows
 
 
@@ -229,7 +621,7 @@ def mfcc_row(prep: Path, utt2family: dict[str, str]) -> dict:
     vectors = mean_mfcc_vectors([Path(utts[u].wav) for u in ids])
     vectors = torch.from_numpy(vectors - vectors.mean(0))
     scores = score_trials(trials, dict(zip(ids, vectors, strict=True)))
-    return _report("mfcc", trials, scores, 0.0, utt2family)
+    return _report("mfcc", trials, scores, 0.0, utt2family, params=0)
 
 
 def _utt2family(voices: Path | None, prep: Path) -> dict[str, str]:
@@ -249,27 +641,256 @@ def _utt2family(voices: Path | None, prep: Path) -> dict[str, str]:
     }
 
 
-def main() -> None:
-    """Parses the options and prints one JSON line per variant."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+# --------------------------------------------------------------------------
+# The summary over seeds
+# --------------------------------------------------------------------------
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample standard deviation (0 for one value), min and max.
+
+    Example
+    -------
+    >>> spread([0.10, 0.12, 0.14])
+    {'mean': 0.12, 'std': 0.02, 'min': 0.1, 'max': 0.14}
+    """
+    values = [float(v) for v in values]
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {
+        "mean": round(statistics.fmean(values), 6),
+        "std": round(std, 6),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def summarize_seeds(rows: Sequence[dict]) -> list[dict]:
+    """One entry per model (``variant`` label) over its seeds' rows.
+
+    Arguments
+    ---------
+    rows : sequence of dict
+        The JSON rows of every (variant, seed) run (``variant``, ``seed``,
+        the :data:`SUMMARY_METRICS`, ``params``).
+
+    Returns
+    -------
+    list of dict
+        In the order the models first appear: ``variant``, ``seeds``
+        (sorted; None for a row without a seed), ``n_seeds``, ``params``,
+        and per metric present in every row of the model its
+        :func:`spread` (``mean``, ``std``: sample standard deviation,
+        ``min``, ``max``).
+
+    Example
+    -------
+    >>> rows = [{"variant": "a", "seed": s, "eer": e, "params": 7}
+    ...         for s, e in ((1, 0.1), (2, 0.3))]
+    >>> summarize_seeds(rows + [{"variant": "mfcc", "eer": 0.4}])
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [{'variant': 'a', 'seeds': [1, 2], 'n_seeds': 2, 'params': 7,
+      'eer': {'mean': 0.2, 'std': 0.141421, 'min': 0.1, 'max': 0.3}},
+     {'variant': 'mfcc', 'seeds': [None], 'n_seeds': 1, 'params': None,
+      'eer': {'mean': 0.4, 'std': 0.0, 'min': 0.4, 'max': 0.4}}]
+    """
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["variant"], []).append(row)
+    out = []
+    for variant, group in groups.items():
+        seeds = sorted(
+            (r.get("seed") for r in group), key=lambda s: (s is None, s)
+        )
+        entry: dict[str, Any] = {
+            "variant": variant,
+            "seeds": seeds,
+            "n_seeds": len(group),
+            "params": group[0].get("params"),
+        }
+        for metric in SUMMARY_METRICS:
+            if all(metric in r for r in group):
+                entry[metric] = spread([r[metric] for r in group])
+        out.append(entry)
+    return out
+
+
+def _cell(stats: dict | None, percent: bool, digits: int = 2) -> str:
+    if stats is None:
+        return "–"
+    k = 100 if percent else 1
+    unit = "%" if percent else ""
+    mean, std = k * stats["mean"], k * stats["std"]
+    lo, hi = k * stats["min"], k * stats["max"]
+    text = f"{mean:.{digits}f}{unit}"
+    if lo != hi:
+        text += f" ± {std:.{digits}f} ({lo:.{digits}f}–{hi:.{digits}f})"
+    return text
+
+
+def summary_markdown(summary: Sequence[dict]) -> str:
+    """The seed summary as a markdown table: mean ± sample standard
+    deviation (min–max) over the seeds.
+
+    Example
+    -------
+    >>> rows = [{"variant": "a", "seed": s, "eer": e, "params": 7}
+    ...         for s, e in ((1, 0.1), (2, 0.3))]
+    >>> print(summary_markdown(summarize_seeds(rows)).splitlines()[-1])
+    | a | 2 | 20.00% ± 14.14 (10.00–30.00) | – | – | – | 7 | – |
+    """
+    lines = [
+        "| model | seeds | EER all | EER cross-family | EER same-family "
+        "| minDCF(0.01) | parameters | training minutes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in summary:
+        params = "–" if e.get("params") is None else f"{e['params']:,}"
+        cells = [
+            e["variant"],
+            str(e["n_seeds"]),
+            _cell(e.get("eer"), True),
+            _cell(e.get("eer_cross"), True),
+            _cell(e.get("eer_same"), True),
+            _cell(e.get("min_dcf_0.01"), False, 3),
+            params,
+            _cell(e.get("train_minutes"), False, 1),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(out: Path, rows: Sequence[dict]) -> list[dict]:
+    """Writes ``<out>/summary.json`` and ``<out>/summary.md``."""
+    summary = summarize_seeds(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(
+        out / "summary.json",
+        {
+            "spread": "mean, sample standard deviation (std), min, max "
+            "over the seeds",
+            "models": summary,
+        },
+    )
+    with atomic_write(out / "summary.md") as f:
+        f.write(
+            "Mean ± sample standard deviation (min–max) over the seeds.\n\n"
+        )
+        f.write(summary_markdown(summary))
+    return summary
+
+
+# --------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+    if not values or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"expected distinct seeds: {text!r}")
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     p.add_argument("--prep", type=Path, required=True, help="prepared data")
     p.add_argument("--voices", type=Path, help="voices.json of the corpus")
     p.add_argument("--out", type=Path, required=True, help="runs go here")
     p.add_argument(
         "--variants",
-        default="mfcc," + ",".join(VARIANTS),
-        help="comma-separated: mfcc and/or " + ", ".join(VARIANTS),
+        default=",".join(["mfcc", *TRAINED]),
+        help="comma-separated: mfcc and/or " + ", ".join(TRAINED),
     )
-    args = p.parse_args()
+    p.add_argument(
+        "--seeds",
+        type=_int_list,
+        default=None,
+        help="comma-separated seeds, e.g. 1,2,3: each variant once per "
+        "seed (<out>/<variant>/seed<N>/), then <out>/summary.{json,md}",
+    )
+    p.add_argument(
+        "--scoring",
+        default="cosine",
+        help="comma-separated: " + ", ".join(SCORINGS) + " (default cosine)",
+    )
+    p.add_argument("--cohort_size", type=int, default=1000, help="asnorm")
+    p.add_argument(
+        "--asnorm_top", type=int, default=100, help="asnorm: top K per side"
+    )
+    p.add_argument("--crops", type=int, default=3, help="crops per file")
+    p.add_argument(
+        "--crop_len", type=float, default=3.0, help="crop length (s)"
+    )
+    p.add_argument(
+        "--epochs_scale",
+        type=float,
+        default=1.0,
+        help="multiply every stage's epochs (at least 1; for smoke runs)",
+    )
+    args = p.parse_args(argv)
+    args.variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in args.variants if v not in ("mfcc", *TRAINED)]
+    if unknown:
+        p.error(f"unknown variant {unknown[0]!r}")
+    names = [s for s in args.scoring.split(",") if s]
+    if not names or any(s not in SCORINGS for s in names):
+        p.error(f"--scoring takes {', '.join(SCORINGS)}")
+    if args.seeds and "augment_seed2" in args.variants:
+        p.error(
+            "augment_seed2 is augment with --seed 2: with --seeds, use "
+            "--variants augment"
+        )
+    if not args.epochs_scale > 0:
+        p.error("--epochs_scale must be positive")
+    args.scorings = [
+        Scoring(
+            name,
+            cohort_size=args.cohort_size,
+            top=args.asnorm_top,
+            crops=args.crops,
+            crop_len=args.crop_len,
+        )
+        for name in names
+    ]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Prints one JSON line per scored model (and the seed summary)."""
+    args = parse_args(argv)
     utt2family = _utt2family(args.voices, args.prep)
-    for variant in args.variants.split(","):
+    rows = []
+    for variant in args.variants:
         if variant == "mfcc":
-            print(json.dumps(mfcc_row(args.prep, utt2family)), flush=True)
+            rows.append(mfcc_row(args.prep, utt2family))
+            print(json.dumps(rows[-1]), flush=True)
             continue
-        if variant not in VARIANTS:
-            raise SystemExit(f"error: unknown variant {variant!r}")
-        for row in run_variant(variant, args.prep, args.out, utt2family):
-            print(json.dumps(row), flush=True)
+        for seed in args.seeds or [None]:
+            folder = run_folder(args.out, variant, seed)
+            options = {
+                "seed": seed,
+                "scorings": args.scorings,
+                "epochs_scale": args.epochs_scale,
+            }
+            if variant == ECAPA:
+                new = run_ecapa(args.prep, folder, utt2family, **options)
+            else:
+                new = run_variant(
+                    variant, args.prep, folder, utt2family, **options
+                )
+            for row in new:
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    if args.seeds:
+        summary = write_summary(args.out, rows)
+        print(summary_markdown(summary), end="")
+        print(f"wrote {args.out / 'summary.json'}, {args.out / 'summary.md'}")
 
 
 if __name__ == "__main__":

@@ -124,5 +124,7 @@ class Embedder(Protocol):
         self, paths: Sequence[Pathlike], batch_size: int = 32
     ) -> SpeechEmbeddings:
         """The embeddings of the files that pass the speech check, and why
-        the others do not (each file read once)."""
+        the others do not (each file read once; ``DeepSpeaker``'s also
+        takes ``crops``, which :func:`~deep_speaker_sb.evaluation.
+        evaluate_trials` passes on only when it is given crops)."""
         ...

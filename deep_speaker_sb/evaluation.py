@@ -28,7 +28,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from speechbrain.utils.logger import get_logger
@@ -61,6 +61,9 @@ from deep_speaker_sb.scoring import (
     write_scores,
 )
 from deep_speaker_sb.utils import Pathlike, write_json
+
+if TYPE_CHECKING:  # inference imports this module (via register)
+    from deep_speaker_sb.inference import Crops
 
 logger = get_logger(__name__)
 
@@ -195,7 +198,10 @@ def draw_cohort(
 
 
 def embed_speech(
-    model: Embedder, utts: Sequence[Utterance], batch_size: int = 32
+    model: Embedder,
+    utts: Sequence[Utterance],
+    batch_size: int = 32,
+    crops: Crops | None = None,
 ) -> tuple[torch.Tensor, dict[str, str]]:
     """Embeds the utterances whose file passes the model's speech check;
     the others are left out (each file is read once, by the model's
@@ -209,6 +215,9 @@ def embed_speech(
         The utterances to embed.
     batch_size : int
         Files embedded per batch.
+    crops : deep_speaker_sb.inference.Crops, optional
+        Embed a file longer than ``crops.seconds`` as the mean of
+        ``crops.n`` crops (passed on to ``encode_speech_files``).
 
     Returns
     -------
@@ -232,8 +241,9 @@ def embed_speech(
     >>> embs.shape, refused
     (torch.Size([1, 2]), {'z': 'silence.wav holds no speech'})
     """
+    extra = {} if crops is None else {"crops": crops}
     result = model.encode_speech_files(
-        [u.wav for u in utts], batch_size=batch_size
+        [u.wav for u in utts], batch_size=batch_size, **extra
     )
     refused = {utts[i].utt_id: why for i, why in result.no_speech.items()}
     if refused:
@@ -300,6 +310,7 @@ def evaluate_trials(
     batch_size: int = 32,
     info: Mapping[str, Any] | None = None,
     durations: Mapping[str, float] | None = None,
+    crops: Crops | None = None,
 ) -> TrialsEvaluation:
     """Embeds the trial utterances, scores the trials and reports.
 
@@ -324,12 +335,16 @@ def evaluate_trials(
     durations : mapping, optional
         Utterance id -> seconds (:func:`manifest_durations`): adds
         ``eer_by_duration`` (:func:`duration_buckets` of the test side).
+    crops : deep_speaker_sb.inference.Crops, optional
+        Embed every trial (and cohort) file longer than ``crops.seconds``
+        as the mean of ``crops.n`` crops (see :func:`embed_speech`).
 
     Returns
     -------
     TrialsEvaluation
         The trials, their scores and the report: ``info``, ``n_trials``,
-        ``n_utterances``, ``embedding_seconds``, ``threshold``, the
+        ``n_utterances``, ``embedding_seconds``, ``threshold``, ``crops``
+        (None, or the crops' ``n`` and ``seconds``), the
         metrics of :func:`verification_metrics` on the scores,
         ``at_threshold`` (:func:`threshold_rates` of the cosine scores at
         the model's threshold), ``score`` (``"cosine similarity"`` or
@@ -379,7 +394,9 @@ def evaluate_trials(
     """
     utt_ids = sorted({u for _, e, t in trials for u in (e, t)})
     start = time.perf_counter()
-    embs, refused = embed_speech(model, [utts[u] for u in utt_ids], batch_size)
+    embs, refused = embed_speech(
+        model, [utts[u] for u in utt_ids], batch_size, crops
+    )
     seconds = time.perf_counter() - start
     scored = [t for t in trials if t[1] not in refused and t[2] not in refused]
     if refused:
@@ -405,6 +422,7 @@ def evaluate_trials(
         "no_speech": no_speech_entries(refused, utts),
         "embedding_seconds": round(seconds, 3),
         "threshold": model.threshold,
+        "crops": None if crops is None else dataclasses.asdict(crops),
     }
     raw_metrics = verification_metrics(labels, raw)
     report["at_threshold"] = threshold_rates(labels, raw, model.threshold)
@@ -413,7 +431,7 @@ def evaluate_trials(
     scores, metrics = raw, raw_metrics
     if cohort is not None:
         cohort_embs, cohort_refused = embed_speech(
-            model, cohort.utterances, batch_size
+            model, cohort.utterances, batch_size, crops
         )
         if len(cohort_embs) < 2:
             raise DataError(

@@ -35,6 +35,8 @@ decides at its EER operating point, or at a target false-accept rate
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -252,6 +254,74 @@ def check_backend(backend: str) -> str:
     return backend
 
 
+@dataclasses.dataclass(frozen=True)
+class Crops:
+    """Test-time crops: a file longer than ``seconds`` is embedded as the
+    L2-normalized mean of the embeddings of ``n`` evenly spaced crops of
+    ``seconds`` each (the first at its start, the last at its end; one
+    crop: the middle); a file of ``seconds`` or shorter is embedded whole.
+
+    Arguments
+    ---------
+    n : int
+        Crops per long file (at least 1).
+    seconds : float
+        Length of a crop (positive).
+
+    Example
+    -------
+    >>> Crops(3, 2.0).starts(5 * 8000, 8000)  # 5 s at 8 kHz
+    [0, 12000, 24000]
+    >>> Crops(3, 2.0).starts(2 * 8000, 8000) is None  # not longer: whole
+    True
+    >>> Crops(0, 2.0)
+    Traceback (most recent call last):
+    ...
+    deep_speaker_sb.errors.ConfigError: --crops must be at least 1, got 0
+    """
+
+    n: int
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if int(self.n) != self.n or self.n < 1:
+            raise ConfigError(f"--crops must be at least 1, got {self.n}")
+        if not (math.isfinite(self.seconds) and self.seconds > 0):
+            raise ConfigError(
+                f"--crop_len must be a positive number of seconds, got "
+                f"{self.seconds}"
+            )
+
+    def size(self, sample_rate: int) -> int:
+        """Samples in a crop at ``sample_rate``."""
+        return max(1, round(self.seconds * sample_rate))
+
+    def starts(self, n_samples: int, sample_rate: int) -> list[int] | None:
+        """First samples of the crops of ``n_samples`` samples of audio;
+        None when the audio is not longer than a crop (embedded whole)."""
+        size = self.size(sample_rate)
+        if n_samples <= size:
+            return None
+        room = n_samples - size
+        if self.n == 1:
+            return [room // 2]
+        return [round(k * room / (self.n - 1)) for k in range(self.n)]
+
+    def split(self, wav: torch.Tensor, sample_rate: int) -> list[torch.Tensor]:
+        """``wav`` ``[time]`` as its crops (or ``[wav]`` when short).
+
+        Example
+        -------
+        >>> [len(c) for c in Crops(2, 1.0).split(torch.zeros(24000), 8000)]
+        [8000, 8000]
+        """
+        starts = self.starts(len(wav), sample_rate)
+        if starts is None:
+            return [wav]
+        size = self.size(sample_rate)
+        return [wav[s : s + size] for s in starts]
+
+
 def audio_duration(path: Pathlike) -> float:
     """Duration in seconds from the header (0.0 when unreadable)."""
     try:
@@ -261,7 +331,193 @@ def audio_duration(path: Pathlike) -> float:
     return info.frames / max(info.samplerate, 1)
 
 
-class DeepSpeaker(Pretrained):
+class FileEmbedding:
+    """File embedding shared by :class:`DeepSpeaker` and
+    :class:`PlainDeepSpeaker`: the speech check of a file and batched
+    embedding of many files, optionally as the mean of crops (:class:`
+    Crops`).  The class using it has ``sample_rate``, ``audio_normalizer``,
+    ``speech_check``, ``emb_dim`` and ``encode_batch``.
+    """
+
+    sample_rate: int
+    audio_normalizer: AudioNormalizer
+    speech_check: SpeechCheck
+
+    def encode_batch(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``[batch, emb_dim]`` embeddings (the class using this defines
+        it)."""
+        raise NotImplementedError
+
+    @property
+    def emb_dim(self) -> int:
+        """The embedding dimension (the class using this defines it)."""
+        raise NotImplementedError
+
+    def check_speech(self, path: Pathlike) -> None:
+        """Raises :class:`~deep_speaker_sb.speech.NoSpeechError` when the
+        file cannot be speech (see :attr:`speech_check`)."""
+        load_speech(path, self.audio_normalizer, self.speech_check)
+
+    def encode_files(
+        self,
+        paths: Sequence[Pathlike],
+        batch_size: int = 32,
+        max_batch_seconds: float = 600.0,
+        require_speech: bool = True,
+        crops: Crops | None = None,
+    ) -> torch.Tensor:
+        """Embeds many files, batched with padding and relative lengths.
+
+        Files are sorted by duration so that each batch pads little; the
+        result follows the order of ``paths``.  Like :meth:`encode_file`,
+        a file that cannot be speech raises
+        :class:`~deep_speaker_sb.speech.NoSpeechError` unless
+        ``require_speech`` is False.
+
+        Arguments
+        ---------
+        paths : sequence of Pathlike
+            Audio files (any rate/channels).
+        batch_size : int
+            Most waveforms (files or crops) per batch.
+        max_batch_seconds : float
+            Most padded audio seconds per batch (bounds the memory).
+        require_speech : bool
+            Whether each file must pass the speech check.
+        crops : Crops, optional
+            Embed a file longer than ``crops.seconds`` as the
+            L2-normalized mean of its ``crops.n`` crops (a shorter file's
+            embedding is the same as without crops).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[len(paths), emb_dim]`` on the CPU.
+        """
+        embs, _ = self._encode_files(
+            paths, batch_size, max_batch_seconds, require_speech, False, crops
+        )
+        return embs
+
+    def encode_speech_files(
+        self,
+        paths: Sequence[Pathlike],
+        batch_size: int = 32,
+        max_batch_seconds: float = 600.0,
+        crops: Crops | None = None,
+    ) -> SpeechEmbeddings:
+        """Embeds the files that pass the speech check, each read once;
+        the others are left out and reported (the evaluations of
+        :mod:`deep_speaker_sb.evaluation` embed their files this way).
+
+        Arguments
+        ---------
+        paths : sequence of Pathlike
+            Audio files (any rate/channels).
+        batch_size, max_batch_seconds, crops
+            As in :meth:`encode_files`.
+
+        Returns
+        -------
+        SpeechEmbeddings
+            The embeddings of the files with speech (``[n, emb_dim]`` on
+            the CPU, in the order of ``paths``) and, by index in
+            ``paths``, why each other file holds no speech.
+        """
+        embs, no_speech = self._encode_files(
+            paths, batch_size, max_batch_seconds, True, True, crops
+        )
+        return SpeechEmbeddings(embs, dict(sorted(no_speech.items())))
+
+    def _encode_files(
+        self,
+        paths: Sequence[Pathlike],
+        batch_size: int,
+        max_batch_seconds: float,
+        require_speech: bool,
+        skip: bool,
+        crops: Crops | None,
+    ) -> tuple[torch.Tensor, dict[int, str]]:
+        """:meth:`encode_files`; with ``skip``, a file without speech is
+        left out and its index and reason returned instead of raising."""
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        paths = [Path(p) for p in paths]
+        longest_piece = math.inf if crops is None else crops.seconds
+        order = sorted(
+            range(len(paths)),
+            key=lambda i: min(audio_duration(paths[i]), longest_piece),
+        )
+        sums: list[torch.Tensor | None] = [None] * len(paths)
+        counts = [0] * len(paths)
+        no_speech: dict[int, str] = {}
+        batch: list[tuple[int, torch.Tensor]] = []
+
+        def flush():
+            wavs, lens = batch_pad_right([w for _, w in batch])
+            embs = self.encode_batch(wavs, lens).cpu()
+            for (i, _), e in zip(batch, embs, strict=True):
+                sums[i] = e if sums[i] is None else sums[i] + e
+                counts[i] += 1
+            batch.clear()
+
+        for i in order:
+            try:
+                wav = load_speech(
+                    paths[i],
+                    self.audio_normalizer,
+                    self.speech_check,
+                    require_speech,
+                )
+            except NoSpeechError as exc:
+                if not skip:
+                    raise
+                no_speech[i] = str(exc)
+                continue
+            pieces = (
+                [wav] if crops is None else crops.split(wav, self.sample_rate)
+            )
+            for piece in pieces:
+                longest = max([len(w) for _, w in batch] + [len(piece)])
+                padded = longest * (len(batch) + 1) / self.sample_rate
+                if batch and (
+                    len(batch) >= batch_size or padded > max_batch_seconds
+                ):
+                    flush()
+                batch.append((i, piece))
+        if batch:
+            flush()
+        kept = [
+            s if n == 1 else torch.nn.functional.normalize(s, dim=0)
+            for s, n in zip(sums, counts, strict=True)
+            if s is not None
+        ]
+        if not kept:
+            return torch.empty(0, self.emb_dim), no_speech
+        return torch.stack(kept), no_speech
+
+    def load_audio(self, path: Pathlike, savedir=None) -> torch.Tensor:
+        """Reads a file (soundfile) as mono ``[time]`` at the model's rate.
+
+        Arguments
+        ---------
+        path : Pathlike
+            Any file soundfile reads (WAV, FLAC, ...), any rate/channels.
+        savedir : None
+            Unused (kept for SpeechBrain's ``Pretrained`` signature).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[time]`` float32 on the CPU.
+        """
+        del savedir
+        return load_mono(path, self.audio_normalizer)
+
+
+class DeepSpeaker(FileEmbedding, Pretrained):
     """Deep Speaker (ResCNN) speaker embeddings and cosine verification.
 
     Build it with :meth:`from_hparams` on an export folder.  Embeddings are
@@ -531,24 +787,6 @@ class DeepSpeaker(Pretrained):
         model.use_operating_point(far)
         return model
 
-    def load_audio(self, path: Pathlike, savedir=None) -> torch.Tensor:
-        """Reads a file (soundfile) as mono ``[time]`` at the model's rate.
-
-        Arguments
-        ---------
-        path : Pathlike
-            Any file soundfile reads (WAV, FLAC, ...), any rate/channels.
-        savedir : None
-            Unused (kept for the parent's signature).
-
-        Returns
-        -------
-        torch.Tensor
-            ``[time]`` float32 on the CPU.
-        """
-        del savedir
-        return load_mono(path, self.audio_normalizer)
-
     def encode_batch(
         self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -605,130 +843,6 @@ class DeepSpeaker(Pretrained):
             path, self.audio_normalizer, self.speech_check, require_speech
         )
         return self.encode_batch(wav)[0].cpu()
-
-    def check_speech(self, path: Pathlike) -> None:
-        """Raises :class:`~deep_speaker_sb.speech.NoSpeechError` when the
-        file cannot be speech (see :attr:`speech_check`)."""
-        load_speech(path, self.audio_normalizer, self.speech_check)
-
-    def encode_files(
-        self,
-        paths: Sequence[Pathlike],
-        batch_size: int = 32,
-        max_batch_seconds: float = 600.0,
-        require_speech: bool = True,
-    ) -> torch.Tensor:
-        """Embeds many files, batched with padding and relative lengths.
-
-        Files are sorted by duration so that each batch pads little; the
-        result follows the order of ``paths``.  Like :meth:`encode_file`,
-        a file that cannot be speech raises
-        :class:`~deep_speaker_sb.speech.NoSpeechError` unless
-        ``require_speech`` is False.
-
-        Arguments
-        ---------
-        paths : sequence of Pathlike
-            Audio files (any rate/channels).
-        batch_size : int
-            Most files per batch.
-        max_batch_seconds : float
-            Most padded audio seconds per batch (bounds the memory).
-        require_speech : bool
-            Whether each file must pass the speech check.
-
-        Returns
-        -------
-        torch.Tensor
-            ``[len(paths), emb_dim]`` on the CPU.
-        """
-        embs, _ = self._encode_files(
-            paths, batch_size, max_batch_seconds, require_speech, skip=False
-        )
-        return embs
-
-    def encode_speech_files(
-        self,
-        paths: Sequence[Pathlike],
-        batch_size: int = 32,
-        max_batch_seconds: float = 600.0,
-    ) -> SpeechEmbeddings:
-        """Embeds the files that pass the speech check, each read once;
-        the others are left out and reported (the evaluations of
-        :mod:`deep_speaker_sb.evaluation` embed their files this way).
-
-        Arguments
-        ---------
-        paths : sequence of Pathlike
-            Audio files (any rate/channels).
-        batch_size, max_batch_seconds
-            As in :meth:`encode_files`.
-
-        Returns
-        -------
-        SpeechEmbeddings
-            The embeddings of the files with speech (``[n, emb_dim]`` on
-            the CPU, in the order of ``paths``) and, by index in
-            ``paths``, why each other file holds no speech.
-        """
-        embs, no_speech = self._encode_files(
-            paths, batch_size, max_batch_seconds, True, skip=True
-        )
-        return SpeechEmbeddings(embs, dict(sorted(no_speech.items())))
-
-    def _encode_files(
-        self,
-        paths: Sequence[Pathlike],
-        batch_size: int,
-        max_batch_seconds: float,
-        require_speech: bool,
-        skip: bool,
-    ) -> tuple[torch.Tensor, dict[int, str]]:
-        """:meth:`encode_files`; with ``skip``, a file without speech is
-        left out and its index and reason returned instead of raising."""
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        paths = [Path(p) for p in paths]
-        order = sorted(
-            range(len(paths)), key=lambda i: audio_duration(paths[i])
-        )
-        out: list[torch.Tensor | None] = [None] * len(paths)
-        no_speech: dict[int, str] = {}
-        batch: list[tuple[int, torch.Tensor]] = []
-
-        def flush():
-            wavs, lens = batch_pad_right([w for _, w in batch])
-            embs = self.encode_batch(wavs, lens).cpu()
-            for (i, _), e in zip(batch, embs, strict=True):
-                out[i] = e
-            batch.clear()
-
-        for i in order:
-            try:
-                wav = load_speech(
-                    paths[i],
-                    self.audio_normalizer,
-                    self.speech_check,
-                    require_speech,
-                )
-            except NoSpeechError as exc:
-                if not skip:
-                    raise
-                no_speech[i] = str(exc)
-                continue
-            longest = max([len(w) for _, w in batch] + [len(wav)])
-            padded = longest * (len(batch) + 1) / self.sample_rate
-            if batch and (
-                len(batch) >= batch_size or padded > max_batch_seconds
-            ):
-                flush()
-            batch.append((i, wav))
-        if batch:
-            flush()
-        kept = [e for e in out if e is not None]
-        if not kept:
-            return torch.empty(0, self.emb_dim), no_speech
-        return torch.stack(kept), no_speech
 
     @property
     def emb_dim(self) -> int:
@@ -912,7 +1026,7 @@ class DeepSpeaker(Pretrained):
         return saved
 
 
-class PlainDeepSpeaker(torch.nn.Module):
+class PlainDeepSpeaker(FileEmbedding, torch.nn.Module):
     """An export loaded without running its ``hyperparams.yaml``.
 
     Made by :func:`load_without_yaml`; embeds like
@@ -928,7 +1042,8 @@ class PlainDeepSpeaker(torch.nn.Module):
     threshold : float
         The decision threshold on cosine similarity.
     speech_check : SpeechCheck, optional
-        The thresholds of the speech check of :meth:`encode_file`.
+        The thresholds of the speech check of :meth:`encode_file` and
+        :meth:`check_speech` (default: :class:`SpeechCheck`'s).
     """
 
     def __init__(
@@ -944,6 +1059,11 @@ class PlainDeepSpeaker(torch.nn.Module):
         self.threshold = threshold
         self.speech_check = speech_check or SpeechCheck()
         self.audio_normalizer = AudioNormalizer(sample_rate, "avg-to-mono")
+
+    @property
+    def emb_dim(self) -> int:
+        """The embedding dimension."""
+        return int(self.mods["embedding_model"].config["emb_dim"])
 
     def encode_batch(
         self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
