@@ -32,6 +32,10 @@ Variants (``--variants``, default all):
 - ``augment_seed2``: ``augment`` with ``--seed 2`` (both stages), kept
   for the runs made before ``--seeds`` (``--variants augment --seeds
   1986,2`` is the same thing in the seed layout);
+- ``augment_real``: ``augment`` with SpecAugment masks and the channel
+  simulation (``--spec_augment True --channel_sim True``, issue #18);
+- ``augment_se_att``: ``augment`` with squeeze-excitation and attentive
+  statistics pooling (``--se_reduction 8 --pooling attentive_stats``);
 - ``ecapa``: the peer, SpeechBrain's ECAPA-TDNN
   (:class:`deep_speaker_sb.lobes.ecapa.EcapaTDNN`, CPU-budget width
   :data:`ECAPA_CHANNELS`, 128-dim embeddings, 0.69 M parameters against
@@ -134,6 +138,20 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     # a second seed of augment, from before --seeds (same as
     # --variants augment --seeds 2, in the old layout)
     "augment_seed2": (["--augment", "True", "--seed", "2"], []),
+    # issue #18's training-side options for real voices: SpecAugment masks
+    # and the channel simulation (EQ, level/clipping, low-bitrate codec,
+    # loudness) on top of augment
+    "augment_real": (
+        ["--augment", "True", "--spec_augment", "True"]
+        + ["--channel_sim", "True"],
+        [],
+    ),
+    # issue #18's lobe options: squeeze-excitation and attentive pooling
+    "augment_se_att": (
+        ["--augment", "True", "--se_reduction", "8"]
+        + ["--pooling", "attentive_stats"],
+        [],
+    ),
 }
 
 #: The ECAPA-TDNN peer (issue #18): its width at the CPU budget, and its
