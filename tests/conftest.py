@@ -39,8 +39,14 @@ HANG_TIMEOUT_S = 1800.0
 
 
 def load_script(name: str) -> ModuleType:
-    """Imports the top-level script ``name`` (e.g. ``"verify.py"``)."""
+    """Imports the top-level script ``name`` (e.g. ``"verify.py"``), once:
+    test files that load the same script share one module (a second copy
+    would replace the first in ``sys.modules``, and doctest would then
+    find no example of the first copy's functions)."""
     path = ROOT / name
+    loaded = sys.modules.get(f"_script_{path.stem}")
+    if loaded is not None and Path(loaded.__file__) == path:
+        return loaded
     spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     # registered first, as an import would: dataclasses look it up

@@ -34,7 +34,8 @@ COLD = {
 
 
 def test_docstring_examples_run():
-    assert doctest.testmod(bench).failed == 0
+    result = doctest.testmod(bench)
+    assert result.attempted >= 3 and result.failed == 0
 
 
 def test_every_clip_length_must_reach_the_ratio():
