@@ -815,9 +815,8 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line (see the module docstring)."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+def add_prep_folder(p: argparse.ArgumentParser) -> None:
+    """The required ``--prep_folder`` (``--prep``: its deprecated name)."""
     add_renamed_option(
         p,
         "--prep_folder",
@@ -826,6 +825,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         required=True,
         help="prepared data (data_prep.py)",
     )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    add_prep_folder(p)
     p.add_argument("--voices", type=Path, help="voices.json of the corpus")
     p.add_argument("--out", type=Path, required=True, help="runs go here")
     p.add_argument(

@@ -42,7 +42,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.accuracy import COMMON, MODEL, timed  # noqa: E402
+from bench.accuracy import (  # noqa: E402
+    COMMON,
+    MODEL,
+    add_prep_folder,
+    timed,
+)
 from deep_speaker_sb.dataio import (  # noqa: E402
     read_manifest,
     utterances,
@@ -50,7 +55,6 @@ from deep_speaker_sb.dataio import (  # noqa: E402
 )
 from deep_speaker_sb.evaluation import evaluate_trials  # noqa: E402
 from deep_speaker_sb.inference import DeepSpeaker  # noqa: E402
-from deep_speaker_sb.renames import add_renamed_option  # noqa: E402
 from deep_speaker_sb.scoring import read_trials  # noqa: E402
 
 #: Setting -> triplet-stage options of the fine-tune.
@@ -130,14 +134,7 @@ def score(model_dir: Path, prep: Path, trial_sets: dict) -> dict:
 def main() -> None:
     """Parses the options and prints one JSON line per model."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_renamed_option(
-        p,
-        "--prep_folder",
-        "--prep",
-        type=Path,
-        required=True,
-        help="prepared data (data_prep.py)",
-    )
+    add_prep_folder(p)
     p.add_argument("--voices", type=Path, required=True, help="voices.json")
     p.add_argument("--model", type=Path, required=True, help="export folder")
     p.add_argument("--out", type=Path, required=True, help="runs go here")

@@ -102,18 +102,15 @@ def add_renamed_option(
     required = bool(kwargs.pop("required", False))
     group = parser.add_mutually_exclusive_group(required=required)
     action = group.add_argument(new, **kwargs)
+    same = ("dest", "type", "nargs", "choices", "metavar")
     for spelling in olds:
         group.add_argument(
             spelling,
             action=_DeprecatedSpelling,
             new=new,
-            dest=action.dest,
-            type=action.type,
-            nargs=action.nargs,
-            choices=action.choices,
-            metavar=action.metavar,
             default=argparse.SUPPRESS,
             help=argparse.SUPPRESS,
+            **{key: getattr(action, key) for key in same},
         )
     return action
 
