@@ -3,21 +3,26 @@
 
 Usage::
 
-    python data_prep.py --data_folder /path/to/vivos --save_folder data/vivos8k
+    python data_prep.py --data_folder /path/to/vivos --prep_folder data/vivos8k
     python data_prep.py --corpus voxceleb --data_folder /data/voxceleb \\
-        --save_folder data/vox16k        # also folders, cnceleb, ...
+        --prep_folder data/vox16k        # also folders, cnceleb, ...
 
 ``--corpus`` (default ``vivos``) picks the layout: ``folders`` (one
 folder per speaker), ``voxceleb``, ``cnceleb``, ``librispeech``,
 ``vietnam_celeb``; see recipes/<Corpus>/README.md.
 
 Writes ``wavs/``, ``train.csv``, ``valid.csv``, ``test.csv``,
-``trials.txt``, ``skipped.csv`` and ``prep_summary.json`` into the save
-folder (see docs/DESIGN.md), and does nothing when they are already there,
-were made with the same options and every cached WAV they name exists.
-A full disk or an unwritable save folder stops it with one error line.
+``trials.txt``, ``skipped.csv`` and ``prep_summary.json`` into the
+prepared folder ``--prep_folder`` (see docs/DESIGN.md), and does nothing
+when they are already there, were made with the same options and every
+cached WAV they name exists.
+A full disk or an unwritable prepared folder stops it with one error line.
 ``--format shards`` also writes the train and valid segments as
 WebDataset tar shards (``shards/<split>/``; see README "Sharded data").
+
+Deprecated spellings (issue #20; they go in the next release, with a
+warning until then): ``--save_folder`` (``--prep_folder``), ``--seed``
+(``--prep_seed``), ``--num_workers`` (``--prep_workers``).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from deep_speaker_sb.data.vietnam_celeb import prepare_vietnam_celeb
 from deep_speaker_sb.data.vivos import prepare_vivos
 from deep_speaker_sb.data.voxceleb import prepare_voxceleb
 from deep_speaker_sb.errors import ConfigError
+from deep_speaker_sb.renames import add_renamed_option
 from deep_speaker_sb.utils import printable
 
 #: ``--corpus`` -> (its prepare function, its own options).
@@ -78,10 +84,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the corpus folder; for VIVOS the folder holding train/waves "
         "and test/waves (required)",
     )
-    p.add_argument(
+    add_renamed_option(
+        p,
+        "--prep_folder",
         "--save_folder",
         required=True,
-        help="where the WAV cache, manifests and reports go (required)",
+        help="the prepared folder: where the WAV cache, manifests and "
+        "reports go (required)",
     )
     p.add_argument(
         "--sample_rate",
@@ -120,13 +129,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "fewer exist)",
         ),
         (
-            "--seed",
+            "--prep_seed",
             int,
             PrepOptions.seed,
             "seed of the train/valid split and trials",
         ),
         (
-            "--num_workers",
+            "--prep_workers",
             int,
             PrepOptions.num_workers,
             "processes converting audio (the outputs do not depend on it)",
@@ -176,9 +185,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "segments per shard, at most (with --format shards)",
         )
     )
+    renamed = {"--prep_seed": "--seed", "--prep_workers": "--num_workers"}
     for flag, kind, default, text in options:
-        p.add_argument(
+        add_renamed_option(
+            p,
             flag,
+            renamed.get(flag, ()),
             type=kind,
             default=default,
             help=f"{text} (default: {default})",
@@ -198,7 +210,7 @@ def _corpus_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--test_speakers",
         help="folders: a file of test speaker ids (one a line), or how "
-        "many speakers to draw (with --seed)",
+        "many speakers to draw (with --prep_seed)",
     )
     g.add_argument(
         "--test_folder",
@@ -245,19 +257,19 @@ def prepare(args: argparse.Namespace) -> dict:
         min_dur=args.min_dur,
         valid_ratio=args.valid_ratio,
         num_trials=args.num_trials,
-        seed=args.seed,
-        num_workers=args.num_workers,
+        seed=args.prep_seed,
+        num_workers=args.prep_workers,
         trim_db=args.trim_db,
         trim_margin=args.trim_margin,
     )
     if prepare_fn is None:
-        return prepare_vivos(args.data_folder, args.save_folder, **options)
+        return prepare_vivos(args.data_folder, args.prep_folder, **options)
     kwargs = {name: getattr(args, name) for name in given}
     for name in ("train_splits", "test_splits", "train_folders"):
         if name in kwargs:
             kwargs[name] = [x for x in kwargs[name].split(",") if x]
     return prepare_fn(
-        args.data_folder, args.save_folder, PrepOptions(**options), **kwargs
+        args.data_folder, args.prep_folder, PrepOptions(**options), **kwargs
     )
 
 
@@ -332,9 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.format == "shards":
         splits = [*SHARD_SPLITS, *[SPEAKER_SPLIT] * args.speaker_shards]
         shards = write_shards(
-            args.save_folder,
+            args.prep_folder,
             shard_size=args.shard_size,
-            seed=args.seed,
+            seed=args.prep_seed,
             splits=splits,
             speaker_run=args.speaker_run,
         )

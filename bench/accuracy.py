@@ -12,7 +12,7 @@ trials between same-family (``eer_same``) and between cross-family
 
 Usage::
 
-    python bench/accuracy.py --prep bench_data/tts8k \\
+    python bench/accuracy.py --prep_folder bench_data/tts8k \\
         --voices bench_data/tts_corpus/voices.json --out bench_data/accuracy
     python bench/accuracy.py ... --variants mfcc,augment,ecapa --seeds 1,2,3
     python bench/accuracy.py ... --scoring cosine,asnorm,crops
@@ -88,6 +88,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.baseline_eer import mean_mfcc_vectors  # noqa: E402
 from deep_speaker_sb.dataio import read_manifest, utterances  # noqa: E402
+from deep_speaker_sb.renames import add_renamed_option  # noqa: E402
 from deep_speaker_sb.scoring import (  # noqa: E402
     read_scores,
     read_trials,
@@ -814,10 +815,22 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def add_prep_folder(p: argparse.ArgumentParser) -> None:
+    """The required ``--prep_folder`` (``--prep``: its deprecated name)."""
+    add_renamed_option(
+        p,
+        "--prep_folder",
+        "--prep",
+        type=Path,
+        required=True,
+        help="prepared data (data_prep.py)",
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    p.add_argument("--prep", type=Path, required=True, help="prepared data")
+    add_prep_folder(p)
     p.add_argument("--voices", type=Path, help="voices.json of the corpus")
     p.add_argument("--out", type=Path, required=True, help="runs go here")
     p.add_argument(
@@ -882,11 +895,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Prints one JSON line per scored model (and the seed summary)."""
     args = parse_args(argv)
-    utt2family = _utt2family(args.voices, args.prep)
+    utt2family = _utt2family(args.voices, args.prep_folder)
     rows = []
     for variant in args.variants:
         if variant == "mfcc":
-            rows.append(mfcc_row(args.prep, utt2family))
+            rows.append(mfcc_row(args.prep_folder, utt2family))
             print(json.dumps(rows[-1]), flush=True)
             continue
         for seed in args.seeds or [None]:
@@ -897,10 +910,10 @@ def main(argv: list[str] | None = None) -> None:
                 "epochs_scale": args.epochs_scale,
             }
             if variant == ECAPA:
-                new = run_ecapa(args.prep, folder, utt2family, **options)
+                new = run_ecapa(args.prep_folder, folder, utt2family, **options)
             else:
                 new = run_variant(
-                    variant, args.prep, folder, utt2family, **options
+                    variant, args.prep_folder, folder, utt2family, **options
                 )
             for row in new:
                 rows.append(row)

@@ -1,7 +1,7 @@
 """Baseline EER on the synthetic corpus: mean MFCC vectors, cosine scores.
 
 Generates the default synthetic corpus (30 train + 10 test speakers x 20
-utterances, seed 0) into a temporary folder, or reads ``--corpus DIR``,
+utterances, seed 0) into a temporary folder, or reads ``--data_folder DIR``,
 then for each *test* utterance computes the mean MFCC vector (c1..c19 of
 speechbrain's ``MFCC`` on the audio resampled to 8 kHz, over the frames
 within 35 dB of the loudest, i.e. without leading/trailing silence),
@@ -22,8 +22,8 @@ speakers stay distinguishable for this plain baseline.
 
 Usage::
 
-    python bench/baseline_eer.py [--corpus DIR] [--seed 0]
-    python bench/baseline_eer.py --corpus bench_data/tts_corpus \
+    python bench/baseline_eer.py [--data_folder DIR] [--seed 0]
+    python bench/baseline_eer.py --data_folder bench_data/tts_corpus \
         --voices bench_data/tts_corpus/voices.json
 """
 
@@ -46,6 +46,7 @@ from speechbrain.lobes.features import MFCC
 from speechbrain.utils.metric_stats import EER
 
 from deep_speaker_sb.data.synthetic import generate_corpus
+from deep_speaker_sb.renames import add_renamed_option
 
 SAMPLE_RATE = 8000
 
@@ -153,7 +154,12 @@ def eer_by_test_kind(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", help="existing corpus (default: make one)")
+    add_renamed_option(
+        parser,
+        "--data_folder",
+        "--corpus",
+        help="existing corpus (default: make one)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="corpus seed")
     parser.add_argument(
         "--vad_db",
@@ -177,7 +183,7 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        corpus = Path(args.corpus) if args.corpus else None
+        corpus = Path(args.data_folder) if args.data_folder else None
         if corpus is None:
             corpus = generate_corpus(
                 Path(tmp) / "corpus",
@@ -190,7 +196,7 @@ def main() -> None:
         speakers, vecs = utterance_vectors(corpus / "test", args.vad_db)
     overall = trial_eer(speakers, vecs)
     result = {
-        "corpus": "generated" if args.corpus is None else str(args.corpus),
+        "corpus": str(args.data_folder or "generated"),
         "seed": args.seed,
         "n_speakers": overall["n_speakers"],
         "n_utterances": overall["n_utterances"],
@@ -198,7 +204,7 @@ def main() -> None:
         "n_target": overall["n_target"],
         "features": f"mean MFCC c1-c19 @ {SAMPLE_RATE} Hz, vad {args.vad_db}",
         "eer": overall["eer"],
-        "generate_s": round(gen_s, 1) if args.corpus is None else None,
+        "generate_s": round(gen_s, 1) if args.data_folder is None else None,
     }
     if voices is not None:
         result["by_test"] = eer_by_test_kind(speakers, vecs, voices)

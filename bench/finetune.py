@@ -15,7 +15,7 @@ model: EER and minDCF(0.01) on both trial sets, and the training minutes.
 
 Usage::
 
-    python bench/finetune.py --prep bench_data/tts8k \\
+    python bench/finetune.py --prep_folder bench_data/tts8k \\
         --voices bench_data/tts_corpus/voices.json \\
         --model bench_data/accuracy/augment/triplet/pretrained \\
         --out bench_data/finetune
@@ -42,7 +42,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.accuracy import COMMON, MODEL, timed  # noqa: E402
+from bench.accuracy import (  # noqa: E402
+    COMMON,
+    MODEL,
+    add_prep_folder,
+    timed,
+)
 from deep_speaker_sb.dataio import (  # noqa: E402
     read_manifest,
     utterances,
@@ -129,7 +134,7 @@ def score(model_dir: Path, prep: Path, trial_sets: dict) -> dict:
 def main() -> None:
     """Parses the options and prints one JSON line per model."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--prep", type=Path, required=True, help="prepared data")
+    add_prep_folder(p)
     p.add_argument("--voices", type=Path, required=True, help="voices.json")
     p.add_argument("--model", type=Path, required=True, help="export folder")
     p.add_argument("--out", type=Path, required=True, help="runs go here")
@@ -138,12 +143,14 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
     adapt, held, same = split_speakers(args.voices)
-    data = make_adaptation_data(args.prep, adapt, args.out / "adapt_data")
+    data = make_adaptation_data(
+        args.prep_folder, adapt, args.out / "adapt_data"
+    )
     spk_of = {
         Path(r.wav).stem: r.spk_id
-        for r in read_manifest(args.prep / "test.csv")
+        for r in read_manifest(args.prep_folder / "test.csv")
     }
-    trials = read_trials(args.prep / "trials.txt")
+    trials = read_trials(args.prep_folder / "trials.txt")
     trial_sets = {
         "held_out": [
             t for t in trials if spk_of[t[1]] in held and spk_of[t[2]] in held
@@ -159,7 +166,7 @@ def main() -> None:
         ),
         "held_out_speakers": len(held),
     }
-    before = score(args.model, args.prep, trial_sets)
+    before = score(args.model, args.prep_folder, trial_sets)
     print(json.dumps({"model": "before", **info, **before}), flush=True)
     for name in args.settings.split(","):
         folder = args.out / name
@@ -177,7 +184,9 @@ def main() -> None:
                 *MODEL, *TRIPLET, *SETTINGS[name], *COMMON,
             ],
         )  # fmt: skip
-        row = score(folder / "triplet" / "pretrained", args.prep, trial_sets)
+        row = score(
+            folder / "triplet" / "pretrained", args.prep_folder, trial_sets
+        )
         row["train_minutes"] = round(minutes, 1)
         print(json.dumps({"model": name, **row}), flush=True)
 

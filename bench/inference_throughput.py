@@ -45,7 +45,7 @@ exits 1 when one is missed (or could not be measured).  The EER half of
 
 Usage::
 
-    python bench/inference_throughput.py [--prep bench_data/tts8k]
+    python bench/inference_throughput.py [--prep_folder bench_data/tts8k]
         [--budget FOLDER] [--threads 1 2] [--min_time 1.5] [--check]
 """
 
@@ -66,6 +66,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+
+from deep_speaker_sb.renames import add_renamed_option
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PREP = ROOT / "bench_data" / "tts8k"
@@ -366,7 +368,7 @@ def cold_start(folder: Path, clip: Path, precision: str) -> dict:
         "import time; t = time.perf_counter()\n"
         "from deep_speaker_sb import runtime\n"
         f"m = runtime.OnnxSpeaker({str(folder)!r}, {precision!r}, threads=1)\n"
-        f"m.embed([{str(clip)!r}])\n"
+        f"m.encode_files([{str(clip)!r}])\n"
         "print(time.perf_counter() - t)\n"
     )
     start = time.perf_counter()
@@ -406,7 +408,9 @@ def time_scoring(n_trials: int, n_utts: int = 2000, dim: int = 512) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--prep", type=Path, default=DEFAULT_PREP)
+    add_renamed_option(
+        p, "--prep_folder", "--prep", type=Path, default=DEFAULT_PREP
+    )
     p.add_argument("--budget", type=Path, default=None)
     p.add_argument("--seconds", type=float, nargs="+", default=[3.0, 10.0])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
@@ -440,8 +444,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        clips = make_clips(args.prep, tmp, args.seconds)
-        folders = export_models(tmp, args.prep, budget)
+        clips = make_clips(args.prep_folder, tmp, args.seconds)
+        folders = export_models(tmp, args.prep_folder, budget)
         try:
             import resemblyzer  # noqa: F401
 

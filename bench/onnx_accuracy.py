@@ -13,7 +13,7 @@ Usage::
 
     python bench/onnx_accuracy.py \\
         --model bench_data/accuracy/augment/triplet/pretrained \\
-        --prep bench_data/tts8k
+        --prep_folder bench_data/tts8k
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from deep_speaker_sb import evaluation
 from deep_speaker_sb.export import record_onnx
 from deep_speaker_sb.inference import DeepSpeaker, load_parts
 from deep_speaker_sb.onnx_export import ONNX_FILE, add_onnx
+from deep_speaker_sb.renames import add_renamed_option
 from deep_speaker_sb.runtime import open_session
 
 DYNAMIC_FILE = "embedding_model.int8-dynamic.onnx"
@@ -61,12 +62,18 @@ def quantize_dynamic(folder: Path) -> Path:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="export folder")
-    p.add_argument("--prep", required=True, help="prepared corpus folder")
+    add_renamed_option(
+        p,
+        "--prep_folder",
+        "--prep",
+        required=True,
+        help="prepared corpus folder",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch_size", type=int, default=16)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    prep = Path(args.prep)
+    prep = Path(args.prep_folder)
     trials, utts = evaluation.load_trials(
         prep / "trials.txt", prep / "test.csv"
     )

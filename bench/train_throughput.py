@@ -19,7 +19,7 @@ per stage, emb 128, 40 mels) and the narrow demo model (8-16-32-64, emb
   throughput of a large float32 matmul on the same device (the
   ``"kind": "matmul"`` line).
 
-**Data path** (``"kind": "data"``, with ``--data PREP_FOLDER``): the
+**Data path** (``"kind": "data"``, with ``--prep_folder PREP_FOLDER``): the
 softmax stage's training batches (``--batch`` random crops of
 ``--seconds`` s) as the stage builds them
 (:func:`deep_speaker_sb.brains.softmax.dataio_prep`), from the CSV
@@ -35,9 +35,9 @@ Usage:
     python bench/train_throughput.py                 # CPU (+ CUDA if any)
     python bench/train_throughput.py --device cpu --models demo --steps 5
     python bench/train_throughput.py --device cpu --threads 1 \\
-        --data bench_data/tts8k --precision fp32 bf16
+        --prep_folder bench_data/tts8k --precision fp32 bf16
     python bench/train_throughput.py --device cuda --precision fp32 bf16 \\
-        --models paper cpu_budget --data data/vivos8k
+        --models paper cpu_budget --prep_folder data/vivos8k
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from deep_speaker_sb.brains.softmax import SpeakerClassifier, dataio_prep
 from deep_speaker_sb.features import Features
 from deep_speaker_sb.lobes.rescnn import ResCNN
+from deep_speaker_sb.renames import add_renamed_option
 
 MODELS = {
     "paper": {"channels": (64, 128, 256, 512), "emb_dim": 512, "n_mels": 64},
@@ -284,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="torch CPU threads (0: torch's default)",
     )
-    parser.add_argument(
+    add_renamed_option(
+        parser,
+        "--prep_folder",
         "--data",
         type=Path,
         default=None,
@@ -307,19 +310,26 @@ def main(argv: list[str] | None = None) -> int:
             print("error: CUDA is not available", file=sys.stderr)
             return 1
         devices.remove("cuda")
-    if args.data is not None and not (args.data / "train.csv").is_file():
-        print(f"error: no train.csv in {args.data}", file=sys.stderr)
+    if (
+        args.prep_folder is not None
+        and not (args.prep_folder / "train.csv").is_file()
+    ):
+        print(f"error: no train.csv in {args.prep_folder}", file=sys.stderr)
         return 1
 
     data: list[dict] = []
-    if args.data is not None:
+    if args.prep_folder is not None:
         formats = ["csv"]
-        if (args.data / "shards/train/shardlist.json").is_file():
+        if (args.prep_folder / "shards/train/shardlist.json").is_file():
             formats.append("shards")
         for data_format in formats:
             for workers in args.workers:
                 res = bench_data(
-                    args.data, data_format, workers, args.batch, args.seconds
+                    args.prep_folder,
+                    data_format,
+                    workers,
+                    args.batch,
+                    args.seconds,
                 )
                 print(json.dumps(res), flush=True)
                 data.append(res)

@@ -7,8 +7,9 @@ holds about K of every speaker; segments of speakers that cannot fill K
 are dropped.  ``train_by_speaker`` (``data_prep.py --speaker_shards``)
 keeps each speaker's segments together.  This script writes both layouts
 of a prepared folder into a temporary folder and, for each buffer size,
-counts the segments read to make one epoch of batches (the YAML's P and
-K; one rank, one worker) against the segments the batches use.  One JSON
+counts the segments read to make one epoch of batches (the YAML's P,
+``speakers_per_batch``, and K, ``n_per_speaker``; one rank, one worker)
+against the segments the batches use.  One JSON
 line per layout and buffer size.
 
 ``--speaker_size N`` emulates a corpus of many speakers (VoxCeleb2 has
@@ -18,9 +19,10 @@ parts in manifest order).
 
 Usage::
 
-    python bench/triplet_shards.py --prep bench_data/tts8k \\
-        [--shard_size 500] [--buffers 128 512 2000] [--P 16] [--K 4]
-        [--speaker_run 8] [--speaker_size 8]
+    python bench/triplet_shards.py --prep_folder bench_data/tts8k \\
+        [--shard_size 500] [--buffers 128 512 2000]
+        [--speakers_per_batch 16] [--n_per_speaker 4] [--speaker_run 8]
+        [--speaker_size 8]
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from deep_speaker_sb.data import shards  # noqa: E402
 from deep_speaker_sb.dataio import read_manifest, write_manifest  # noqa: E402
 from deep_speaker_sb.errors import UserError  # noqa: E402
+from deep_speaker_sb.renames import add_renamed_option  # noqa: E402
 
 
 def measure(
@@ -82,17 +85,23 @@ def measure(
 def main() -> None:
     """Writes both layouts, then one JSON line per layout and buffer."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--prep", type=Path, default=Path("bench_data/tts8k"))
+    add_renamed_option(
+        ap,
+        "--prep_folder",
+        "--prep",
+        type=Path,
+        default=Path("bench_data/tts8k"),
+    )
     ap.add_argument("--shard_size", type=int, default=500)
     ap.add_argument("--buffers", type=int, nargs="+", default=[128, 512, 2000])
-    ap.add_argument("--P", type=int, default=16)
-    ap.add_argument("--K", type=int, default=4)
+    add_renamed_option(ap, "--speakers_per_batch", "--P", type=int, default=16)
+    add_renamed_option(ap, "--n_per_speaker", "--K", type=int, default=4)
     ap.add_argument("--speaker_run", type=int, default=8)
     ap.add_argument("--speaker_size", type=int, default=0)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="triplet_shards_"))
     try:
-        rows = read_manifest(args.prep / "train.csv")  # absolute paths
+        rows = read_manifest(args.prep_folder / "train.csv")  # absolute paths
         if args.speaker_size > 0:  # equal parts of about speaker_size
             total = Counter(row.spk_id for row in rows)
             seen: Counter = Counter()
@@ -111,18 +120,23 @@ def main() -> None:
             speaker_run=args.speaker_run,
         )
         segments = info["train"]["segments"]
-        batches = max(1, segments // (args.P * args.K))
+        batches = max(
+            1, segments // (args.speakers_per_batch * args.n_per_speaker)
+        )
         for split in ("train", shards.SPEAKER_SPLIT):
             for buffer in args.buffers:
                 row = measure(
                     shards.shard_folder(tmp, split),
-                    args.P, args.K, buffer, batches,
-                )  # fmt: skip
+                    args.speakers_per_batch,
+                    args.n_per_speaker,
+                    buffer,
+                    batches,
+                )
                 row = {
                     "layout": split,
                     "buffer": buffer,
-                    "P": args.P,
-                    "K": args.K,
+                    "P": args.speakers_per_batch,
+                    "K": args.n_per_speaker,
                     "speakers": info["train"]["speakers"],
                     "segments": segments,
                     **row,

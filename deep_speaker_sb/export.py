@@ -243,6 +243,8 @@ def card_text(
 
     ``card`` keys shown first when present: ``data``, ``epochs``,
     ``valid_eer`` (fraction), ``seed``; any other key follows as is.
+    The normalization row names ``norm_cfg``'s ``norm_type`` (the
+    argument of ``InputNormalization``) ``feature_norm``, the YAML's.
 
     Example
     -------
@@ -250,6 +252,8 @@ def card_text(
     ...                  0.61, 1000, Features().config,
     ...                  {"channels": [4]}, {"norm_type": "sentence"})
     >>> "| validation EER | 5.00% |" in text
+    True
+    >>> "| normalization | feature_norm=sentence |" in text
     True
     """
     rows = []
@@ -272,7 +276,11 @@ def card_text(
         )
     )
     rows.append(("features", _fmt(features_config)))
-    rows.append(("normalization", _fmt(norm_cfg)))
+    shown = {
+        ("feature_norm" if k == "norm_type" else k): v
+        for k, v in norm_cfg.items()
+    }
+    rows.append(("normalization", _fmt(shown)))
     rows.append(("ResCNN", _fmt(model_config)))
     rows += [(str(k), _fmt(v)) for k, v in card.items()]
     stamp = datetime.datetime.now(datetime.timezone.utc)

@@ -153,7 +153,7 @@ class OnnxEmbedder(nn.Module):
             raise ConfigError(
                 "batch normalization of the features depends on the other "
                 "utterances of a batch and does not export; train with "
-                "norm_type sentence or global"
+                "feature_norm sentence or global"
             )
         self.features = OnnxFeatures(compute_features)
         self.norm = mean_var_norm

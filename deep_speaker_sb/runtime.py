@@ -7,8 +7,8 @@ stack::
 
     from deep_speaker_sb import runtime
     model = runtime.OnnxSpeaker("results/triplet/1986/pretrained")
-    embs = model.embed(["a.wav", "b.wav"])        # [2, emb_dim], unit norm
-    score = runtime.score(embs[0], embs[1])       # cosine similarity
+    embs = model.encode_files(["a.wav", "b.wav"])  # [2, emb_dim], unit norm
+    score = runtime.similarity(embs[0], embs[1])   # cosine similarity
     same = score > model.threshold
     verdict = model.verify_pair("a.wav", "b.wav")  # + LLR, posterior
 
@@ -27,6 +27,11 @@ numpy only, with the export's ``speech_check`` thresholds): silence,
 steady noise, tones and hum raise
 :class:`~deep_speaker_sb.speech.NoSpeechError` instead of landing near
 some speaker (``require_speech=False`` skips it).
+
+The names are ``DeepSpeaker``'s: ``encode_files`` and ``similarity``
+(issue #20); ``embed`` and ``score`` (the method and the module's
+functions) are their deprecated names, which warn
+(``DeprecationWarning``) and go in the next release.
 
 Authors
  * deep-speaker-sb contributors
@@ -50,6 +55,7 @@ from deep_speaker_sb.calibration import (
     Verdict,
 )
 from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
+from deep_speaker_sb.renames import renamed_alias
 from deep_speaker_sb.speech import SpeechCheck, check_speech
 from deep_speaker_sb.utils import Pathlike
 
@@ -203,6 +209,23 @@ def read_json_object(path: Pathlike, how: str) -> dict[str, Any]:
     return value
 
 
+def similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
+    """Cosine similarity of embeddings over the last axis (broadcasting).
+
+    Example
+    -------
+    >>> round(similarity(np.array([1.0, 0.0]), np.array([1.0, 1.0])), 4)
+    0.7071
+    >>> similarity(np.eye(2), np.array([0.0, 2.0])).tolist()
+    [0.0, 1.0]
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    dot = (a * b).sum(-1)
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    value = dot / np.maximum(norms, 1e-12)
+    return float(value) if np.ndim(value) == 0 else value
+
+
 class OnnxSpeaker:
     """An export folder's ONNX graph, with files in and embeddings out.
 
@@ -312,7 +335,7 @@ class OnnxSpeaker:
         file cannot be speech."""
         self.load_speech(path)
 
-    def embed(
+    def encode_files(
         self,
         paths: Sequence[Pathlike],
         batch_size: int = 16,
@@ -336,6 +359,11 @@ class OnnxSpeaker:
             out[idx] = self.embed_waveforms(*pad_batch([waves[i] for i in idx]))
         return out
 
+    embed = renamed_alias(encode_files, "embed")
+    #: Cosine similarity over the last axis (broadcasting), as
+    #: ``DeepSpeaker.similarity``.
+    similarity = staticmethod(similarity)
+
     def verify(
         self, path_a: Pathlike, path_b: Pathlike, require_speech: bool = True
     ) -> tuple[float, bool]:
@@ -343,8 +371,8 @@ class OnnxSpeaker:
         (a file that cannot be speech raises
         :class:`~deep_speaker_sb.speech.NoSpeechError` unless
         ``require_speech`` is False)."""
-        a, b = self.embed([path_a, path_b], 1, require_speech)
-        value = float(score(a, b))
+        a, b = self.encode_files([path_a, path_b], 1, require_speech)
+        value = float(similarity(a, b))
         return value, value > self.threshold
 
     @property
@@ -364,30 +392,13 @@ class OnnxSpeaker:
     ) -> Verdict:
         """The verdict on two files: cosine, LLR, posterior at ``prior``
         and the operating point that decided (both files speech-checked)."""
-        a, b = self.embed([path_a, path_b], batch_size=1)
+        a, b = self.encode_files([path_a, path_b], batch_size=1)
         return self.score_calibration.verdict(
-            float(score(a, b)), self.operating_point, prior
+            float(similarity(a, b)), self.operating_point, prior
         )
 
 
-def score(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
-    """Cosine similarity of embeddings over the last axis (broadcasting).
-
-    Example
-    -------
-    >>> round(score(np.array([1.0, 0.0]), np.array([1.0, 1.0])), 4)
-    0.7071
-    >>> score(np.eye(2), np.array([0.0, 2.0])).tolist()
-    [0.0, 1.0]
-    """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    dot = (a * b).sum(-1)
-    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-    value = dot / np.maximum(norms, 1e-12)
-    return float(value) if np.ndim(value) == 0 else value
-
-
-def embed(
+def encode_files(
     paths: Sequence[Pathlike],
     model: Pathlike | OnnxSpeaker,
     precision: str = "fp32",
@@ -398,4 +409,8 @@ def embed(
     speech-checked unless ``require_speech`` is False."""
     if not isinstance(model, OnnxSpeaker):
         model = OnnxSpeaker(model, precision)
-    return model.embed(paths, require_speech=require_speech)
+    return model.encode_files(paths, require_speech=require_speech)
+
+
+embed = renamed_alias(encode_files, "embed")
+score = renamed_alias(similarity, "score")

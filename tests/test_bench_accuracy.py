@@ -125,7 +125,7 @@ def test_run_layout_and_options(tmp_path):
     assert bench.run_folder(tmp_path, "base", None) == tmp_path / "base"
     assert bench.run_folder(tmp_path, "ecapa", 3) == tmp_path / "ecapa/seed3"
     args = bench.parse_args(
-        ["--prep", "p", "--out", "o", "--variants", "mfcc,ecapa",
+        ["--prep_folder", "p", "--out", "o", "--variants", "mfcc,ecapa",
          "--seeds", "1,2,3", "--scoring", "cosine,asnorm,crops",
          "--asnorm_top", "50", "--crops", "2"]
     )  # fmt: skip
@@ -146,7 +146,7 @@ def test_run_layout_and_options(tmp_path):
         ["--epochs_scale", "0"],
     ):
         with pytest.raises(SystemExit):
-            bench.parse_args(["--prep", "p", "--out", "o", *bad])
+            bench.parse_args(["--prep_folder", "p", "--out", "o", *bad])
     # a run folder refuses to resume with other training options
     bench._check_options(tmp_path, "softmax", ["--lr", "1"])
     bench._check_options(tmp_path, "softmax", ["--lr", "1"])

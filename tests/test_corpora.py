@@ -290,7 +290,7 @@ def test_voxceleb2_needs_ffmpeg(vox_root: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "no_programs"))
     data_prep = load_script("data_prep.py")
     argv = ["--corpus", "voxceleb", "--data_folder", str(root)]
-    argv += ["--save_folder", str(tmp_path / "p")]
+    argv += ["--prep_folder", str(tmp_path / "p")]
     with pytest.raises(ConfigError, match="install ffmpeg"):
         data_prep.main(argv)
     # a fake ffmpeg that "decodes" (the .m4a files hold WAV) as ffmpeg does
@@ -492,7 +492,7 @@ def test_vietnam_celeb_e_and_h(tmp_path: Path):
 def test_cli_corpus_option_refused(tmp_path: Path, capsys):
     data_prep = load_script("data_prep.py")
     argv = ["--corpus", "librispeech", "--trials", "x.txt"]
-    argv += ["--data_folder", str(tmp_path), "--save_folder", str(tmp_path)]
+    argv += ["--data_folder", str(tmp_path), "--prep_folder", str(tmp_path)]
     assert run_cli(lambda: data_prep.main(argv)) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
@@ -508,7 +508,7 @@ def test_cli_missing_data_folder(tmp_path: Path, capsys, corpus: str):
     data_prep = load_script("data_prep.py")
     save = tmp_path / "prep"
     argv = ["--corpus", corpus, "--data_folder", str(tmp_path / "nope")]
-    argv += ["--save_folder", str(save)]
+    argv += ["--prep_folder", str(save)]
     argv += ["--test_speakers", "2"] if corpus == "folders" else []
     assert run_cli(lambda: data_prep.main(argv)) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -521,7 +521,7 @@ def test_cli_folders_prints_and_skips(
 ):
     data_prep = load_script("data_prep.py")
     argv = ["--corpus", "folders", "--data_folder", str(own_root)]
-    argv += ["--save_folder", str(tmp_path), "--test_speakers", "2"]
+    argv += ["--prep_folder", str(tmp_path), "--test_speakers", "2"]
     assert run_cli(lambda: data_prep.main(argv)) == 0
     out = capsys.readouterr().out
     assert "test :    2 speakers" in out

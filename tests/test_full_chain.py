@@ -50,7 +50,7 @@ def chain(tiny_corpus: Path, tmp_path_factory) -> dict[str, Path]:
         run_script(
             "data_prep.py",
             "--data_folder", tiny_corpus,
-            "--save_folder", prep,
+            "--prep_folder", prep,
             "--valid_ratio", "0.34",
             cwd=work,
         )

@@ -20,6 +20,7 @@ import soundfile as sf
 import torch
 from speechbrain.processing.features import InputNormalization
 
+from deep_speaker_sb import runtime as rt
 from deep_speaker_sb.embedding import EMBEDDING_MODULES, compute_embeddings
 from deep_speaker_sb.errors import ConfigError, MissingFileError
 from deep_speaker_sb.export import export_pretrained
@@ -32,7 +33,7 @@ from deep_speaker_sb.onnx_export import (
     OPSET,
     OnnxFeatures,
 )
-from deep_speaker_sb.runtime import OnnxSpeaker, score
+from deep_speaker_sb.runtime import OnnxSpeaker, similarity
 from deep_speaker_sb.speech import NoSpeechError
 from tests.conftest import (
     HANG_TIMEOUT_S,
@@ -240,7 +241,7 @@ except ImportError:
 from deep_speaker_sb import runtime
 from deep_speaker_sb.speech import NoSpeechError
 model = runtime.OnnxSpeaker(sys.argv[1], threads=1)
-embs = runtime.embed(sys.argv[2:4], model)
+embs = runtime.encode_files(sys.argv[2:4], model)
 try:
     model.verify(*sys.argv[4:6])
     sys.exit("two silences verified")
@@ -249,7 +250,7 @@ except NoSpeechError as exc:
 loose = model.verify(*sys.argv[4:6], require_speech=False)
 assert not [m for m in sys.modules if m.split(".")[0] == "torch"]
 print(json.dumps({"embs": embs.tolist(),
-                  "score": runtime.score(embs[0], embs[1]),
+                  "score": runtime.similarity(embs[0], embs[1]),
                   "threshold": model.threshold,
                   "refused": refused, "loose": loose[0]}))
 """
@@ -304,7 +305,7 @@ def test_runtime_refuses_non_speech(exported, tmp_path):
         with pytest.raises(NoSpeechError, match=f"{a}.wav holds no speech"):
             model.verify(path[a], path[b])
         with pytest.raises(NoSpeechError, match=f"{b}.wav holds no speech"):
-            model.embed([path["speech"], path[b]])
+            model.encode_files([path["speech"], path[b]])
         assert -1 <= model.verify(path[a], path[b], require_speech=False)[0]
     model.check_speech(path["speech"])
     # the export's own thresholds (config.json's speech_check) are used
@@ -314,7 +315,7 @@ def test_runtime_refuses_non_speech(exported, tmp_path):
     config["speech_check"]["min_speech_seconds"] = 10.0
     (strict / "config.json").write_text(json.dumps(config))
     with pytest.raises(NoSpeechError, match="needs 10 s"):
-        OnnxSpeaker(strict).embed([path["speech"]])
+        OnnxSpeaker(strict).encode_files([path["speech"]])
 
 
 def test_runtime_resamples_and_scores(exported, tmp_path):
@@ -324,12 +325,21 @@ def test_runtime_resamples_and_scores(exported, tmp_path):
     up = np.repeat(wav, 2)  # crude 16 kHz copy: resampled back to 8 kHz
     sf.write(tmp_path / "8k.wav", wav, SR)
     sf.write(tmp_path / "16k.wav", np.stack([up, up], axis=1), 2 * SR)
-    embs = model.embed([tmp_path / "8k.wav", tmp_path / "16k.wav"])
+    files = [tmp_path / "8k.wav", tmp_path / "16k.wav"]
+    embs = model.encode_files(files)
     assert embs.shape == (2, 24)
     assert np.allclose(np.linalg.norm(embs, axis=1), 1.0, atol=1e-4)
-    assert score(embs[0], embs[1]) > 0.9
+    assert similarity(embs[0], embs[1]) > 0.9
+    assert model.similarity(embs[0], embs[1]) == similarity(embs[0], embs[1])
     with pytest.raises(MissingFileError, match="audio file not found"):
-        model.embed([tmp_path / "missing.wav"])
+        model.encode_files([tmp_path / "missing.wav"])
+    # issue #20: embed / score are the deprecated names, for one release
+    with pytest.warns(DeprecationWarning, match="embed is deprecated; use "):
+        assert np.array_equal(model.embed(files), embs)
+    with pytest.warns(DeprecationWarning, match="embed is deprecated; use "):
+        assert np.array_equal(rt.embed(files, model), embs)
+    with pytest.warns(DeprecationWarning, match="score is deprecated; use "):
+        assert rt.score(embs[0], embs[1]) == similarity(embs[0], embs[1])
     with pytest.raises(ConfigError, match="precision"):
         OnnxSpeaker(folder, precision="fp16")
 

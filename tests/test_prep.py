@@ -432,7 +432,7 @@ def test_vivos_defaults_are_prep_options_defaults():
     default = PrepOptions()
     params = inspect.signature(prepare_vivos).parameters
     data_prep = load_script("data_prep.py")
-    args = data_prep.parse_args(["--data_folder", "d", "--save_folder", "s"])
+    args = data_prep.parse_args(["--data_folder", "d", "--prep_folder", "s"])
     assert data_prep.DEFAULT_RATES["vivos"] == default.sample_rate
     text = (ROOT / "hparams" / "softmax.yaml").read_text(encoding="utf-8")
     in_yaml = {"seed": "prep_seed", "num_workers": "prep_workers"}
@@ -440,7 +440,8 @@ def test_vivos_defaults_are_prep_options_defaults():
         value = getattr(default, field.name)
         assert params[field.name].default == value, field.name
         if field.name != "sample_rate":
-            assert getattr(args, field.name) == value, field.name
+            flag = in_yaml.get(field.name, field.name)  # --prep_seed, ...
+            assert getattr(args, flag) == value, field.name
         key = in_yaml.get(field.name, field.name)
         found = re.search(rf"^{key}: *([^#\n]+)", text, re.M)
         if field.name not in ("trim_db", "trim_margin"):  # not in the YAML
@@ -741,7 +742,7 @@ def test_cli_error_is_one_line(tmp_path: Path, kind: str):
     if kind == "not_vivos":
         (folder / "train").mkdir(parents=True)
     proc = run_script(
-        "data_prep.py", "--data_folder", folder, "--save_folder", tmp_path
+        "data_prep.py", "--data_folder", folder, "--prep_folder", tmp_path
     )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
@@ -751,14 +752,14 @@ def test_cli_error_is_one_line(tmp_path: Path, kind: str):
 
 
 @pytest.mark.parametrize("kind", ["file", "under_file"])
-def test_cli_save_folder_not_a_folder_is_one_line(
+def test_cli_prep_folder_not_a_folder_is_one_line(
     tiny_corpus: Path, tmp_path: Path, kind: str
 ):
     a_file = tmp_path / "prep"
     a_file.write_text("not a folder")
     save = a_file if kind == "file" else a_file / "sub"
     proc = run_script(
-        "data_prep.py", "--data_folder", tiny_corpus, "--save_folder", save
+        "data_prep.py", "--data_folder", tiny_corpus, "--prep_folder", save
     )
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
@@ -773,8 +774,8 @@ def test_cli_prepares_and_prints(
 ):
     data_prep = load_script("data_prep.py")
     save = tmp_path / "prep"
-    argv = ["--data_folder", str(small_corpus), "--save_folder", str(save)]
-    argv += ["--num_workers", "2", "--num_trials", "20"]
+    argv = ["--data_folder", str(small_corpus), "--prep_folder", str(save)]
+    argv += ["--prep_workers", "2", "--num_trials", "20"]
     assert run_cli(lambda: data_prep.main(argv)) == 0
     out = capsys.readouterr().out
     assert str(save.resolve() / "train.csv") in out

@@ -113,7 +113,7 @@ def test_shards_are_written_once(prepared):
 
 def test_data_prep_format_shards(tiny_corpus, tmp_path):
     save = tmp_path / "prep"
-    args = ["--data_folder", tiny_corpus, "--save_folder", save]
+    args = ["--data_folder", tiny_corpus, "--prep_folder", save]
     proc = run_script(
         "data_prep.py", *args, "--format", "shards", "--shard_size", "5",
         "--speaker_shards",

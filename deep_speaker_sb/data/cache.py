@@ -113,7 +113,7 @@ def reset_cache_if_stale(wav_root: Path, audio_options: dict) -> None:
     if not record.is_file() and wav_root.is_dir() and any(wav_root.iterdir()):
         raise ConfigError(
             f"{wav_root} exists but was not made by the data preparation; "
-            "choose another save folder"
+            "choose another prepared folder (--prep_folder)"
         )
     if wav_root.exists():
         logger.info("audio options changed: emptying %s", wav_root)

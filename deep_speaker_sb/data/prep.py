@@ -259,8 +259,8 @@ def prepare_corpus(
         saved_options["corpus"] = corpus_options
     if save_folder.exists() and not save_folder.is_dir():
         raise ConfigError(
-            f"save folder {save_folder} is a file, not a folder; give "
-            "another --save_folder"
+            f"prepared folder {save_folder} is a file, not a folder; give "
+            "another --prep_folder"
         )
     if outputs_up_to_date(
         save_folder, outputs, saved_options

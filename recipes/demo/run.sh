@@ -21,8 +21,8 @@ step "1/5 generating the synthetic demo corpus (VIVOS layout, 16 kHz)"
     --n-train-speakers 30 --n-test-speakers 10 --utts-per-speaker 30
 
 step "2/5 preparing 8 kHz silence-trimmed manifests"
-"$PY" data_prep.py --data_folder "$CORPUS" --save_folder "$PREP" \
-    --num_workers 2
+"$PY" data_prep.py --data_folder "$CORPUS" --prep_folder "$PREP" \
+    --prep_workers 2
 
 # The demo's narrow ResCNN (the paper's is [64,128,256,512], 3 blocks, 512),
 # with global feature normalization: per-sentence normalization removes the
