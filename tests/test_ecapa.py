@@ -79,7 +79,6 @@ def test_tiny_ecapa_trains_embeds_and_scores(tiny_prepared, tmp_path):
         "--device", "cpu",
         "--noprogressbar",
         cwd=tmp_path,
-        timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     losses = _epoch_losses(out / "train_log.txt")

@@ -18,7 +18,7 @@ from deep_speaker_sb.speech import (
     check_speech,
     speech_statistics,
 )
-from tests.conftest import ROOT, SCRIPT_ENV
+from tests.conftest import HANG_TIMEOUT_S, ROOT, SCRIPT_ENV
 
 SR = 8000
 
@@ -63,7 +63,7 @@ def test_the_check_imports_no_torch():
         env=SCRIPT_ENV,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG_TIMEOUT_S,
     )
     assert run.returncode == 0, run.stderr
 
