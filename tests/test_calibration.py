@@ -2,8 +2,8 @@
 use by the backends, the reports and ``verify.py``.
 
 The statistics are checked on synthetic Gaussian scores (whose true LLR
-is known); the backends on a narrow untrained export of
-tests/test_onnx.py's kind with a calibration written into it.
+is known); the backends on a narrow untrained export
+(tests/conftest.py's ``export_narrow``) with a calibration written into it.
 """
 
 from __future__ import annotations
@@ -33,8 +33,13 @@ from deep_speaker_sb.errors import ConfigError, DataError
 from deep_speaker_sb.export import read_score_calibration
 from deep_speaker_sb.inference import DeepSpeaker
 from deep_speaker_sb.runtime import OnnxSpeaker
-from tests.conftest import load_script, run_in_process
-from tests.test_onnx import SR, _export, _speech_like
+from tests.conftest import (
+    SR,
+    export_narrow,
+    load_script,
+    run_in_process,
+    speech_like,
+)
 
 
 def _gaussian(n_tar, n_non, seed=0, mu=(0.5, 0.2), sd=0.1):
@@ -232,9 +237,9 @@ def calibrated(tmp_path_factory) -> tuple[Path, Path, ScoreCalibration]:
     the calibration."""
     root = tmp_path_factory.mktemp("calibrated")
     plain = root / "plain"
-    _export(plain, "fbank")
+    export_narrow(plain, "fbank")
     folder = root / "calibrated"
-    _export(folder, "fbank")
+    export_narrow(folder, "fbank")
     tar, non = _gaussian(1500, 3000, seed=4, mu=(0.9, 0.7), sd=0.05)
     labels = [1] * len(tar) + [0] * len(non)
     fitted = scoring.calibrate(
@@ -250,8 +255,8 @@ def calibrated(tmp_path_factory) -> tuple[Path, Path, ScoreCalibration]:
 def wav_pair(tmp_path_factory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("pair")
     a, b = d / "a.wav", d / "b.wav"
-    sf.write(a, _speech_like(2.0, 21), SR)
-    sf.write(b, _speech_like(2.5, 22), SR)
+    sf.write(a, speech_like(2.0, 21), SR)
+    sf.write(b, speech_like(2.5, 22), SR)
     return a, b
 
 
