@@ -30,13 +30,14 @@ from deep_speaker_sb.calibration import (
 from deep_speaker_sb.dataio import Utterance
 from deep_speaker_sb.embedding import SpeechEmbeddings
 from deep_speaker_sb.errors import ConfigError, DataError
-from deep_speaker_sb.export import read_score_calibration
+from deep_speaker_sb.export import export_pretrained, read_score_calibration
 from deep_speaker_sb.inference import DeepSpeaker
 from deep_speaker_sb.runtime import OnnxSpeaker
 from tests.conftest import (
     SR,
     export_narrow,
     load_script,
+    narrow_parts,
     run_in_process,
     speech_like,
 )
@@ -278,6 +279,53 @@ def test_export_without_calibration_loads_as_before(calibrated, wav_pair):
         DeepSpeaker.from_hparams(source=plain, far=0.01)
 
 
+def _decision_row(card: str) -> str:
+    """The value of the model card's decision threshold row."""
+    (row,) = [r for r in card.splitlines() if r.startswith("| decision ")]
+    return row.split("|")[2].strip()
+
+
+def _row_names(card: str) -> list[str]:
+    return [r.split("|")[1].strip() for r in card.splitlines() if r[:1] == "|"]
+
+
+def test_card_and_hparams_name_the_threshold_that_decides(calibrated, tmp_path):
+    """Where config.json has an EER operating point, that decides, and
+    the model card's row shows it (at export and after a calibration),
+    not threshold.json's threshold."""
+    plain, folder, fitted = calibrated
+    plain_card = (plain / "model_card.md").read_text()
+    assert _decision_row(plain_card) == (
+        "0.4000 (threshold.json; accept if cosine > it)"
+    )
+    eer = fitted.points["eer"].threshold
+    assert eer != pytest.approx(0.4, abs=1e-3)
+    want = (
+        f"{eer:.4f} (the eer operating point of config.json; "
+        "accept if cosine > it)"
+    )
+    card = (folder / "model_card.md").read_text()
+    assert _decision_row(card) == want  # updated by write_score_calibration
+    # ... in its place; the calibration row added at the end
+    assert _row_names(card) == [*_row_names(plain_card), "score calibration"]
+    parts = narrow_parts("fbank")
+    at_export = export_pretrained(
+        tmp_path / "pretrained",
+        compute_features=parts[0],
+        mean_var_norm=parts[1],
+        embedding_model=parts[2],
+        threshold=0.4,
+        card={},
+        onnx=False,
+        score_calibration=fitted,
+    )
+    assert _decision_row((at_export / "model_card.md").read_text()) == want
+    for export in (plain, folder, at_export):
+        comment = (export / "hyperparams.yaml").read_text().split("\n\n")[0]
+        assert "config.json's EER operating point" in comment
+        assert "else at threshold.json's threshold" in comment
+
+
 def test_calibrate_writes_config_atomically(calibrated):
     _, folder, fitted = calibrated
     config = json.loads((folder / "config.json").read_text())
@@ -406,3 +454,9 @@ def test_verify_calibrate_fits_and_writes_the_export(
     model = DeepSpeaker.from_hparams(source=folder, run_opts={"device": "cpu"})
     assert model.threshold == sc.points["eer"].threshold
     assert model.calibration == sc.calibration
+    # and the model card says so
+    card = (folder / "model_card.md").read_text()
+    assert _decision_row(card) == (
+        f"{model.threshold:.4f} (the eer operating point of config.json; "
+        "accept if cosine > it)"
+    )
