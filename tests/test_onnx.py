@@ -125,6 +125,29 @@ def test_deepspeaker_onnx_backends(exported, tmp_path):
         DeepSpeaker.from_hparams(source=folder, backend="tensorrt")
 
 
+def test_deepspeaker_runs_a_given_onnx_graph(exported, tmp_path):
+    """use_backend(graph=...) runs that file (bench/onnx_accuracy.py's
+    other quantization), not the export's own graph."""
+    folder, _ = exported
+    path = tmp_path / "speech.wav"
+    sf.write(path, speech_like(2.5, 3), SR)
+    model = DeepSpeaker.from_hparams(source=folder, run_opts={"device": "cpu"})
+    model.use_backend("onnx")
+    fp32 = model.encode_file(path)
+    model.use_backend("onnx-int8")
+    int8 = model.encode_file(path)
+    assert not torch.allclose(fp32, int8, atol=1e-4)
+    other = tmp_path / "other.onnx"
+    shutil.copy(folder / ONNX_INT8_FILE, other)
+    model.use_backend("onnx", threads=1, graph=other)
+    assert model.backend == "onnx"
+    torch.testing.assert_close(model.encode_file(path), int8)
+    with pytest.raises(ConfigError, match="needs an ONNX backend"):
+        model.use_backend("torch", graph=other)
+    with pytest.raises(MissingFileError, match="ONNX graph not found"):
+        model.use_backend("onnx", graph=tmp_path / "missing.onnx")
+
+
 def test_export_without_onnx_says_how_to_add_it(tmp_path, tiny_prepared):
     folder = tmp_path / "pretrained"
     _, _, model = export_narrow(folder, "fbank", onnx=False)
