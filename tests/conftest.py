@@ -213,10 +213,13 @@ def narrow_parts(kind: str, seed: int = 0, **options) -> tuple:
     return feats.eval(), norm.eval(), model.eval()
 
 
-def export_narrow(folder: Path, kind: str, onnx: bool = True) -> tuple:
+def export_narrow(
+    folder: Path, kind: str, onnx: bool = True, **options
+) -> tuple:
     """Exports :func:`narrow_parts` ``(kind)`` to ``folder`` (with its
     ONNX graphs, int8 calibrated on :func:`speech_like` audio, unless
-    ``onnx`` is false); returns the parts."""
+    ``onnx`` is false; ``options``: more of ``export_pretrained``'s
+    arguments); returns the parts."""
     from deep_speaker_sb.export import export_pretrained
 
     parts = narrow_parts(kind)
@@ -230,6 +233,7 @@ def export_narrow(folder: Path, kind: str, onnx: bool = True) -> tuple:
         card={"data": "unit test"},
         onnx=onnx,
         calibration=calibration,
+        **options,
     )
     return parts
 

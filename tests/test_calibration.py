@@ -30,14 +30,13 @@ from deep_speaker_sb.calibration import (
 from deep_speaker_sb.dataio import Utterance
 from deep_speaker_sb.embedding import SpeechEmbeddings
 from deep_speaker_sb.errors import ConfigError, DataError
-from deep_speaker_sb.export import export_pretrained, read_score_calibration
+from deep_speaker_sb.export import read_score_calibration
 from deep_speaker_sb.inference import DeepSpeaker
 from deep_speaker_sb.runtime import OnnxSpeaker
 from tests.conftest import (
     SR,
     export_narrow,
     load_script,
-    narrow_parts,
     run_in_process,
     speech_like,
 )
@@ -308,17 +307,8 @@ def test_card_and_hparams_name_the_threshold_that_decides(calibrated, tmp_path):
     assert _decision_row(card) == want  # updated by write_score_calibration
     # ... in its place; the calibration row added at the end
     assert _row_names(card) == [*_row_names(plain_card), "score calibration"]
-    parts = narrow_parts("fbank")
-    at_export = export_pretrained(
-        tmp_path / "pretrained",
-        compute_features=parts[0],
-        mean_var_norm=parts[1],
-        embedding_model=parts[2],
-        threshold=0.4,
-        card={},
-        onnx=False,
-        score_calibration=fitted,
-    )
+    at_export = tmp_path / "pretrained"
+    export_narrow(at_export, "fbank", onnx=False, score_calibration=fitted)
     assert _decision_row((at_export / "model_card.md").read_text()) == want
     for export in (plain, folder, at_export):
         comment = (export / "hyperparams.yaml").read_text().split("\n\n")[0]
