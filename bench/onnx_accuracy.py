@@ -32,7 +32,6 @@ from deep_speaker_sb.export import record_onnx
 from deep_speaker_sb.inference import DeepSpeaker, load_parts
 from deep_speaker_sb.onnx_export import ONNX_FILE, add_onnx
 from deep_speaker_sb.renames import add_renamed_option
-from deep_speaker_sb.runtime import open_session
 
 DYNAMIC_FILE = "embedding_model.int8-dynamic.onnx"
 
@@ -95,9 +94,7 @@ def main() -> None:
             ("onnx int8 (dynamic)", "onnx", dynamic),
         ]
         for name, backend, graph in runs:
-            model.use_backend(backend, threads=args.threads)
-            if graph is not None:
-                model.session = open_session(graph, args.threads)
+            model.use_backend(backend, threads=args.threads, graph=graph)
             start = time.perf_counter()
             result = evaluation.evaluate_trials(
                 model, trials, utts, batch_size=args.batch_size

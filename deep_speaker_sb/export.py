@@ -51,7 +51,11 @@ import torch
 from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.logger import get_logger
 
-from deep_speaker_sb.calibration import ScoreCalibration
+from deep_speaker_sb.calibration import (
+    STORED_THRESHOLD,
+    OperatingPoint,
+    ScoreCalibration,
+)
 from deep_speaker_sb.checkpoints import unwrap
 from deep_speaker_sb.defaults import PRETRAINED_DIR, TRIPLET_RESULTS
 from deep_speaker_sb.errors import DataError, MissingFileError
@@ -177,7 +181,9 @@ def hparams_text(
         "# written by deep_speaker_sb.export.  Load this folder with",
         "#   from deep_speaker_sb.inference import DeepSpeaker",
         "#   model = DeepSpeaker.from_hparams(source=<this folder>)",
-        "# (the decision threshold is in threshold.json).",
+        "# It decides at config.json's EER operating point when config.json",
+        "# has one (refitted by verify.py --calibrate; --far picks a FAR",
+        "# point), else at threshold.json's threshold.",
         "",
         "# Folder holding the checkpoints (overridden by",
         "# DeepSpeaker.from_hparams with the folder it loads from).",
@@ -231,9 +237,32 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+#: The model card's row of the decision threshold.
+DECISION_ROW = "decision threshold"
+
+
+def decision_card_line(point: OperatingPoint) -> str:
+    """The model card's row of the threshold that decides by default
+    (:meth:`ScoreCalibration.select` with no FAR).
+
+    Example
+    -------
+    >>> decision_card_line(OperatingPoint("threshold.json", 0.61))
+    '0.6100 (threshold.json; accept if cosine > it)'
+    >>> decision_card_line(OperatingPoint("eer", 0.58))
+    '0.5800 (the eer operating point of config.json; accept if cosine > it)'
+    """
+    where = (
+        STORED_THRESHOLD
+        if point.name == STORED_THRESHOLD
+        else f"the {point.name} operating point of {CONFIG_FILE}"
+    )
+    return f"{point.threshold:.4f} ({where}; accept if cosine > it)"
+
+
 def card_text(
     card: dict[str, Any],
-    threshold: float,
+    decision: OperatingPoint,
     n_params: int,
     features_config: dict[str, Any],
     model_config: dict[str, Any],
@@ -243,15 +272,20 @@ def card_text(
 
     ``card`` keys shown first when present: ``data``, ``epochs``,
     ``valid_eer`` (fraction), ``seed``; any other key follows as is.
+    ``decision`` is the operating point that decides by default (see
+    :func:`decision_card_line`).
     The normalization row names ``norm_cfg``'s ``norm_type`` (the
     argument of ``InputNormalization``) ``feature_norm``, the YAML's.
 
     Example
     -------
     >>> text = card_text({"data": "VIVOS", "epochs": 3, "valid_eer": 0.05},
-    ...                  0.61, 1000, Features().config,
-    ...                  {"channels": [4]}, {"norm_type": "sentence"})
+    ...                  OperatingPoint("threshold.json", 0.61), 1000,
+    ...                  Features().config, {"channels": [4]},
+    ...                  {"norm_type": "sentence"})
     >>> "| validation EER | 5.00% |" in text
+    True
+    >>> "| decision threshold | 0.6100 (threshold.json; " in text
     True
     >>> "| normalization | feature_norm=sentence |" in text
     True
@@ -266,9 +300,7 @@ def card_text(
         eer = card.pop("valid_eer")
         text = f"{100 * eer:.2f}%" if isinstance(eer, (int, float)) else eer
         rows.append(("validation EER", str(text)))
-    rows.append(
-        ("decision threshold", f"{threshold:.4f} (accept if cosine > it)")
-    )
+    rows.append((DECISION_ROW, decision_card_line(decision)))
     rows.append(
         (
             "model size",
@@ -352,8 +384,9 @@ def export_pretrained(
         The trained model (its ``config`` and weights are written; a
         DataParallel / DDP wrapper is looked through).
     threshold : float
-        Decision threshold on cosine similarity (accept when above), e.g.
-        the validation EER threshold.
+        The threshold of ``threshold.json`` on cosine similarity (accept
+        when above), e.g. the validation EER threshold; it decides unless
+        ``score_calibration`` has an EER operating point.
     card : dict
         Model card facts: ``data``, ``epochs``, ``valid_eer`` and any
         other ``key: value`` to show.
@@ -440,7 +473,9 @@ def export_pretrained(
             f.write(
                 card_text(
                     card,
-                    threshold,
+                    (score_calibration or ScoreCalibration()).select(
+                        None, threshold
+                    ),
                     n_params,
                     features_config,
                     model_config,
@@ -538,14 +573,19 @@ def calibration_card_line(sc: ScoreCalibration) -> str:
 
 
 def _set_card_row(folder: Path, key: str, value: str) -> None:
-    """Sets the model card's ``| key | value |`` row (added at the end of
-    the table when missing)."""
+    """Sets the model card's ``| key | value |`` row (in its place; added
+    at the end of the table when missing)."""
     card_path = folder / CARD_FILE
     text = card_path.read_text(encoding="utf-8")
     row = f"| {key} | {value} |"
-    lines = [ln for ln in text.splitlines() if not ln.startswith(f"| {key} |")]
-    table_end = max(i for i, ln in enumerate(lines) if ln.startswith("|"))
-    lines.insert(table_end + 1, row)
+    lines = text.splitlines()
+    at = [i for i, ln in enumerate(lines) if ln.startswith(f"| {key} |")]
+    if at:
+        lines[at[0]] = row
+        lines = [ln for i, ln in enumerate(lines) if i not in at[1:]]
+    else:
+        end = max(i for i, ln in enumerate(lines) if ln.startswith("|"))
+        lines.insert(end + 1, row)
     with atomic_write(card_path) as f:
         f.write("\n".join(lines) + "\n")
 
@@ -588,9 +628,12 @@ def write_score_calibration(folder: Pathlike, sc: ScoreCalibration) -> Path:
     config.update(sc.to_config())
     path = folder / CONFIG_FILE
     write_json(path, config)
-    line = calibration_card_line(sc)
-    if line and (folder / CARD_FILE).is_file():
-        _set_card_row(folder, CALIBRATION_ROW, line)
+    if (folder / CARD_FILE).is_file():
+        line = calibration_card_line(sc)
+        if line:
+            _set_card_row(folder, CALIBRATION_ROW, line)
+        decision = sc.select(None, read_threshold(folder))
+        _set_card_row(folder, DECISION_ROW, decision_card_line(decision))
     return path
 
 

@@ -615,17 +615,37 @@ class DeepSpeaker(FileEmbedding, Pretrained):
             score, self.operating_point, prior
         )
 
-    def use_backend(self, backend: str, threads: int | None = None) -> None:
+    def use_backend(
+        self,
+        backend: str,
+        threads: int | None = None,
+        graph: Pathlike | None = None,
+    ) -> None:
         """Embeds with ``backend`` from now on (see :data:`BACKENDS`).
+
+        Arguments
+        ---------
+        backend : str
+            ``"torch"``, ``"onnx"`` or ``"onnx-int8"``.
+        threads : int, optional
+            onnxruntime intra-op threads (ONNX backends).
+        graph : Pathlike, optional
+            An audio -> embedding ONNX file to run instead of the
+            export's (e.g. another quantization of its graph, compared by
+            ``bench/onnx_accuracy.py``); ONNX backends only.
 
         Raises
         ------
         ConfigError
-            For an unknown backend, or ONNX on a non-CPU device.
+            For an unknown backend, ONNX on a non-CPU device, or a
+            ``graph`` with backend torch.
         MissingFileError
-            When the export has no ONNX graph (with how to add it).
+            When the export has no ONNX graph (with how to add it), or
+            ``graph`` does not exist.
         """
         check_backend(backend)
+        if graph is not None and backend == "torch":
+            raise ConfigError("an ONNX graph needs an ONNX backend, not torch")
         self.session = None
         if backend != "torch":
             if str(self.device) != "cpu":
@@ -633,8 +653,13 @@ class DeepSpeaker(FileEmbedding, Pretrained):
                     f"backend {backend} runs on the CPU; drop the device "
                     f"{self.device} (or use backend torch)"
                 )
-            folder = Path(self.hparams.threshold_file).parent
-            path = onnx_file(folder, int8=backend == "onnx-int8")
+            if graph is not None:
+                path = Path(graph)
+                if not path.is_file():
+                    raise MissingFileError(f"ONNX graph not found: {path}")
+            else:
+                folder = Path(self.hparams.threshold_file).parent
+                path = onnx_file(folder, int8=backend == "onnx-int8")
             self.session = open_session(path, threads)
         self.backend = backend
 

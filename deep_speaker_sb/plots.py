@@ -34,7 +34,26 @@ def _pyplot():
     return plt
 
 
-def _save_figure(fig, path: Pathlike) -> Path:
+def _finish(
+    fig,
+    ax,
+    path: Pathlike,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    legend_loc: str = "best",
+    grid: bool = True,
+) -> Path:
+    """Labels, title, grid and legend of ``ax``; saves ``fig`` as a PNG at
+    ``path`` (atomically) and returns the path."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if grid:
+        ax.grid(True, alpha=0.4)
+    ax.legend(loc=legend_loc)
+    fig.tight_layout()
     path = Path(path)
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=100)
@@ -87,12 +106,15 @@ def plot_score_histograms(
                 linestyle="--",
                 label=f"threshold {threshold:.3f}",
             )
-        ax.set_xlabel("score")
-        ax.set_ylabel("density")
-        ax.set_title(title)
-        ax.legend()
-        fig.tight_layout()
-        return _save_figure(fig, path)
+        return _finish(
+            fig,
+            ax,
+            path,
+            title=title,
+            xlabel="score",
+            ylabel="density",
+            grid=False,
+        )
     finally:
         plt.close(fig)
 
@@ -157,13 +179,15 @@ def plot_det(
         low = float(_probit(torch.tensor([eps]), eps))
         ax.set_xlim(low, lim)
         ax.set_ylim(low, lim)
-        ax.set_xlabel("false alarm probability (%)")
-        ax.set_ylabel("miss probability (%)")
-        ax.set_title(title)
-        ax.grid(True, alpha=0.4)
-        ax.legend(loc="lower left")
-        fig.tight_layout()
-        return _save_figure(fig, path)
+        return _finish(
+            fig,
+            ax,
+            path,
+            title=title,
+            xlabel="false alarm probability (%)",
+            ylabel="miss probability (%)",
+            legend_loc="lower left",
+        )
     finally:
         plt.close(fig)
 
@@ -247,12 +271,14 @@ def plot_reliability(
             )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.set_xlabel("predicted P(same speaker) at the trials' prior")
-        ax.set_ylabel("observed fraction of same-speaker trials")
-        ax.set_title(title)
-        ax.grid(True, alpha=0.4)
-        ax.legend(loc="upper left")
-        fig.tight_layout()
-        return _save_figure(fig, path)
+        return _finish(
+            fig,
+            ax,
+            path,
+            title=title,
+            xlabel="predicted P(same speaker) at the trials' prior",
+            ylabel="observed fraction of same-speaker trials",
+            legend_loc="upper left",
+        )
     finally:
         plt.close(fig)

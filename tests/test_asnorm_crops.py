@@ -23,7 +23,7 @@ from deep_speaker_sb.export import export_pretrained
 from deep_speaker_sb.features import Features
 from deep_speaker_sb.inference import Crops, DeepSpeaker, PlainDeepSpeaker
 from deep_speaker_sb.lobes.rescnn import ResCNN
-from tests.conftest import run_in_process
+from tests.conftest import harmonics, run_in_process
 
 SR = 8000
 
@@ -105,15 +105,11 @@ def test_asnorm_is_monotonic_when_the_cohort_statistics_are_equal():
 # ----------------------------------------------------------------- crops
 
 
-def _speech_like(seconds: float, seed: int) -> np.ndarray:
+def _slowly_changing_speech(seconds: float, seed: int) -> np.ndarray:
+    """:func:`harmonics` under a slowly changing envelope, so that crops
+    of a file differ (unlike :func:`speech_like`'s syllable rate)."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(SR * seconds)) / SR
-    f0 = rng.uniform(90, 220)
-    sig = sum(
-        rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * k * f0 * t + k)
-        for k in range(1, int(3400 // f0))
-    )
-    # a slowly changing envelope, so that crops of a file differ
+    t, sig = harmonics(rng, seconds, SR)
     envelope = 0.5 + 0.45 * np.sin(2 * np.pi * 0.3 * t + rng.uniform(0, 3))
     return (0.3 * sig * envelope / np.abs(sig).max()).astype(np.float32)
 
@@ -136,7 +132,9 @@ def narrow(tmp_path_factory) -> tuple[Path, dict[str, Path]]:
     wavs = {}
     for name, seconds, seed in (("short", 1.5, 0), ("long", 7.0, 1)):
         wavs[name] = root / f"{name}.wav"
-        sf.write(wavs[name], _speech_like(seconds, seed), SR, "PCM_16")
+        sf.write(
+            wavs[name], _slowly_changing_speech(seconds, seed), SR, "PCM_16"
+        )
     return folder, wavs
 
 

@@ -2,8 +2,8 @@
 use by the backends, the reports and ``verify.py``.
 
 The statistics are checked on synthetic Gaussian scores (whose true LLR
-is known); the backends on a narrow untrained export of
-tests/test_onnx.py's kind with a calibration written into it.
+is known); the backends on a narrow untrained export
+(tests/conftest.py's ``export_narrow``) with a calibration written into it.
 """
 
 from __future__ import annotations
@@ -33,8 +33,13 @@ from deep_speaker_sb.errors import ConfigError, DataError
 from deep_speaker_sb.export import read_score_calibration
 from deep_speaker_sb.inference import DeepSpeaker
 from deep_speaker_sb.runtime import OnnxSpeaker
-from tests.conftest import load_script, run_in_process
-from tests.test_onnx import SR, _export, _speech_like
+from tests.conftest import (
+    SR,
+    export_narrow,
+    load_script,
+    run_in_process,
+    speech_like,
+)
 
 
 def _gaussian(n_tar, n_non, seed=0, mu=(0.5, 0.2), sd=0.1):
@@ -232,9 +237,9 @@ def calibrated(tmp_path_factory) -> tuple[Path, Path, ScoreCalibration]:
     the calibration."""
     root = tmp_path_factory.mktemp("calibrated")
     plain = root / "plain"
-    _export(plain, "fbank")
+    export_narrow(plain, "fbank")
     folder = root / "calibrated"
-    _export(folder, "fbank")
+    export_narrow(folder, "fbank")
     tar, non = _gaussian(1500, 3000, seed=4, mu=(0.9, 0.7), sd=0.05)
     labels = [1] * len(tar) + [0] * len(non)
     fitted = scoring.calibrate(
@@ -250,8 +255,8 @@ def calibrated(tmp_path_factory) -> tuple[Path, Path, ScoreCalibration]:
 def wav_pair(tmp_path_factory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("pair")
     a, b = d / "a.wav", d / "b.wav"
-    sf.write(a, _speech_like(2.0, 21), SR)
-    sf.write(b, _speech_like(2.5, 22), SR)
+    sf.write(a, speech_like(2.0, 21), SR)
+    sf.write(b, speech_like(2.5, 22), SR)
     return a, b
 
 
@@ -271,6 +276,44 @@ def test_export_without_calibration_loads_as_before(calibrated, wav_pair):
     assert runtime.llr(0.5) is None
     with pytest.raises(ConfigError, match="no FAR operating points"):
         DeepSpeaker.from_hparams(source=plain, far=0.01)
+
+
+def _decision_row(card: str) -> str:
+    """The value of the model card's decision threshold row."""
+    (row,) = [r for r in card.splitlines() if r.startswith("| decision ")]
+    return row.split("|")[2].strip()
+
+
+def _row_names(card: str) -> list[str]:
+    return [r.split("|")[1].strip() for r in card.splitlines() if r[:1] == "|"]
+
+
+def test_card_and_hparams_name_the_threshold_that_decides(calibrated, tmp_path):
+    """Where config.json has an EER operating point, that decides, and
+    the model card's row shows it (at export and after a calibration),
+    not threshold.json's threshold."""
+    plain, folder, fitted = calibrated
+    plain_card = (plain / "model_card.md").read_text()
+    assert _decision_row(plain_card) == (
+        "0.4000 (threshold.json; accept if cosine > it)"
+    )
+    eer = fitted.points["eer"].threshold
+    assert eer != pytest.approx(0.4, abs=1e-3)
+    want = (
+        f"{eer:.4f} (the eer operating point of config.json; "
+        "accept if cosine > it)"
+    )
+    card = (folder / "model_card.md").read_text()
+    assert _decision_row(card) == want  # updated by write_score_calibration
+    # ... in its place; the calibration row added at the end
+    assert _row_names(card) == [*_row_names(plain_card), "score calibration"]
+    at_export = tmp_path / "pretrained"
+    export_narrow(at_export, "fbank", onnx=False, score_calibration=fitted)
+    assert _decision_row((at_export / "model_card.md").read_text()) == want
+    for export in (plain, folder, at_export):
+        comment = (export / "hyperparams.yaml").read_text().split("\n\n")[0]
+        assert "config.json's EER operating point" in comment
+        assert "else at threshold.json's threshold" in comment
 
 
 def test_calibrate_writes_config_atomically(calibrated):
@@ -401,3 +444,9 @@ def test_verify_calibrate_fits_and_writes_the_export(
     model = DeepSpeaker.from_hparams(source=folder, run_opts={"device": "cpu"})
     assert model.threshold == sc.points["eer"].threshold
     assert model.calibration == sc.calibration
+    # and the model card says so
+    card = (folder / "model_card.md").read_text()
+    assert _decision_row(card) == (
+        f"{model.threshold:.4f} (the eer operating point of config.json; "
+        "accept if cosine > it)"
+    )

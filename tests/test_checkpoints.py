@@ -19,7 +19,7 @@ from speechbrain.utils.epoch_loop import EpochCounter
 from deep_speaker_sb import checkpoints
 from deep_speaker_sb.checkpoints import SafeCheckpointer
 from deep_speaker_sb.errors import OutputError, UserError
-from tests.conftest import run_in_process
+from tests.conftest import log_epochs, narrow_softmax_args, run_in_process
 
 
 def _saver(folder: Path, seed: int = 0) -> SafeCheckpointer:
@@ -170,10 +170,10 @@ def test_softmax_full_disk_is_one_line_and_resumes(
     """train_softmax.py: a full disk at the checkpoint is one error line,
     leaves no checkpoint and logs no epoch; the next run trains epoch 1
     and train_log.txt holds it once."""
-    from tests.test_softmax import _args, _log_epochs
-
     out = tmp_path / "out"
-    argv = _args(tiny_corpus, tiny_prepared, out, "--skip_prep", "True")
+    argv = narrow_softmax_args(
+        tiny_corpus, tiny_prepared, out, "--skip_prep", "True"
+    )
     argv += ["--number_of_epochs", "1", "--augment", "False"]
     real = torch.save
 
@@ -189,12 +189,12 @@ def test_softmax_full_disk_is_one_line_and_resumes(
     assert "no space left on device" in err
     assert not list((out / "save").glob("*CKPT+*"))
     log = out / "train_log.txt"
-    assert not log.exists() or not _log_epochs(log)  # epoch 1 not logged
+    assert not log.exists() or not log_epochs(log)  # epoch 1 not logged
     monkeypatch.undo()
 
     code, err = run_in_process("train_softmax.py", argv)
     assert code == 0, err
-    assert [r["epoch"] for r in _log_epochs(out / "train_log.txt")] == [1]
+    assert [r["epoch"] for r in log_epochs(out / "train_log.txt")] == [1]
     assert len(list((out / "save").glob("CKPT+*"))) == 1
 
 

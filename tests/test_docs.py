@@ -12,29 +12,21 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import MARKDOWN_FENCE, ROOT, doc_files
+
 README_MAX_LINES = 260
 
-_FENCE = re.compile(r"^\s*(```|~~~)")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 _MD_LINK_TEXT = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 
 
-def doc_files() -> list[Path]:
-    """The Markdown files whose links are checked."""
-    files = [ROOT / "README.md"]
-    files += sorted((ROOT / "docs").glob("*.md"))
-    files += sorted((ROOT / "recipes").rglob("*.md"))
-    return files
-
-
 def prose_lines(text: str) -> list[str]:
     """The lines of ``text`` outside fenced code blocks."""
     lines, fenced = [], False
     for line in text.splitlines():
-        if _FENCE.match(line):
+        if MARKDOWN_FENCE.match(line):
             fenced = not fenced
             continue
         if not fenced:

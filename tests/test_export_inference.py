@@ -26,6 +26,7 @@ from deep_speaker_sb.features import Features
 from deep_speaker_sb.inference import DeepSpeaker
 from deep_speaker_sb.lobes.rescnn import ResCNN
 from deep_speaker_sb.onnx_export import ONNX_FILE
+from tests.conftest import harmonics
 
 SR = 8000
 
@@ -44,15 +45,11 @@ def _narrow_parts(seed: int = 0):
     return feats.eval(), norm.eval(), model.eval()
 
 
-def _speech_like(sr: int, seconds: float, seed: int) -> np.ndarray:
-    """Band-limited (< 3.5 kHz) test signal, defined in continuous time."""
+def _band_limited_speech(sr: int, seconds: float, seed: int) -> np.ndarray:
+    """:func:`harmonics` (< 3.4 kHz, defined in continuous time, so the
+    same at any ``sr``) under an envelope that never reaches zero."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(sr * seconds)) / sr
-    f0 = rng.uniform(90, 220)
-    sig = sum(
-        rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * k * f0 * t + k)
-        for k in range(1, int(3400 // f0))
-    )
+    t, sig = harmonics(rng, seconds, sr)
     envelope = 0.6 + 0.4 * np.sin(2 * np.pi * rng.uniform(2, 5) * t)
     return (0.3 * sig * envelope / np.abs(sig).max()).astype(np.float32)
 
@@ -83,13 +80,15 @@ def wavs(tmp_path_factory):
     d = tmp_path_factory.mktemp("wavs")
     out = {}
     for i, secs in enumerate((1.5, 2.0, 3.2)):
-        x = _speech_like(SR, secs, seed=i)
+        x = _band_limited_speech(SR, secs, seed=i)
         sf.write(d / f"u{i}.wav", x, SR, subtype="PCM_16")
         out[f"u{i}"] = d / f"u{i}.wav"
-    x16 = _speech_like(16000, 2.0, seed=0)
+    x16 = _band_limited_speech(16000, 2.0, seed=0)
     stereo = np.stack([1.2 * x16, 0.8 * x16], axis=1)  # mean = x16
     sf.write(d / "stereo16k.wav", stereo, 16000, subtype="PCM_16")
-    sf.write(d / "mono8k.wav", _speech_like(SR, 2.0, 0), SR, subtype="PCM_16")
+    sf.write(
+        d / "mono8k.wav", _band_limited_speech(SR, 2.0, 0), SR, subtype="PCM_16"
+    )
     out["stereo16k"] = d / "stereo16k.wav"
     out["mono8k"] = d / "mono8k.wav"
     (d / "broken.wav").write_bytes(b"RIFF....WAVEjunk")
@@ -124,7 +123,7 @@ def test_loaded_model_matches_in_memory_model(exported, loaded, monkeypatch):
     folder, (feats, norm, model) = exported
     assert loaded.threshold == 0.3 and loaded.sample_rate == SR
     wavs = torch.stack(
-        [torch.from_numpy(_speech_like(SR, 1.0, s)) for s in (3, 4)]
+        [torch.from_numpy(_band_limited_speech(SR, 1.0, s)) for s in (3, 4)]
     )
     lens = torch.tensor([1.0, 0.7])
     with torch.no_grad():
@@ -175,7 +174,7 @@ def test_moved_folder_loads_without_network(exported, tmp_path, monkeypatch):
         )
     finally:
         shutil.move(str(folder) + ".hidden", str(folder))
-    x = torch.from_numpy(_speech_like(SR, 1.0, 9))[None]
+    x = torch.from_numpy(_band_limited_speech(SR, 1.0, 9))[None]
     with torch.no_grad():
         want = model(norm(feats(x), torch.ones(1)), torch.ones(1))
     torch.testing.assert_close(ds.encode_batch(x), want, atol=1e-5, rtol=1e-5)
@@ -196,7 +195,7 @@ def test_encode_batch_is_the_embedding_path(loaded, monkeypatch):
         return embedding.compute_embeddings(modules, wavs, lens)
 
     monkeypatch.setattr(inference, "compute_embeddings", spy)
-    wavs = torch.from_numpy(_speech_like(SR, 1.0, 5))[None]
+    wavs = torch.from_numpy(_band_limited_speech(SR, 1.0, 5))[None]
     loaded.encode_batch(wavs, torch.tensor([0.5]))
     assert calls == [((1, SR), [0.5])]
 
@@ -272,13 +271,13 @@ def test_non_finite_audio_and_threshold_are_refused(
 ):
     # a float WAV holding NaN or Inf gave an all-NaN embedding before
     for bad in (np.nan, np.inf):
-        x = _speech_like(SR, 1.0, seed=3)
+        x = _band_limited_speech(SR, 1.0, seed=3)
         x[100] = bad
         path = tmp_path / f"bad_{bad}.wav"
         sf.write(path, x, SR, subtype="FLOAT")
         with pytest.raises(DataError, match=f"{path.name}.*NaN or infinite"):
             loaded.encode_file(path)
-    x = torch.from_numpy(_speech_like(SR, 1.0, seed=3))
+    x = torch.from_numpy(_band_limited_speech(SR, 1.0, seed=3))
     x[5] = float("nan")
     with pytest.raises(DataError, match="NaN or infinite"):
         loaded.encode_batch(x)
@@ -293,7 +292,7 @@ def test_non_finite_audio_and_threshold_are_refused(
 
 
 def test_encode_batch_checks_its_input(loaded):
-    x = _speech_like(SR, 1.0, seed=4)
+    x = _band_limited_speech(SR, 1.0, seed=4)
     want = loaded.encode_batch(torch.from_numpy(x))
     # integer PCM is divided by its full scale (it was taken as is before)
     pcm = torch.from_numpy(np.round(x * 32768).astype(np.int16))
@@ -331,7 +330,7 @@ def test_load_without_yaml_runs_no_code(exported, wavs, tmp_path):
     plain = load_without_yaml(copy)
     assert not marker.exists()
     assert plain.threshold == pytest.approx(0.3)
-    x = torch.from_numpy(_speech_like(SR, 1.5, seed=7))[None]
+    x = torch.from_numpy(_band_limited_speech(SR, 1.5, seed=7))[None]
     with torch.no_grad():
         want = model(norm(feats(x), torch.ones(1)), torch.ones(1))
     assert torch.allclose(plain.encode_batch(x), want, atol=1e-5)

@@ -20,12 +20,16 @@ from deep_speaker_sb.export import export_pretrained
 from deep_speaker_sb.features import Features
 from deep_speaker_sb.finetune import init_from_pretrained, model_differences
 from deep_speaker_sb.lobes.rescnn import ResCNN
-from tests.conftest import ROOT, run_in_process
-from tests.test_triplet import MODEL
-from tests.test_triplet import MODEL_ARGS as NARROW_ARGS
+from tests.conftest import (
+    ROOT,
+    TINY_RESCNN,
+    TINY_RESCNN_ARGS,
+    run_in_process,
+)
 
+MODEL = TINY_RESCNN
 MODEL_ARGS = [
-    *NARROW_ARGS,
+    *TINY_RESCNN_ARGS,
     "--device=cpu",
     "--num_workers=0",
     "--augment=False",

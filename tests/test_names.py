@@ -18,8 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, load_script, run_in_process
-from tests.test_docs import _FENCE, doc_files
+from tests.conftest import (
+    MARKDOWN_FENCE,
+    ROOT,
+    doc_files,
+    load_script,
+    run_in_process,
+)
 
 #: (script, the options it needs besides the renamed one).
 NEEDS = {
@@ -165,7 +170,7 @@ def commands(text: str, markdown: bool) -> list[str]:
     units: list[str] = []
     code, prose, fenced = [], [], not markdown
     for line in text.splitlines():
-        if markdown and _FENCE.match(line):
+        if markdown and MARKDOWN_FENCE.match(line):
             fenced = not fenced
             continue
         (code if fenced else prose).append(line)

@@ -12,21 +12,17 @@ import shlex
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from speechbrain.processing.features import InputNormalization
 
 from deep_speaker_sb import runtime as rt
 from deep_speaker_sb.embedding import EMBEDDING_MODULES, compute_embeddings
 from deep_speaker_sb.errors import ConfigError, MissingFileError
 from deep_speaker_sb.export import export_pretrained
-from deep_speaker_sb.features import Features
 from deep_speaker_sb.inference import DeepSpeaker
-from deep_speaker_sb.lobes.rescnn import ResCNN
 from deep_speaker_sb.onnx_export import (
     ONNX_FILE,
     ONNX_INT8_FILE,
@@ -39,67 +35,19 @@ from tests.conftest import (
     HANG_TIMEOUT_S,
     ROOT,
     SCRIPT_ENV,
+    SR,
+    export_narrow,
+    narrow_parts,
     run_in_process,
     run_script,
+    speech_like,
 )
-
-SR = 8000
-
-
-def _parts(kind: str, seed: int = 0, **options):
-    """Features, normalizer and a narrow ResCNN (``options``: more of its
-    constructor arguments)."""
-    torch.manual_seed(seed)
-    feats = Features(kind=kind, sample_rate=SR, n_mels=32, n_mfcc=20)
-    norm = InputNormalization(norm_type="sentence")
-    model = ResCNN(
-        n_mels=feats.n_features,
-        channels=(8, 16),
-        emb_dim=24,
-        blocks_per_stage=1,
-        **options,
-    )
-    with torch.no_grad():  # batch-norm statistics the export must carry
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-    return feats.eval(), norm.eval(), model.eval()
-
-
-def _speech_like(seconds: float, seed: int) -> np.ndarray:
-    """Harmonics under a syllable-rate envelope (passes the speech check)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(SR * seconds)) / SR
-    f0 = rng.uniform(90, 220)
-    sig = sum(
-        rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * k * f0 * t + k)
-        for k in range(1, int(3400 // f0))
-    )
-    envelope = np.clip(np.sin(2 * np.pi * rng.uniform(3, 5) * t), 0.01, 1)
-    return (0.3 * sig * envelope / np.abs(sig).max()).astype(np.float32)
-
-
-def _export(folder: Path, kind: str, onnx: bool = True) -> tuple:
-    parts = _parts(kind)
-    calibration = [torch.from_numpy(_speech_like(2.0, s)) for s in range(4)]
-    export_pretrained(
-        folder,
-        compute_features=parts[0],
-        mean_var_norm=parts[1],
-        embedding_model=parts[2],
-        threshold=0.4,
-        card={"data": "unit test"},
-        onnx=onnx,
-        calibration=calibration,
-    )
-    return parts
 
 
 @pytest.fixture(scope="module", params=["fbank", "mfcc"])
 def exported(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(request.param) / "pretrained"
-    parts = _export(folder, request.param)
+    parts = export_narrow(folder, request.param)
     return folder, dict(zip(EMBEDDING_MODULES, parts, strict=True))
 
 
@@ -112,9 +60,9 @@ def _cosines(a, b) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["fbank", "mfcc"])
 def test_onnx_features_match_torch_features(kind):
-    feats = _parts(kind)[0]
+    feats = narrow_parts(kind)[0]
     for n in (799, 8000, 12345):
-        x = torch.from_numpy(_speech_like(n / SR, n))[None]
+        x = torch.from_numpy(speech_like(n / SR, n))[None]
         ref, out = feats(x), OnnxFeatures(feats)(x)
         assert out.shape == ref.shape
         # dB features: equal within float32 rounding of FFT vs DFT
@@ -138,7 +86,7 @@ def test_onnx_matches_torch_on_random_padded_batches(exported):
     rng = np.random.default_rng(1)
     for batch in (1, 3, 5):
         n = rng.integers(1500, 20000, size=batch)
-        waves = [_speech_like(k / SR, int(k)) for k in n]
+        waves = [speech_like(k / SR, int(k)) for k in n]
         longest = int(n.max()) + int(rng.integers(0, 800))  # extra padding
         wavs = np.zeros((batch, longest), np.float32)
         for i, w in enumerate(waves):
@@ -160,7 +108,7 @@ def test_onnx_matches_torch_on_random_padded_batches(exported):
 def test_deepspeaker_onnx_backends(exported, tmp_path):
     folder, _ = exported
     path = tmp_path / "speech.wav"
-    sf.write(path, _speech_like(2.5, 3), SR)
+    sf.write(path, speech_like(2.5, 3), SR)
     embs = {}
     for backend in ("torch", "onnx", "onnx-int8"):
         model = DeepSpeaker.from_hparams(
@@ -177,9 +125,32 @@ def test_deepspeaker_onnx_backends(exported, tmp_path):
         DeepSpeaker.from_hparams(source=folder, backend="tensorrt")
 
 
+def test_deepspeaker_runs_a_given_onnx_graph(exported, tmp_path):
+    """use_backend(graph=...) runs that file (bench/onnx_accuracy.py's
+    other quantization), not the export's own graph."""
+    folder, _ = exported
+    path = tmp_path / "speech.wav"
+    sf.write(path, speech_like(2.5, 3), SR)
+    model = DeepSpeaker.from_hparams(source=folder, run_opts={"device": "cpu"})
+    model.use_backend("onnx")
+    fp32 = model.encode_file(path)
+    model.use_backend("onnx-int8")
+    int8 = model.encode_file(path)
+    assert not torch.allclose(fp32, int8, atol=1e-4)
+    other = tmp_path / "other.onnx"
+    shutil.copy(folder / ONNX_INT8_FILE, other)
+    model.use_backend("onnx", threads=1, graph=other)
+    assert model.backend == "onnx"
+    torch.testing.assert_close(model.encode_file(path), int8)
+    with pytest.raises(ConfigError, match="needs an ONNX backend"):
+        model.use_backend("torch", graph=other)
+    with pytest.raises(MissingFileError, match="ONNX graph not found"):
+        model.use_backend("onnx", graph=tmp_path / "missing.onnx")
+
+
 def test_export_without_onnx_says_how_to_add_it(tmp_path, tiny_prepared):
     folder = tmp_path / "pretrained"
-    _, _, model = _export(folder, "fbank", onnx=False)
+    _, _, model = export_narrow(folder, "fbank", onnx=False)
     (folder / "config.json").unlink()  # as exports made before config.json
     assert not (folder / ONNX_FILE).exists()
     with pytest.raises(MissingFileError, match="export_onnx.py"):
@@ -210,7 +181,7 @@ def test_export_without_onnx_says_how_to_add_it(tmp_path, tiny_prepared):
     card = (folder / "model_card.md").read_text()
     assert card.count("| ONNX |") == 1
     torch_model = DeepSpeaker.from_hparams(source=folder)
-    x = torch.from_numpy(_speech_like(1.7, 11))[None]
+    x = torch.from_numpy(speech_like(1.7, 11))[None]
     ref = torch_model.encode_batch(x).numpy()
     assert (
         _cosines(OnnxSpeaker(folder).embed_waveforms(x.numpy()), ref)[0]
@@ -259,7 +230,7 @@ print(json.dumps({"embs": embs.tolist(),
 def test_runtime_runs_without_torch(exported, tmp_path):
     folder, mods = exported
     a, b = tmp_path / "a.wav", tmp_path / "b.wav"
-    wav_a, wav_b = _speech_like(1.5, 5), _speech_like(2.2, 6)
+    wav_a, wav_b = speech_like(1.5, 5), speech_like(2.2, 6)
     sf.write(a, wav_a, SR)
     sf.write(b, (wav_b * 32767).astype(np.int16), SR, subtype="PCM_16")
     z3, z5 = tmp_path / "zeros_3s.wav", tmp_path / "zeros_5s.wav"
@@ -296,7 +267,7 @@ def test_runtime_refuses_non_speech(exported, tmp_path):
         "zeros_5s": np.zeros(5 * SR),
         "dc_pos": np.full(3 * SR, 0.3),
         "dc_neg": np.full(3 * SR, -0.2),
-        "speech": _speech_like(2.5, 3),
+        "speech": speech_like(2.5, 3),
     }
     path = {k: tmp_path / f"{k}.wav" for k in files}
     for k, wav in files.items():
@@ -321,7 +292,7 @@ def test_runtime_refuses_non_speech(exported, tmp_path):
 def test_runtime_resamples_and_scores(exported, tmp_path):
     folder, _ = exported
     model = OnnxSpeaker(folder, precision="int8")
-    wav = _speech_like(2.0, 9)
+    wav = speech_like(2.0, 9)
     up = np.repeat(wav, 2)  # crude 16 kHz copy: resampled back to 8 kHz
     sf.write(tmp_path / "8k.wav", wav, SR)
     sf.write(tmp_path / "16k.wav", np.stack([up, up], axis=1), 2 * SR)
@@ -346,7 +317,7 @@ def test_runtime_resamples_and_scores(exported, tmp_path):
 
 def test_verify_backend_flag(tiny_prepared, tmp_path):
     folder = tmp_path / "pretrained"
-    _export(folder, "fbank")
+    export_narrow(folder, "fbank")
     run = run_script(
         "verify.py",
         "--model",
@@ -372,7 +343,7 @@ def test_se_and_attentive_pooling_export_and_load(tmp_path):
     from deep_speaker_sb.inference import load_without_yaml
 
     options = {"se_reduction": 4, "pooling": "attentive_stats"}
-    parts = _parts("fbank", seed=3, **options)
+    parts = narrow_parts("fbank", seed=3, **options)
     with torch.no_grad():  # attention weights far from uniform
         parts[2].attention.score.weight.mul_(20.0)
     folder = export_pretrained(
@@ -389,7 +360,7 @@ def test_se_and_attentive_pooling_export_and_load(tmp_path):
     assert config["model"]["pooling"] == "attentive_stats"
     mods = dict(zip(EMBEDDING_MODULES, parts, strict=True))
     n = np.array([3000, 11000, 7000])
-    waves = [_speech_like(k / SR, int(k)) for k in n]
+    waves = [speech_like(k / SR, int(k)) for k in n]
     wavs = np.zeros((3, 11500), np.float32)
     for i, w in enumerate(waves):
         wavs[i, : len(w)] = w
@@ -416,7 +387,7 @@ def test_se_and_attentive_pooling_export_and_load(tmp_path):
 
 def test_export_onnx_runs_the_yaml_only_with_trust_yaml(tmp_path):
     folder = tmp_path / "pretrained"
-    _export(folder, "fbank", onnx=False)
+    export_narrow(folder, "fbank", onnx=False)
     marker = tmp_path / "code_ran"
     yaml = folder / "hyperparams.yaml"
     command = json.dumps(f"touch {shlex.quote(str(marker))}")

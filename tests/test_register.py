@@ -19,7 +19,7 @@ from deep_speaker_sb.register import (
     enrolment_speakers,
     identify,
 )
-from tests.conftest import run_in_process
+from tests.conftest import TINY_RESCNN, run_in_process
 
 VECTORS = {
     "A_0": [3.0, 0.0],  # speaker A: mean of (1, 0) and (0, 1) directions
@@ -160,7 +160,7 @@ def test_identify_embeds_the_query_first(enrol_dir):
 
 # ------------------------------------------- a saved register, real model
 
-MODEL = {"n_mels": 24, "channels": [4, 8], "emb_dim": 16, "blocks_per_stage": 1}
+MODEL = TINY_RESCNN
 
 
 def _export(folder: Path, seed: int) -> Path:

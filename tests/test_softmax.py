@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -20,46 +19,14 @@ import torch
 from speechbrain.dataio.encoder import CategoricalEncoder
 
 from deep_speaker_sb.lobes.rescnn import ResCNN
-from tests.conftest import HANG_TIMEOUT_S, ROOT, SCRIPT_ENV, run_script
-
-NARROW = [
-    "--channels", "[8, 16, 32, 64]",
-    "--emb_dim", "32",
-    "--batch_size", "8",
-    "--lr", "0.003",
-    "--lr_final", "0.003",
-    "--num_workers", "0",
-    "--device", "cpu",
-    "--noprogressbar",
-]  # fmt: skip
-
-
-def _args(corpus: Path, prep: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        str(ROOT / "hparams" / "softmax.yaml"),
-        "--data_folder", str(corpus),
-        "--prep_folder", str(prep),
-        "--output_folder", str(out),
-        *NARROW,
-        *extra,
-    ]  # fmt: skip
-
-
-def _log_epochs(train_log: Path) -> list[dict[str, float]]:
-    """Parses ``train_log.txt`` into one dict per epoch line."""
-    rows = []
-    for line in train_log.read_text().splitlines():
-        epoch = re.search(r"epoch: (\d+)", line)
-        loss = re.search(r"train loss: ([\d.e+-]+)", line)
-        acc = re.search(r"valid ACC: ([\d.e+-]+)", line)
-        rows.append(
-            {
-                "epoch": int(epoch.group(1)),
-                "train_loss": float(loss.group(1)),
-                "valid_acc": float(acc.group(1)),
-            }
-        )
-    return rows
+from tests.conftest import (
+    HANG_TIMEOUT_S,
+    ROOT,
+    SCRIPT_ENV,
+    log_epochs,
+    narrow_softmax_args,
+    run_script,
+)
 
 
 def _checkpoints(out: Path) -> list[Path]:
@@ -83,16 +50,18 @@ def test_train_then_resume(tiny_corpus, tmp_path):
     out = tmp_path / "out"
     prep = tmp_path / "prep"  # this run prepares its own copy of the data
     first = _run(
-        _args(tiny_corpus, prep, out, "--number_of_epochs", "1"), tmp_path
+        narrow_softmax_args(tiny_corpus, prep, out, "--number_of_epochs", "1"),
+        tmp_path,
     )
     assert (prep / "train.csv").is_file()
     assert "best validation accuracy" in first.stdout
-    assert [r["epoch"] for r in _log_epochs(out / "train_log.txt")] == [1]
+    assert [r["epoch"] for r in log_epochs(out / "train_log.txt")] == [1]
 
     _run(
-        _args(tiny_corpus, prep, out, "--number_of_epochs", "2"), tmp_path
+        narrow_softmax_args(tiny_corpus, prep, out, "--number_of_epochs", "2"),
+        tmp_path,
     )  # same data options: preparation is skipped, training resumes
-    epochs = _log_epochs(out / "train_log.txt")
+    epochs = log_epochs(out / "train_log.txt")
     assert [r["epoch"] for r in epochs] == [1, 2]  # epoch 1 not redone
     assert epochs[1]["train_loss"] < epochs[0]["train_loss"]
     log = (out / "log.txt").read_text()
@@ -117,7 +86,7 @@ def test_ddp_two_processes_gloo_cpu(tiny_corpus, tiny_prepared, tmp_path):
         sys.executable, "-m", "torch.distributed.run",
         "--standalone", "--nproc_per_node=2",
         str(ROOT / "train_softmax.py"),
-        *_args(tiny_corpus, tiny_prepared, out),
+        *narrow_softmax_args(tiny_corpus, tiny_prepared, out),
         "--skip_prep", "True",
         "--number_of_epochs", "1",
         "--distributed_backend", "gloo",
@@ -128,7 +97,7 @@ def test_ddp_two_processes_gloo_cpu(tiny_corpus, tiny_prepared, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("best validation accuracy") == 1  # rank 0 only
-    assert [r["epoch"] for r in _log_epochs(out / "train_log.txt")] == [1]
+    assert [r["epoch"] for r in log_epochs(out / "train_log.txt")] == [1]
     ckpts = _checkpoints(out)
     assert len(ckpts) == 1
     state = torch.load(ckpts[0] / "embedding_model.ckpt", map_location="cpu")
@@ -157,7 +126,9 @@ def test_missing_wav_is_one_error_line(tiny_corpus, tiny_prepared, tmp_path):
     gone = rows[0]["wav"].replace("{data_root}", str(prep))
     os.remove(gone)
     msg = _run_expecting_error(
-        _args(tiny_corpus, prep, tmp_path / "out", "--skip_prep", "True"),
+        narrow_softmax_args(
+            tiny_corpus, prep, tmp_path / "out", "--skip_prep", "True"
+        ),
         tmp_path,
     )
     assert gone in msg and "data_prep" in msg
@@ -175,7 +146,7 @@ def test_unreadable_wav_is_one_error_line(tiny_corpus, tiny_prepared, tmp_path):
     wav = rows[0]["wav"]
     Path(wav.replace("{data_root}", str(prep))).write_bytes(b"not audio")
     ids = {r["ID"] for r in rows if r["wav"] == wav}
-    args = _args(
+    args = narrow_softmax_args(
         tiny_corpus, prep, tmp_path / "out", "--skip_prep", "True",
         "--augment", "False",  # the babble would read it first
     )  # fmt: skip
@@ -193,7 +164,9 @@ def test_empty_manifest_is_one_error_line(tiny_corpus, tiny_prepared, tmp_path):
     header = (prep / "train.csv").read_text().splitlines()[0]
     (prep / "train.csv").write_text(header + "\n")
     msg = _run_expecting_error(
-        _args(tiny_corpus, prep, tmp_path / "out", "--skip_prep", "True"),
+        narrow_softmax_args(
+            tiny_corpus, prep, tmp_path / "out", "--skip_prep", "True"
+        ),
         tmp_path,
     )
     assert "train.csv" in msg and "no rows" in msg
@@ -210,7 +183,9 @@ def test_unknown_validation_speaker_is_one_error_line(
     train = [train[0]] + [r for r in train[1:] if f",{first_spk}," not in r]
     (prep / "train.csv").write_text("\n".join(train) + "\n")
     msg = _run_expecting_error(
-        _args(tiny_corpus, prep, tmp_path / "out", "--skip_prep", "True"),
+        narrow_softmax_args(
+            tiny_corpus, prep, tmp_path / "out", "--skip_prep", "True"
+        ),
         tmp_path,
     )
     assert "validation speakers" in msg and first_spk in msg
@@ -221,7 +196,7 @@ def test_bad_feature_type_is_one_error_line(
     tiny_corpus, tiny_prepared, tmp_path, bad
 ):
     msg = _run_expecting_error(
-        _args(
+        narrow_softmax_args(
             tiny_corpus,
             tiny_prepared,
             tmp_path / "out",

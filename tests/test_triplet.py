@@ -24,18 +24,17 @@ from deep_speaker_sb.checkpoints import load_best_parts
 from deep_speaker_sb.embedding import compute_embeddings
 from deep_speaker_sb.errors import UserError
 from deep_speaker_sb.lobes.rescnn import ResCNN
-from tests.conftest import ROOT, run_in_process
+from tests.conftest import (
+    ROOT,
+    TINY_RESCNN,
+    TINY_RESCNN_ARGS,
+    run_in_process,
+)
 
 YAML = ROOT / "hparams" / "triplet.yaml"
 
 # A narrow model (the same in the fake softmax checkpoint and the YAML).
-MODEL = {"n_mels": 24, "channels": [4, 8], "emb_dim": 16, "blocks_per_stage": 1}
-MODEL_ARGS = [
-    "--n_mels=24",
-    "--channels=[4, 8]",
-    "--emb_dim=16",
-    "--blocks_per_stage=1",
-]
+MODEL, MODEL_ARGS = TINY_RESCNN, TINY_RESCNN_ARGS
 
 #: The keys of the features and model sections, which must be the same in
 #: softmax.yaml and triplet.yaml (the triplet stage loads the softmax
