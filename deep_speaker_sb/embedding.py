@@ -3,9 +3,12 @@
 Training validation, the triplet loss, the pretrained interface
 (:class:`deep_speaker_sb.inference.DeepSpeaker`) and any export all embed
 waveforms with :func:`compute_embeddings`: features, then feature
-normalization, then the ResCNN.  Only training batches may pass a
-``feature_augment`` (SpecAugment-style masks on the normalized features,
-``spec_augment`` in the YAMLs); every other caller leaves it out.
+normalization, then the ResCNN, each over the exact frames of every
+waveform (:func:`~deep_speaker_sb.features.frame_lengths`, zeroed
+padding), so that an utterance's embedding does not depend on what it is
+batched with.  Only training batches may pass a ``feature_augment``
+(SpecAugment-style masks on the normalized features, ``spec_augment`` in
+the YAMLs); every other caller leaves it out.
 :class:`Embedder` is what the evaluations and the speaker register need
 of a model that embeds files this way.
 
@@ -22,6 +25,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from deep_speaker_sb.features import frame_lengths, zero_padding
 from deep_speaker_sb.utils import Pathlike
 
 #: The modules :func:`compute_embeddings` needs, in the order it runs them.
@@ -45,7 +49,8 @@ def compute_embeddings(
     ---------
     modules : mapping
         Holds ``compute_features`` (:class:`~deep_speaker_sb.features.
-        Features`), ``mean_var_norm`` (SpeechBrain's
+        Features`, or any front end with a centred STFT and its ``hop`` in
+        samples), ``mean_var_norm`` (SpeechBrain's
         ``InputNormalization``) and ``embedding_model`` (the ResCNN); a
         ``torch.nn.ModuleDict`` or a plain dict.
     wavs : torch.Tensor
@@ -54,7 +59,8 @@ def compute_embeddings(
         Relative lengths ``[batch]`` in ``(0, 1]``.
     feature_augment : callable, optional
         Training only: applied to the normalized features ``[batch, time,
-        n_features]`` and ``lens`` before the ResCNN; it must keep the
+        n_features]`` and their relative lengths before the ResCNN; it
+        must keep the
         batch (:class:`~deep_speaker_sb.brains.base.EmbeddingBrain` passes
         ``hparams.feature_augment`` with ``spec_augment: True``).
 
@@ -76,8 +82,22 @@ def compute_embeddings(
     >>> emb = compute_embeddings(modules, torch.rand(2, 8000), torch.ones(2))
     >>> emb.shape, bool(emb.norm(dim=1).allclose(torch.ones(2)))
     (torch.Size([2, 8]), True)
+
+    Padding a waveform does not change its embedding:
+
+    >>> _ = modules["embedding_model"].eval()
+    >>> wavs = torch.rand(2, 12345)
+    >>> alone = compute_embeddings(modules, wavs[:1, :8000], torch.ones(1))
+    >>> batch = compute_embeddings(modules, wavs, torch.tensor([8000 / 12345,
+    ...                                                         1.0]))
+    >>> bool((batch[0] - alone[0]).abs().max() < 1e-5)
+    True
     """
-    feats = modules["compute_features"](wavs)
+    # zero padding and the exact frame count of each waveform, so that
+    # padding (what a waveform is batched with) never changes its embedding
+    front_end = modules["compute_features"]
+    feats = front_end(zero_padding(wavs, lens))
+    lens = frame_lengths(lens, wavs.shape[1], feats.shape[1], front_end.hop)
     feats = modules["mean_var_norm"](feats, lens)
     if feature_augment is not None:
         feats, lens = feature_augment(feats, lens)

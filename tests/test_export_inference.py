@@ -18,8 +18,8 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.processing.features import InputNormalization
 from speechbrain.utils.metric_stats import EER, minDCF
 
+from deep_speaker_sb import embedding, scoring
 from deep_speaker_sb import export as export_mod
-from deep_speaker_sb import scoring
 from deep_speaker_sb.errors import ConfigError, DataError, MissingFileError
 from deep_speaker_sb.export import export_pretrained, latest_export
 from deep_speaker_sb.features import Features
@@ -126,9 +126,11 @@ def test_loaded_model_matches_in_memory_model(exported, loaded, monkeypatch):
         [torch.from_numpy(_band_limited_speech(SR, 1.0, s)) for s in (3, 4)]
     )
     lens = torch.tensor([1.0, 0.7])
+    mods = dict(
+        compute_features=feats, mean_var_norm=norm, embedding_model=model
+    )
     with torch.no_grad():
-        f = norm(feats(wavs), lens)
-        want = model(f, lens)
+        want = embedding.compute_embeddings(mods, wavs, lens)
     got = loaded.encode_batch(wavs, lens)
     assert got.shape == (2, 24)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
@@ -222,6 +224,57 @@ def test_batched_files_match_single_files(loaded, wavs):
     assert batched.shape == (3, 24)
     cos = torch.nn.functional.cosine_similarity(batched, single, dim=1)
     assert bool((cos > 0.999).all()), cos
+
+
+def test_a_longer_batch_neighbour_does_not_change_an_embedding(
+    loaded, tmp_path
+):
+    """File A alone and A batched beside B, twice as long (A padded): the
+    same embedding within float rounding.  (Counting a padded frame in
+    the normalization, or dropping A's last frame in the pooling, moved
+    elements by up to 0.012.)"""
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    sf.write(a, _speech_like(SR, 1.0, seed=7), SR, subtype="PCM_16")
+    sf.write(b, _speech_like(SR, 2.0, seed=8), SR, subtype="PCM_16")
+    alone = loaded.encode_files([a])[0]
+    batched = loaded.encode_files([b, a], batch_size=2)[1]
+    assert float((alone - batched).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("pooling", ["mean", "stats", "attentive_stats"])
+def test_padding_never_changes_compute_embeddings(pooling):
+    """Each utterance alone and padded beside a longer one, at lengths
+    where relative length x frames rounds either way, with non-zero junk
+    in the padding: equal embeddings."""
+    feats, norm, _ = _narrow_parts()
+    model = ResCNN(
+        n_mels=32,
+        channels=(8, 16),
+        emb_dim=24,
+        blocks_per_stage=1,
+        pooling=pooling,
+    ).eval()
+    mods = dict(
+        compute_features=feats, mean_var_norm=norm, embedding_model=model
+    )
+    gen = torch.Generator().manual_seed(0)
+    for n_a, n_b in (
+        (8000, 16000),
+        (9999, 12998),
+        (7913, 10286),
+        (8080, 21816),
+        (12345, 24690),
+    ):
+        wavs = torch.randn(2, n_b, generator=gen) * 0.1
+        wavs[0, n_a:] = 0.5  # the padding's content must not matter
+        lens = torch.tensor([n_a / n_b, 1.0])
+        with torch.no_grad():
+            alone = embedding.compute_embeddings(
+                mods, wavs[:1, :n_a], torch.ones(1)
+            )[0]
+            batched = embedding.compute_embeddings(mods, wavs, lens)[0]
+        diff = float((alone - batched).abs().max())
+        assert diff < 1e-5, (n_a, n_b, diff)
 
 
 def test_reexport_replaces_and_failed_export_keeps_old(

@@ -102,7 +102,7 @@ def test_onnx_matches_torch_on_random_padded_batches(exported):
         # padding does not change an embedding: each one alone
         for i, w in enumerate(waves):
             alone = runtime.embed_waveforms(w[None])
-            assert _cosines(alone, out[i : i + 1])[0] >= 0.9999
+            assert np.abs(alone[0] - out[i]).max() < 1e-4
 
 
 def test_deepspeaker_onnx_backends(exported, tmp_path):
@@ -382,7 +382,7 @@ def test_se_and_attentive_pooling_export_and_load(tmp_path):
     assert _cosines(out, ref.numpy()).min() >= 0.9999
     for i, w in enumerate(waves):
         alone = runtime.embed_waveforms(w[None])
-        assert _cosines(alone, out[i : i + 1])[0] >= 0.9999
+        assert np.abs(alone[0] - out[i]).max() < 1e-4
 
 
 def test_export_onnx_runs_the_yaml_only_with_trust_yaml(tmp_path):
