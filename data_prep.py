@@ -129,6 +129,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "fewer exist)",
         ),
         (
+            "--cal_speakers",
+            int,
+            PrepOptions.cal_speakers,
+            "training speakers held out as the calibration split (cal.csv, "
+            "cal_trials.txt): the export's score calibration is fitted on "
+            "them; at most a fifth of the speakers, none below 3; 0: none",
+        ),
+        (
             "--prep_seed",
             int,
             PrepOptions.seed,
@@ -258,6 +266,7 @@ def prepare(args: argparse.Namespace) -> dict:
         valid_ratio=args.valid_ratio,
         num_trials=args.num_trials,
         seed=args.prep_seed,
+        cal_speakers=args.cal_speakers,
         num_workers=args.prep_workers,
         trim_db=args.trim_db,
         trim_margin=args.trim_margin,
@@ -276,7 +285,9 @@ def prepare(args: argparse.Namespace) -> dict:
 def report(summary: dict) -> str:
     """What the user reads once the preparation is done."""
     lines = [f"prepared {summary['save_folder']}"]
-    for split in ("train", "valid", "test"):
+    for split in ("train", "valid", "cal", "test"):
+        if split not in summary["speakers"]:  # cal: no held-out speakers
+            continue
         lines.append(
             f"  {split:5s}: {summary['speakers'][split]:4d} speakers, "
             f"{summary['utterances'][split]:6d} utterances, "
@@ -308,7 +319,10 @@ def report(summary: dict) -> str:
             f"{trials['dropped']} dropped (a file was skipped)"
         )
     lines.append("manifests:")
-    for name in ("train.csv", "valid.csv", "test.csv"):
+    names = ["train.csv", "valid.csv", "test.csv"]
+    if "cal" in summary["speakers"]:
+        names.insert(2, "cal.csv")
+    for name in names:
         lines.append(f"  {files[name]}")
     lines.append(f"summary: {files['prep_summary.json']}")
     return "\n".join(map(printable, lines))  # paths may hold newlines

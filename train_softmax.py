@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 "valid_ratio": hparams["valid_ratio"],
                 "num_trials": hparams["num_trials"],
                 "seed": hparams["prep_seed"],
+                "cal_speakers": hparams["cal_speakers"],
                 "num_workers": hparams["prep_workers"],
             },
         )

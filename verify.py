@@ -514,18 +514,17 @@ def calibrate_mode(args: argparse.Namespace) -> int:
     """``--calibrate TRIALS``: fits the calibration and operating points
     on labelled trials and writes them into the model's config.json."""
     trials_path = Path(args.calibrate)
-    trials, utts = evaluation.load_trials(trials_path, args.csv)
     model = load_model(args)
-    result = evaluation.evaluate_trials(
-        model, trials, utts, batch_size=args.batch_size
+    result, fitted = evaluation.fit_calibration(
+        model,
+        trials_path,
+        args.csv,
+        fitted_on=f"trials of {trials_path}",
+        batch_size=args.batch_size,
     )
     report = result.report
     _warn_no_speech(
         report["no_speech"], f" with their {report['trials_left_out']} trials"
-    )
-    labels = [label for label, _, _ in result.trials]
-    fitted = scoring.calibrate(
-        labels, result.scores, fitted_on=f"trials of {trials_path}"
     )
     cal = fitted.calibration
     print(

@@ -118,6 +118,7 @@ RANGES: dict[str, Range] = {
     "min_dur": _POSITIVE,
     "valid_ratio": _FRACTION,
     "num_trials": _NON_NEGATIVE_INT,
+    "cal_speakers": _NON_NEGATIVE_INT,
     "num_valid_trials": _POSITIVE_INT,
     "prep_workers": _POSITIVE_INT,
     "shard_size": _POSITIVE_INT,

@@ -49,6 +49,7 @@ from deep_speaker_sb.plots import (
     plot_score_histograms,
 )
 from deep_speaker_sb.scoring import (
+    calibrate,
     compute_eer,
     pair_scores,
     read_trials,
@@ -454,6 +455,48 @@ def evaluate_trials(
     if durations is not None:
         report["eer_by_duration"] = duration_buckets(trials, scores, durations)
     return TrialsEvaluation(list(trials), scores, report, llrs)
+
+
+def fit_calibration(
+    model: Embedder,
+    trials_path: Pathlike,
+    csv_path: Pathlike,
+    fitted_on: str,
+    batch_size: int = 32,
+) -> tuple[TrialsEvaluation, ScoreCalibration]:
+    """Scores a labelled trials file and fits the score calibration and
+    operating points on it (``verify.py --calibrate``, and the export's
+    calibration on the held-out speakers of ``cal_trials.txt``).
+
+    Arguments
+    ---------
+    model : Embedder
+        The model (cosine scores; trials whose files have no speech are
+        left out, as :func:`evaluate_trials` does).
+    trials_path, csv_path : Pathlike
+        The trials and the manifest of their utterances
+        (:func:`load_trials`).
+    fitted_on : str
+        What trials, recorded with the calibration.
+    batch_size : int
+        Files embedded per batch.
+
+    Returns
+    -------
+    (TrialsEvaluation, ScoreCalibration)
+        The evaluation (with the model's own calibration, if any) and the
+        calibration fitted on it.
+
+    Raises
+    ------
+    DataError
+        When the files are malformed, or the scores cannot be calibrated
+        (a kind of trial missing, no better than chance).
+    """
+    trials, utts = load_trials(trials_path, csv_path)
+    result = evaluate_trials(model, trials, utts, batch_size=batch_size)
+    labels = [label for label, _, _ in result.trials]
+    return result, calibrate(labels, result.scores, fitted_on=fitted_on)
 
 
 def _calibration_report(

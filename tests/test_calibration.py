@@ -408,6 +408,60 @@ def test_verify_far_not_in_the_export_is_one_error_line(calibrated, wav_pair):
     assert code == 1 and err.strip().startswith("error: --prior must lie")
 
 
+def _write_trials(folder: Path, csv_name: str, trials_name: str) -> list:
+    """A manifest of :func:`_utts` (empty WAVs: :class:`FakeModel` reads
+    none) and all their trials; returns the trials."""
+    utts = _utts()
+    rows = ["ID,duration,wav,start,stop,spk_id,gender,words"]
+    for u in utts.values():
+        (folder / u.wav).write_bytes(b"")
+        rows.append(
+            f"{u.utt_id}_0,3.0,{{data_root}}/{u.wav},0,1,{u.spk_id},m,x"
+        )
+    (folder / csv_name).write_text("\n".join(rows) + "\n")
+    trials = _all_trials(utts)
+    (folder / trials_name).write_text(
+        "".join(f"{lab} {a} {b}\n" for lab, a, b in trials)
+    )
+    return trials
+
+
+def test_export_calibrates_on_held_out_speakers(
+    calibrated, tmp_path, monkeypatch
+):
+    """The triplet export fits its calibration on cal_trials.txt (speakers
+    held out of training) and replaces the validation one."""
+    import shutil
+
+    from deep_speaker_sb.brains import triplet
+
+    _, calibrated_folder, before = calibrated
+    folder = tmp_path / "pretrained"
+    shutil.copytree(calibrated_folder, folder)
+    hparams = {
+        "cal_annotation": tmp_path / "cal.csv",
+        "cal_trials": tmp_path / "cal_trials.txt",
+    }
+    # no held-out speakers: the calibration stays as it was
+    assert triplet.calibrate_on_held_out(hparams, folder) is None
+    assert read_score_calibration(folder).calibration == before.calibration
+
+    trials = _write_trials(tmp_path, "cal.csv", "cal_trials.txt")
+    monkeypatch.setattr(
+        triplet.DeepSpeaker,
+        "from_config",
+        classmethod(lambda cls, source, **kw: FakeModel(None, folder=source)),
+    )
+    fitted = triplet.calibrate_on_held_out(hparams, folder)
+    sc = read_score_calibration(folder)
+    assert sc.calibration == fitted.calibration != before.calibration
+    assert sc.calibration.fitted_on == "trials of 4 held-out speakers"
+    assert sc.calibration.trials == len(trials)
+    assert sc.points["eer"].threshold != before.points["eer"].threshold
+    card = (folder / "model_card.md").read_text()
+    assert "held-out speakers" in card
+
+
 def test_verify_calibrate_fits_and_writes_the_export(
     calibrated, tmp_path, monkeypatch, capsys
 ):
@@ -416,18 +470,7 @@ def test_verify_calibrate_fits_and_writes_the_export(
     import shutil
 
     shutil.copytree(plain, folder)
-    utts = _utts()
-    rows = ["ID,duration,wav,start,stop,spk_id,gender,words"]
-    for u in utts.values():
-        (tmp_path / u.wav).write_bytes(b"")
-        rows.append(
-            f"{u.utt_id}_0,3.0,{{data_root}}/{u.wav},0,1,{u.spk_id},m,x"
-        )
-    (tmp_path / "test.csv").write_text("\n".join(rows) + "\n")
-    trials = _all_trials(utts)
-    (tmp_path / "trials.txt").write_text(
-        "".join(f"{lab} {a} {b}\n" for lab, a, b in trials)
-    )
+    trials = _write_trials(tmp_path, "test.csv", "trials.txt")
     verify = load_script("verify.py")
     fake = FakeModel(None, folder=folder)
     monkeypatch.setattr(verify, "load_model", lambda args: fake)

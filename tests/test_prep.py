@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import errno
 import inspect
+import json
 import logging
 import math
 import os
@@ -198,6 +199,51 @@ def test_trials_file(tiny_prepared: Path):
     for label, a, b in trials:
         assert label == int(utt2spk[a] == utt2spk[b]) and a != b
     assert trials == make_trials(utt2spk, len(trials), seed=1)
+
+
+def test_calibration_split_holds_out_unseen_speakers(tmp_path: Path):
+    # 15 training speakers: a fifth of them, 3, are held out (6 asked)
+    corpus = make_corpus(
+        tmp_path / "vivos",
+        {
+            "train": {f"SPK{i:02d}": [1.5, 1.5, 1.5] for i in range(15)},
+            "test": {"DEVA": [1.5, 1.5], "DEVB": [1.5, 1.5]},
+        },
+    )
+    summary = prepare_vivos(corpus, tmp_path / "prep", seed=3)
+    assert summary["speakers"]["cal"] == 3
+    rows = {
+        n: read_csv(tmp_path / "prep" / f"{n}.csv")
+        for n in ("train", "valid", "cal", "test")
+    }
+    spks = {n: {r["spk_id"] for r in rows[n]} for n in rows}
+    assert len(spks["cal"]) == 3 and len(spks["train"]) == 12
+    # never trained on, never validated on, not test speakers
+    assert not spks["cal"] & (spks["train"] | spks["valid"] | spks["test"])
+    # both genders of the corpus (make_corpus alternates them)
+    gender = {r["spk_id"]: r["gender"] for r in rows["cal"]}
+    assert set(gender.values()) == {"m", "f"}
+    utt2spk = {stem(r): r["spk_id"] for r in rows["cal"]}
+    lines = (tmp_path / "prep" / "cal_trials.txt").read_text().splitlines()
+    trials = [(int(a), b, c) for a, b, c in (x.split() for x in lines)]
+    assert trials and sum(t[0] for t in trials) * 2 == len(trials)
+    for label, a, b in trials:
+        assert label == int(utt2spk[a] == utt2spk[b])
+
+    # cal_speakers=0: every speaker trains; the files exist, empty
+    summary = prepare_vivos(corpus, tmp_path / "none", seed=3, cal_speakers=0)
+    assert "cal" not in summary["speakers"]
+    assert summary["speakers"]["train"] == 15
+    assert read_csv(tmp_path / "none" / "cal.csv") == []
+    assert (tmp_path / "none" / "cal_trials.txt").read_text() == ""
+
+
+def test_too_few_speakers_hold_none_out(tiny_prepared: Path):
+    # 4 training speakers: a fifth is below MIN_CAL_SPEAKERS
+    summary = json.loads((tiny_prepared / "prep_summary.json").read_text())
+    assert "cal" not in summary["speakers"]
+    assert summary["speakers"]["train"] == 4
+    assert read_csv(tiny_prepared / "cal.csv") == []
 
 
 # --------------------------------------------------------------------------
@@ -407,6 +453,8 @@ def test_bad_options_raise(small_corpus: Path, tmp_path: Path):
         prepare_vivos(small_corpus, tmp_path / "p", seg_dur=1.0, min_dur=2.0)
     with pytest.raises(ConfigError, match="num_workers"):
         prepare_vivos(small_corpus, tmp_path / "p", num_workers=0)
+    with pytest.raises(ConfigError, match="cal_speakers must be >= 0"):
+        prepare_vivos(small_corpus, tmp_path / "p", cal_speakers=-1)
     # non-finite values passed the range checks and ended in a traceback
     for option in ("trim_db", "trim_margin", "seg_dur"):
         for bad in (math.nan, math.inf):

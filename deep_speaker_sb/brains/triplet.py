@@ -51,7 +51,9 @@ from deep_speaker_sb.dataio import (
     utterances,
 )
 from deep_speaker_sb.errors import DataError
-from deep_speaker_sb.export import export_pretrained
+from deep_speaker_sb.evaluation import fit_calibration
+from deep_speaker_sb.export import export_pretrained, write_score_calibration
+from deep_speaker_sb.inference import DeepSpeaker
 from deep_speaker_sb.losses import collapse_warning
 from deep_speaker_sb.onnx_export import calibration_audio, onnx_installed
 from deep_speaker_sb.scoring import calibrate, compute_eer, score_trials
@@ -417,7 +419,7 @@ def _export_stage(
         logger.warning("no training manifest %s: no int8 ONNX copy", train_csv)
     elif onnx_installed():  # the int8 copy is calibrated on training audio
         calibration = calibration_audio(train_csv)
-    return export_pretrained(
+    folder = export_pretrained(
         folder,
         compute_features=hparams["compute_features"],
         mean_var_norm=hparams["mean_var_norm"],
@@ -431,6 +433,69 @@ def _export_stage(
             else None
         ),
     )
+    calibrate_on_held_out(hparams, folder)
+    return folder
+
+
+def calibrate_on_held_out(
+    hparams: dict[str, Any], folder: Pathlike
+) -> ScoreCalibration | None:
+    """Fits an export's score calibration on the held-out speakers.
+
+    ``data_prep.py`` holds a few training speakers out of training
+    (``cal_speakers``: ``cal.csv`` and its trials ``cal_trials.txt``); the
+    export is scored on their trials as a user would score it, and the
+    calibration and operating points fitted there replace those of the
+    validation trials in its ``config.json`` (speakers the model trained
+    on: their EER is far lower than on new speakers, so LLRs fitted there
+    are overconfident).  Without held-out speakers nothing changes.
+
+    Arguments
+    ---------
+    hparams : dict
+        Uses ``cal_annotation`` and ``cal_trials`` (absent: nothing done).
+    folder : Pathlike
+        The export folder.
+
+    Returns
+    -------
+    ScoreCalibration or None
+        What was fitted and written, or None.
+    """
+    trials = Path(str(hparams.get("cal_trials", "")))
+    csv_path = Path(str(hparams.get("cal_annotation", "")))
+    if not (trials.is_file() and csv_path.is_file()):
+        logger.warning(
+            "no held-out speakers (%s): the score calibration is fitted on "
+            "validation trials of training speakers, which overstates "
+            "confidence on new speakers; prepare with data_prep.py "
+            "--cal_speakers N",
+            trials,
+        )
+        return None
+    if trials.stat().st_size == 0:  # too few training speakers
+        return None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = DeepSpeaker.from_config(folder, run_opts={"device": device})
+    n_speakers = len({r.spk_id for r in read_manifest(csv_path)})
+    try:
+        _, fitted = fit_calibration(
+            model,
+            trials,
+            csv_path,
+            fitted_on=f"trials of {n_speakers} held-out speakers",
+        )
+    except DataError as exc:
+        logger.warning("no calibration on the held-out speakers: %s", exc)
+        return None
+    write_score_calibration(folder, fitted)
+    logger.info(
+        "score calibration of %s fitted on %d held-out speakers: %s",
+        folder,
+        n_speakers,
+        fitted.calibration.formula(),
+    )
+    return fitted
 
 
 def export_initial(hparams: dict[str, Any], stats: dict[str, Any]) -> Path:

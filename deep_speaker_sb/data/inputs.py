@@ -159,7 +159,17 @@ class PrepOptions:
         Trials in ``trials.txt`` (half target); fewer when fewer distinct
         pairs exist.
     seed : int
-        Seed of the train/valid split and of the trials.
+        Seed of the train/valid split, the held-out speakers and the
+        trials.
+    cal_speakers : int
+        Training speakers held out of training as the calibration split
+        (``cal.csv``, ``cal_trials.txt``): the export's score calibration
+        is fitted on them, speakers the model never heard, so that its
+        LLRs and thresholds hold on new speakers.  At most a fifth of the
+        training speakers are held out, and none when that is fewer than
+        :data:`MIN_CAL_SPEAKERS` (the export then calibrates on the
+        validation trials of training speakers, which is overconfident).
+        ``0`` holds none out.
     num_workers : int
         Processes converting the audio (does not change the outputs).
     trim_db : float
@@ -184,6 +194,7 @@ class PrepOptions:
     valid_ratio: float = 0.1
     num_trials: int = DEFAULT_NUM_TRIALS
     seed: int = 1234
+    cal_speakers: int = 6
     num_workers: int = 1
     trim_db: float = 40.0
     trim_margin: float = 0.1
@@ -215,6 +226,10 @@ class PrepOptions:
             )
         if self.num_trials < 0:
             problems.append(f"num_trials must be >= 0 (got {self.num_trials})")
+        if self.cal_speakers < 0:
+            problems.append(
+                f"cal_speakers must be >= 0 (got {self.cal_speakers})"
+            )
         if self.num_workers < 1:
             problems.append(
                 f"num_workers must be >= 1 (got {self.num_workers})"
@@ -247,4 +262,5 @@ class PrepOptions:
             "valid_ratio": float(self.valid_ratio),
             "num_trials": int(self.num_trials),
             "seed": int(self.seed),
+            "cal_speakers": int(self.cal_speakers),
         }

@@ -1,7 +1,9 @@
 """Steps 3 to 5 of the preparation: split, manifests, trials, summary.
 
-The kept ``train`` utterances are split per speaker into train and valid
-(:func:`split_train_valid`) and cut into manifest rows (one
+A few ``train`` speakers are held out as the calibration split
+(:func:`hold_out_speakers`); the other kept ``train`` utterances are split
+per speaker into train and valid (:func:`split_train_valid`) and cut
+into manifest rows (one
 :class:`~deep_speaker_sb.dataio.SegmentRow` per segment,
 :func:`segment_rows`); the official trials whose files were kept
 (:func:`kept_trials`) or the balanced ones are written to ``trials.txt``
@@ -38,6 +40,88 @@ logger = get_logger(__name__)
 SKIPPED_FIELDS = ("path", "utt_id", "reason")
 
 _U = TypeVar("_U")
+
+#: The fewest speakers a calibration split holds (fewer give too few
+#: speaker pairs for its non-target trials): none are held out then.
+MIN_CAL_SPEAKERS = 3
+#: At most this share of the training speakers is held out.
+MAX_CAL_SHARE = 0.2
+
+
+def n_held_out(n_speakers: int, wanted: int) -> int:
+    """How many of ``n_speakers`` training speakers the calibration split
+    takes when ``wanted`` are asked for: at most :data:`MAX_CAL_SHARE` of
+    them, and 0 when that is fewer than :data:`MIN_CAL_SPEAKERS`.
+
+    Example
+    -------
+    >>> n_held_out(46, 6), n_held_out(20, 6), n_held_out(10, 6)
+    (6, 4, 0)
+    >>> n_held_out(60, 0)
+    0
+    """
+    n = min(wanted, int(n_speakers * MAX_CAL_SHARE))
+    return n if n >= MIN_CAL_SPEAKERS else 0
+
+
+def hold_out_speakers(
+    utts: Iterable[_U], n_wanted: int, seed: int, gender: dict[str, str]
+) -> tuple[list[_U], list[_U]]:
+    """Moves the utterances of a few seeded speakers out of training.
+
+    The held-out speakers (:func:`n_held_out` of them) are drawn in turn
+    from each gender (``gender``: speaker -> ``m``/``f``/``""``), so that
+    a corpus with both keeps both in the calibration split.
+
+    Arguments
+    ---------
+    utts : iterable
+        Utterances: anything with ``utt_id`` and ``spk_id`` attributes.
+    n_wanted : int
+        Speakers asked for (``PrepOptions.cal_speakers``).
+    seed : int
+        The draw depends only on it and the speaker ids.
+    gender : dict
+        Speaker id -> gender (missing speakers: unknown).
+
+    Returns
+    -------
+    (list, list)
+        The utterances of the speakers kept for training, and those of
+        the held-out speakers, each in the order given.
+
+    Example
+    -------
+    >>> from deep_speaker_sb.data.inputs import SourceUtterance
+    >>> utts = [SourceUtterance("train", f"S{s}_{k}", f"S{s}", "")
+    ...         for s in range(20) for k in range(2)]
+    >>> gender = {f"S{s}": "mf"[s % 2] for s in range(20)}
+    >>> kept, held = hold_out_speakers(utts, 4, seed=1, gender=gender)
+    >>> len(kept), len(held)
+    (32, 8)
+    >>> sorted(gender[s] for s in {u.spk_id for u in held})
+    ['f', 'f', 'm', 'm']
+    >>> hold_out_speakers(utts, 4, 1, gender) == (kept, held)
+    True
+    """
+    utts = list(utts)
+    speakers = sorted({u.spk_id for u in utts})
+    n = n_held_out(len(speakers), n_wanted)
+    by_gender: dict[str, list[str]] = defaultdict(list)
+    for spk in speakers:
+        by_gender[gender.get(spk, "")].append(spk)
+    queues = []
+    for g in sorted(by_gender):
+        queue = by_gender[g][:]
+        random.Random(f"{seed}:cal:{g}").shuffle(queue)
+        queues.append(queue)
+    held: set[str] = set()
+    while len(held) < n:
+        for queue in queues:
+            if queue and len(held) < n:
+                held.add(queue.pop())
+    kept = [u for u in utts if u.spk_id not in held]
+    return kept, [u for u in utts if u.spk_id in held]
 
 
 def split_train_valid(

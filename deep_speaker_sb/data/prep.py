@@ -14,9 +14,15 @@ leave out, as :class:`Skipped`; all three, :class:`PrepOptions`,
    as ``wavs/<split>/<SPK>/<UTT>.wav`` (PCM-16), by a pool of worker
    processes; unreadable, empty or silent inputs and utterances shorter
    than ``min_dur`` after trimming are skipped with their reason;
-2. **split** the ``train`` utterances per speaker into train and valid
+2. **split**: a few ``train`` speakers are held out of training as the
+   calibration split (``PrepOptions.cal_speakers``,
+   :func:`~deep_speaker_sb.data.manifests.hold_out_speakers`), and the
+   other ``train`` utterances are split per speaker into train and valid
    (:func:`~deep_speaker_sb.data.manifests.split_train_valid`);
-3. **write** ``train.csv``, ``valid.csv`` and ``test.csv`` (one
+3. **write** ``train.csv``, ``valid.csv``, ``cal.csv`` (the held-out
+   speakers, empty when none), ``cal_trials.txt`` (balanced trials over
+   them: the export's score calibration is fitted on these) and
+   ``test.csv`` (one
    :class:`~deep_speaker_sb.dataio.SegmentRow` per segment,
    :func:`~deep_speaker_sb.data.manifests.segment_rows`), ``trials.txt``
    (balanced trials over the ``test`` utterances) and ``skipped.csv``
@@ -68,6 +74,7 @@ from deep_speaker_sb.data.inputs import (
     SourceUtterance,
 )
 from deep_speaker_sb.data.manifests import (
+    hold_out_speakers,
     hours,
     kept_trials,
     log_incomplete,
@@ -110,6 +117,8 @@ OUTPUT_FILES = (
     "valid.csv",
     "test.csv",
     "trials.txt",
+    "cal.csv",
+    "cal_trials.txt",
     "skipped.csv",
     "prep_summary.json",
 )
@@ -298,19 +307,39 @@ def prepare_corpus(
             )
 
     # ---- steps 3 and 4: split, manifests and trials
+    in_training, cal = hold_out_speakers(
+        by_split["train"],
+        options.cal_speakers,
+        options.seed,
+        {u.spk_id: u.source.gender or "" for u in by_split["train"]},
+    )
     train, valid = split_train_valid(
-        by_split["train"], options.valid_ratio, options.seed
+        in_training, options.valid_ratio, options.seed
     )
     parts = {"train": train, "valid": valid, "test": by_split["test"]}
+    if cal:  # in the summary only when there is one
+        parts["cal"] = cal
     rows = {
         name: segment_rows(
             part, options.sample_rate, options.seg_dur, options.min_dur
         )
         for name, part in parts.items()
     }
-    for name, part_rows in rows.items():
+    for name in ("train", "valid", "cal", "test"):  # cal.csv even empty
         with writing(files[f"{name}.csv"]):
-            write_manifest(files[f"{name}.csv"], part_rows)
+            write_manifest(files[f"{name}.csv"], rows.get(name, []))
+    cal_trials = make_trials(
+        {u.utt_id: u.spk_id for u in cal}, options.num_trials, options.seed
+    )
+    with writing(files["cal_trials.txt"]):
+        write_trials(files["cal_trials.txt"], cal_trials)
+    if cal:
+        logger.info(
+            "held out %d training speakers for calibration (cal.csv, "
+            "%d trials in cal_trials.txt)",
+            len({u.spk_id for u in cal}),
+            len(cal_trials),
+        )
     if listing.trials is None:
         trials = make_trials(
             {u.utt_id: u.spk_id for u in by_split["test"]},

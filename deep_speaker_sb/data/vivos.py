@@ -373,6 +373,7 @@ def prepare_vivos(
     valid_ratio: float = PrepOptions.valid_ratio,
     num_trials: int = PrepOptions.num_trials,
     seed: int = PrepOptions.seed,
+    cal_speakers: int = PrepOptions.cal_speakers,
     num_workers: int = PrepOptions.num_workers,
     trim_db: float = PrepOptions.trim_db,
     trim_margin: float = PrepOptions.trim_margin,
@@ -397,12 +398,14 @@ def prepare_vivos(
         and shortest segment or trimmed utterance kept (seconds); share of
         each train speaker's utterances put in ``valid.csv``; number of
         trials in ``trials.txt``.
-    seed, num_workers, trim_db, trim_margin : optional
-        Seed of the split and trials; audio conversion processes (the
-        outputs do not depend on it); silence threshold below the
-        loudness (dB, ``0``: no trimming) and seconds kept around the
-        speech.  See :class:`~deep_speaker_sb.data.prep.PrepOptions`,
-        whose defaults they are.
+    seed, cal_speakers, num_workers, trim_db, trim_margin : optional
+        Seed of the split and trials; training speakers held out as the
+        calibration split (``cal.csv``, ``cal_trials.txt``); audio
+        conversion processes (the outputs do not depend on it);
+        silence threshold below the loudness (dB, ``0``: no trimming)
+        and seconds kept around the speech.  See
+        :class:`~deep_speaker_sb.data.prep.PrepOptions`, whose defaults
+        they are.
 
     Returns
     -------
@@ -433,7 +436,7 @@ def prepare_vivos(
     >>> summary["speakers"]
     {'train': 2, 'valid': 2, 'test': 2}
     >>> sorted(p.name for p in (tmp / "prep").glob("*.csv"))
-    ['skipped.csv', 'test.csv', 'train.csv', 'valid.csv']
+    ['cal.csv', 'skipped.csv', 'test.csv', 'train.csv', 'valid.csv']
     """
     options = PrepOptions(
         sample_rate=sample_rate,
@@ -442,6 +445,7 @@ def prepare_vivos(
         valid_ratio=valid_ratio,
         num_trials=num_trials,
         seed=seed,
+        cal_speakers=cal_speakers,
         num_workers=num_workers,
         trim_db=trim_db,
         trim_margin=trim_margin,
