@@ -234,8 +234,8 @@ def test_a_longer_batch_neighbour_does_not_change_an_embedding(
     the normalization, or dropping A's last frame in the pooling, moved
     elements by up to 0.012.)"""
     a, b = tmp_path / "a.wav", tmp_path / "b.wav"
-    sf.write(a, _speech_like(SR, 1.0, seed=7), SR, subtype="PCM_16")
-    sf.write(b, _speech_like(SR, 2.0, seed=8), SR, subtype="PCM_16")
+    sf.write(a, _band_limited_speech(SR, 1.0, seed=7), SR, subtype="PCM_16")
+    sf.write(b, _band_limited_speech(SR, 2.0, seed=8), SR, subtype="PCM_16")
     alone = loaded.encode_files([a])[0]
     batched = loaded.encode_files([b, a], batch_size=2)[1]
     assert float((alone - batched).abs().max()) < 1e-4
