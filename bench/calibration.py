@@ -5,7 +5,9 @@ Runs ``verify.py`` as a user would, on a trained export (by default the
 ``augment`` run of ``bench/accuracy.py``), and prints one JSON object:
 
 1. ``test``: every test trial of ``<prep_folder>/trials.txt`` scored with
-   the calibration the export fitted on its validation trials: actual
+   the calibration the export fitted at export (on ``cal_trials.txt``,
+   the speakers ``data_prep.py --cal_speakers`` held out of training, or
+   on its validation trials for a folder prepared without them): actual
    ``cllr`` beside ``min_cllr`` (their difference is the calibration
    loss) and, for each stored operating point, the false-accept and
    false-reject rates measured on these held-out trials beside the ones
@@ -20,7 +22,7 @@ Usage::
 
     python bench/calibration.py --prep_folder bench_data/tts8k \\
         --voices bench_data/tts_corpus/voices.json \\
-        --model bench_data/accuracy/augment/seed1/triplet/1/pretrained \\
+        --model bench_data/accuracy/augment/seed1/triplet/pretrained \\
         --out bench_data/calibration
 """
 
