@@ -467,8 +467,8 @@ def export_pretrained(
     norm = unwrap(mean_var_norm)
     feats = unwrap(compute_features)
     features_config = dict(feats.config)
-    model_config = dict(model.config)
     model_name = model_class_name(model)
+    model_config = dict(model.config)
     norm_cfg = norm_config(norm)
     n_params = sum(p.numel() for p in model.parameters())
 
