@@ -3,13 +3,17 @@
 Two models: the paper-width ResCNN (the ``ResCNN()`` defaults: stages of
 64/128/256/512 channels, 3 residual blocks each, 512-d embeddings, 64
 log-mel bands; untrained, its int8 copy calibrated on ``<prep>/train.csv``
-audio) and the CPU-budget model (``--budget`` export folder, by default
-the trained ``bench_data/accuracy/augment/triplet/pretrained``; its ONNX
-graphs are added to a temporary copy).  Backends: ``torch`` is
-``DeepSpeaker.encode_batch``; ``onnx`` / ``onnx-int8`` run the export's
-graphs in onnxruntime (``runtime.run_session``, what both
-``DeepSpeaker(backend=...)`` and ``deep_speaker_sb.runtime`` call); all
-three take 8 kHz waveforms and run features, normalization and ResCNN.
+audio; ``--no_paper`` leaves it out) and the CPU-budget model
+(``--budget`` export folder, by default the trained
+``bench_data/accuracy/augment/triplet/pretrained``; its ONNX graphs are
+added to a temporary copy).  ``--export NAME=FOLDER`` adds any other
+export folder the same way under its own name, e.g. an ECAPA-TDNN export
+(``config.json``'s ``model_class``; ``bench/accuracy.py``'s peer).
+Backends: ``torch`` is ``DeepSpeaker.encode_batch``; ``onnx`` /
+``onnx-int8`` run the export's graphs in onnxruntime
+(``runtime.run_session``, what both ``DeepSpeaker(backend=...)`` and
+``deep_speaker_sb.runtime`` call); all three take 8 kHz waveforms and run
+features, normalization and the embedding model.
 
 Clips of 3 s and 10 s of real speech (cut from ``<prep>/test.csv`` files)
 are embedded at batch 1 and 32 with 1 and 2 threads.  One process per
@@ -46,7 +50,8 @@ exits 1 when one is missed (or could not be measured).  The EER half of
 Usage::
 
     python bench/inference_throughput.py [--prep_folder bench_data/tts8k]
-        [--budget FOLDER] [--threads 1 2] [--min_time 1.5] [--check]
+        [--budget FOLDER] [--export NAME=FOLDER ...] [--no_paper]
+        [--threads 1 2] [--min_time 1.5] [--check]
 """
 
 from __future__ import annotations
@@ -279,8 +284,44 @@ def memory(args: argparse.Namespace) -> None:
     )
 
 
-def export_models(tmp: Path, prep: Path, budget: Path | None) -> dict:
-    """The two export folders, with their ONNX graphs."""
+#: The names of the bench's own models (not for ``--export``).
+OWN_MODELS = ("paper", "budget")
+
+
+def named_export(text: str) -> tuple[str, Path]:
+    """An ``--export`` value ``NAME=FOLDER`` as ``(name, folder)``.
+
+    Example
+    -------
+    >>> named_export("ecapa=bench_data/ecapa/pretrained")
+    ('ecapa', PosixPath('bench_data/ecapa/pretrained'))
+    >>> named_export("budget=x")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: the name 'budget' is the bench's own
+    """
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=FOLDER (e.g. ecapa=path/to/pretrained)"
+        )
+    if name in OWN_MODELS:
+        raise argparse.ArgumentTypeError(
+            f"the name {name!r} is the bench's own"
+        )
+    return name, Path(folder)
+
+
+def export_models(
+    tmp: Path,
+    prep: Path,
+    budget: Path | None,
+    exports: dict[str, Path] | None = None,
+    paper: bool = True,
+) -> dict:
+    """The export folders to time, with their ONNX graphs: the
+    paper-width ResCNN (unless ``paper`` is false), the CPU-budget export
+    and ``exports`` (name -> folder; copied, their graphs added)."""
     from speechbrain.processing.features import InputNormalization
 
     from deep_speaker_sb.export import export_pretrained, record_onnx
@@ -289,24 +330,26 @@ def export_models(tmp: Path, prep: Path, budget: Path | None) -> dict:
     from deep_speaker_sb.lobes.rescnn import ResCNN
     from deep_speaker_sb.onnx_export import add_onnx, calibration_audio
 
-    torch.manual_seed(0)
-    paper = ResCNN().eval()
-    export_pretrained(
-        tmp / "paper",
-        compute_features=Features(),
-        mean_var_norm=InputNormalization(norm_type="sentence"),
-        embedding_model=paper,
-        threshold=0.5,
-        card={"data": "none (benchmark)"},
-        calibration=calibration_audio(prep / "train.csv"),
-    )
-    folders = {"paper": tmp / "paper"}
-    if budget is not None:
-        shutil.copytree(budget, tmp / "budget")
-        parts = load_parts(tmp / "budget")
-        entry = add_onnx(tmp / "budget", parts, prep / "train.csv")
-        record_onnx(tmp / "budget", entry, parts)
-        folders["budget"] = tmp / "budget"
+    folders = {}
+    if paper:
+        torch.manual_seed(0)
+        export_pretrained(
+            tmp / "paper",
+            compute_features=Features(),
+            mean_var_norm=InputNormalization(norm_type="sentence"),
+            embedding_model=ResCNN().eval(),
+            threshold=0.5,
+            card={"data": "none (benchmark)"},
+            calibration=calibration_audio(prep / "train.csv"),
+        )
+        folders["paper"] = tmp / "paper"
+    given = {"budget": budget} if budget is not None else {}
+    for name, source in {**given, **(exports or {})}.items():
+        shutil.copytree(source, tmp / name)
+        parts = load_parts(tmp / name)
+        entry = add_onnx(tmp / name, parts, prep / "train.csv")
+        record_onnx(tmp / name, entry, parts)
+        folders[name] = tmp / name
     for name, folder in folders.items():
         config = json.loads((folder / "config.json").read_text())
         ckpt = torch.load(folder / "embedding_model.ckpt", weights_only=True)
@@ -317,6 +360,7 @@ def export_models(tmp: Path, prep: Path, budget: Path | None) -> dict:
                     "what": "model",
                     "model": name,
                     "params": n_params,
+                    "model_class": config.get("model_class", "ResCNN"),
                     "config": config["model"],
                     "onnx": config["onnx"],
                 }
@@ -412,6 +456,20 @@ def main() -> None:
         p, "--prep_folder", "--prep", type=Path, default=DEFAULT_PREP
     )
     p.add_argument("--budget", type=Path, default=None)
+    p.add_argument(
+        "--export",
+        type=named_export,
+        nargs="+",
+        default=[],
+        metavar="NAME=FOLDER",
+        help="more export folders to time under their name (e.g. "
+        "ecapa=FOLDER, an ECAPA-TDNN export)",
+    )
+    p.add_argument(
+        "--no_paper",
+        action="store_true",
+        help="leave out the untrained paper-width ResCNN",
+    )
     p.add_argument("--seconds", type=float, nargs="+", default=[3.0, 10.0])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -435,6 +493,14 @@ def main() -> None:
     budget = args.budget
     if budget is None and DEFAULT_BUDGET.is_dir():
         budget = DEFAULT_BUDGET
+    exports = dict(args.export)
+    for folder in ([budget] if budget else []) + list(exports.values()):
+        if not folder.is_dir():
+            p.error(f"export folder not found: {folder}")
+    if len(exports) < len(args.export):
+        p.error("--export: each NAME once")
+    if args.no_paper and not (budget or exports):
+        p.error("--no_paper leaves nothing to time: give --budget or --export")
     start = time.perf_counter()
     records: list[dict] = []
 
@@ -445,7 +511,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         clips = make_clips(args.prep_folder, tmp, args.seconds)
-        folders = export_models(tmp, args.prep_folder, budget)
+        folders = export_models(
+            tmp, args.prep_folder, budget, exports, paper=not args.no_paper
+        )
         try:
             import resemblyzer  # noqa: F401
 

@@ -3,7 +3,8 @@
 The folder (``<output_folder>/pretrained/``, see ``docs/DESIGN.md``) holds
 
 - ``hyperparams.yaml``: the inference hyperparameters (features, sentence
-  mean/variance normalization, ResCNN, an audio normalizer to the model's
+  mean/variance normalization, the embedding model - the ResCNN or its
+  peer, the ECAPA-TDNN - an audio normalizer to the model's
   sample rate, ``modules`` and a ``pretrainer`` whose paths point into the
   folder);
 - ``embedding_model.ckpt`` and ``mean_var_norm.ckpt``: the weights and the
@@ -11,7 +12,8 @@ The folder (``<output_folder>/pretrained/``, see ``docs/DESIGN.md``) holds
 - ``threshold.json``: the decision threshold on cosine similarity (the
   EER threshold of the validation trials; the decision threshold of an
   export without operating points);
-- ``config.json``: the model as plain data and, when the scores were
+- ``config.json``: the model as plain data (``model_class`` names the
+  embedding model's class, ``model`` its arguments) and, when the scores were
   calibrated (:mod:`deep_speaker_sb.calibration`), ``calibration`` (cosine
   -> LLR) and ``operating_points`` (the thresholds of the EER and of target
   false-accept rates, the EER one deciding by default);
@@ -60,7 +62,11 @@ from deep_speaker_sb.checkpoints import unwrap
 from deep_speaker_sb.defaults import PRETRAINED_DIR, TRIPLET_RESULTS
 from deep_speaker_sb.errors import DataError, MissingFileError
 from deep_speaker_sb.features import Features
-from deep_speaker_sb.lobes.rescnn import ResCNN
+from deep_speaker_sb.lobes import (
+    DEFAULT_MODEL_CLASS,
+    model_class,
+    model_class_name,
+)
 from deep_speaker_sb.onnx_export import (
     ONNX_FILE,
     ONNX_INT8_FILE,
@@ -144,6 +150,7 @@ def hparams_text(
     features_config: dict[str, Any],
     norm_cfg: dict[str, Any],
     model_config: dict[str, Any],
+    model_name: str = DEFAULT_MODEL_CLASS,
 ) -> str:
     """The inference ``hyperparams.yaml`` of an export folder.
 
@@ -155,7 +162,10 @@ def hparams_text(
         loads from, so the folder can be moved).
     features_config, norm_cfg, model_config : dict
         Constructor arguments of ``Features``, ``InputNormalization`` and
-        ``ResCNN``.
+        the embedding model.
+    model_name : str
+        The embedding model's class
+        (:data:`deep_speaker_sb.lobes.EMBEDDING_MODELS`).
 
     Returns
     -------
@@ -165,6 +175,7 @@ def hparams_text(
     Example
     -------
     >>> from hyperpyyaml import load_hyperpyyaml
+    >>> from deep_speaker_sb.lobes.rescnn import ResCNN
     >>> text = hparams_text("/tmp/x", Features().config,
     ...                     {"norm_type": "sentence"},
     ...                     ResCNN(channels=(4,), emb_dim=8).config)
@@ -177,7 +188,8 @@ def hparams_text(
     feats = dict(features_config)
     sample_rate = int(feats.pop("sample_rate"))
     lines = [
-        "# Deep Speaker (ResCNN) speaker embeddings: inference hyperparameters",
+        f"# Deep Speaker ({model_name}) speaker embeddings: inference "
+        "hyperparameters",
         "# written by deep_speaker_sb.export.  Load this folder with",
         "#   from deep_speaker_sb.inference import DeepSpeaker",
         "#   model = DeepSpeaker.from_hparams(source=<this folder>)",
@@ -206,7 +218,11 @@ def hparams_text(
         "InputNormalization",
     ]
     lines += _params(norm_cfg)
-    lines += ["", "embedding_model: !new:deep_speaker_sb.lobes.rescnn.ResCNN"]
+    model_cls = model_class(model_name)
+    lines += [
+        "",
+        f"embedding_model: !new:{model_cls.__module__}.{model_cls.__name__}",
+    ]
     lines += _params(model_config)
     lines += [
         "",
@@ -267,6 +283,7 @@ def card_text(
     features_config: dict[str, Any],
     model_config: dict[str, Any],
     norm_cfg: dict[str, Any],
+    model_name: str = DEFAULT_MODEL_CLASS,
 ) -> str:
     """The ``model_card.md`` of an export.
 
@@ -275,7 +292,8 @@ def card_text(
     ``decision`` is the operating point that decides by default (see
     :func:`decision_card_line`).
     The normalization row names ``norm_cfg``'s ``norm_type`` (the
-    argument of ``InputNormalization``) ``feature_norm``, the YAML's.
+    argument of ``InputNormalization``) ``feature_norm``, the YAML's;
+    ``model_name`` is the embedding model's class (its row's name).
 
     Example
     -------
@@ -313,14 +331,24 @@ def card_text(
         for k, v in norm_cfg.items()
     }
     rows.append(("normalization", _fmt(shown)))
-    rows.append(("ResCNN", _fmt(model_config)))
+    rows.append((model_name, _fmt(model_config)))
     rows += [(str(k), _fmt(v)) for k, v in card.items()]
     stamp = datetime.datetime.now(datetime.timezone.utc)
+    about = (
+        [
+            "Speaker embeddings trained with softmax pre-training and triplet",
+            "loss on cosine similarity (Li et al. 2017, *Deep Speaker*).",
+        ]
+        if model_name == DEFAULT_MODEL_CLASS
+        else [
+            f"Speaker embeddings of the {model_name} "
+            f"({model_class(model_name).__module__}).",
+        ]
+    )
     lines = [
-        "# Deep Speaker (ResCNN) speaker embeddings",
+        f"# Deep Speaker ({model_name}) speaker embeddings",
         "",
-        "Speaker embeddings trained with softmax pre-training and triplet",
-        "loss on cosine similarity (Li et al. 2017, *Deep Speaker*).",
+        *about,
         "",
         "| | |",
         "|---|---|",
@@ -363,7 +391,7 @@ def export_pretrained(
     *,
     compute_features: Features,
     mean_var_norm: InputNormalization,
-    embedding_model: ResCNN,
+    embedding_model: torch.nn.Module,
     threshold: float,
     card: dict[str, Any],
     onnx: bool = True,
@@ -380,9 +408,11 @@ def export_pretrained(
         The feature front end (its ``config`` is written).
     mean_var_norm : InputNormalization
         The feature normalizer (its arguments and statistics are written).
-    embedding_model : ResCNN
-        The trained model (its ``config`` and weights are written; a
-        DataParallel / DDP wrapper is looked through).
+    embedding_model : torch.nn.Module
+        The trained model, a ResCNN or an
+        :class:`~deep_speaker_sb.lobes.ecapa.EcapaTDNN` (its class name,
+        ``config`` and weights are written; a DataParallel / DDP wrapper
+        is looked through).
     threshold : float
         The threshold of ``threshold.json`` on cosine similarity (accept
         when above), e.g. the validation EER threshold; it decides unless
@@ -410,6 +440,7 @@ def export_pretrained(
     Example
     -------
     >>> import tempfile, pathlib
+    >>> from deep_speaker_sb.lobes.rescnn import ResCNN
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "pretrained"
     >>> folder = export_pretrained(
     ...     out,
@@ -436,6 +467,7 @@ def export_pretrained(
     norm = unwrap(mean_var_norm)
     feats = unwrap(compute_features)
     features_config = dict(feats.config)
+    model_name = model_class_name(model)
     model_config = dict(model.config)
     norm_cfg = norm_config(norm)
     n_params = sum(p.numel() for p in model.parameters())
@@ -448,11 +480,13 @@ def export_pretrained(
     try:
         with atomic_write(tmp / HPARAMS_FILE) as f:
             f.write(
-                hparams_text(folder, features_config, norm_cfg, model_config)
+                hparams_text(
+                    folder, features_config, norm_cfg, model_config, model_name
+                )
             )
         _save_state(model, tmp / EMBEDDING_CKPT)
         _save_norm(norm, tmp / NORM_CKPT)
-        config = _config(features_config, norm_cfg, model_config)
+        config = _config(features_config, norm_cfg, model_config, model_name)
         if onnx and onnx_installed():
             config["onnx"] = write_onnx(tmp, feats, norm, model, calibration)
             card = {**card, "ONNX": onnx_card_line(config["onnx"])}
@@ -480,6 +514,7 @@ def export_pretrained(
                     features_config,
                     model_config,
                     norm_cfg,
+                    model_name,
                 )
             )
         os.chmod(tmp, 0o755)
@@ -508,12 +543,14 @@ def _config(
     features_config: dict[str, Any],
     norm_cfg: dict[str, Any],
     model_config: dict[str, Any],
+    model_name: str,
 ) -> dict[str, Any]:
     """The ``config.json`` of an export (without its ``onnx`` entry)."""
     return {
         "format": CONFIG_FORMAT,
         "features": features_config,
         "normalization": norm_cfg,
+        "model_class": model_name,
         "model": model_config,
         "speech_check": dataclasses.asdict(SpeechCheck()),
     }
@@ -644,12 +681,16 @@ def record_onnx(
 ) -> None:
     """Records ONNX files added to an existing export folder: the ``onnx``
     entry of ``config.json`` (written from ``parts``, the features,
-    normalizer and ResCNN, when the folder predates it) and a row of the
+    normalizer and embedding model, when the folder predates it) and a
+    row of the
     model card."""
     folder = Path(folder)
     feats, norm, model = (unwrap(p) for p in parts)
     config = read_config(folder) or _config(
-        dict(feats.config), norm_config(norm), dict(model.config)
+        dict(feats.config),
+        norm_config(norm),
+        dict(model.config),
+        model_class_name(model),
     )
     write_json(folder / CONFIG_FILE, {**config, "onnx": entry})
     _set_card_row(folder, "ONNX", onnx_card_line(entry))

@@ -1114,7 +1114,9 @@ def load_without_yaml(folder: Pathlike) -> PlainDeepSpeaker:
     :meth:`DeepSpeaker.from_hparams` runs the folder's ``hyperparams.yaml``
     (HyperPyYAML builds whatever objects it names), so load exports that
     way only from sources you trust.  This loader instead rebuilds the
-    three modules of this package from ``config.json`` (plain JSON) and
+    three modules of this package from ``config.json`` (plain JSON: the
+    embedding model's class is looked up by its ``model_class`` name in
+    :data:`deep_speaker_sb.lobes.EMBEDDING_MODELS`, ResCNN when absent) and
     reads the weights with ``torch.load(weights_only=True)`` (tensors only,
     no pickled code).
 
@@ -1158,7 +1160,7 @@ def load_without_yaml(folder: Pathlike) -> PlainDeepSpeaker:
     True
     """
     from deep_speaker_sb.features import Features
-    from deep_speaker_sb.lobes.rescnn import ResCNN
+    from deep_speaker_sb.lobes import DEFAULT_MODEL_CLASS, model_class
 
     folder = Path(folder)
     path = folder / CONFIG_FILE
@@ -1173,7 +1175,8 @@ def load_without_yaml(folder: Pathlike) -> PlainDeepSpeaker:
             raise ValueError(f"unknown format {config.get('format')!r}")
         features = Features(**config["features"])
         norm = InputNormalization(**config["normalization"])
-        model = ResCNN(**config["model"])
+        name = config.get("model_class", DEFAULT_MODEL_CLASS)
+        model = model_class(name)(**config["model"])
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path} is not a valid model config: {exc}") from exc
     for module, name in ((model, EMBEDDING_CKPT), (norm, NORM_CKPT)):
@@ -1254,7 +1257,8 @@ def require_config(folder: Pathlike) -> None:
 def load_parts(
     folder: Pathlike, trust_yaml: bool = False
 ) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
-    """The three parts of an export (features, normalizer, ResCNN), e.g.
+    """The three parts of an export (features, normalizer, embedding
+    model), e.g.
     for :func:`deep_speaker_sb.onnx_export.add_onnx`.
 
     Arguments

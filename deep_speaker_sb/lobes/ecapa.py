@@ -19,8 +19,14 @@ line (every other key of ``hparams/softmax.yaml`` stays)::
         --embedding_model "!new:deep_speaker_sb.lobes.ecapa.EcapaTDNN \\
             {n_mels: !ref <n_features>, emb_dim: !ref <emb_dim>}"
 
-The exports (``export.py``, ONNX, ``DeepSpeaker``) know the ResCNN only;
-``bench/accuracy.py`` scores an ECAPA-TDNN from its softmax checkpoint.
+It exports like the ResCNN (``export_pretrained(...,
+embedding_model=EcapaTDNN(...))``: ``config.json`` names the class, see
+:mod:`deep_speaker_sb.lobes`), and its ONNX graphs keep dynamic batch and
+time axes: :meth:`EcapaTDNN.forward` runs SpeechBrain's layers itself and
+makes the frame mask of its squeeze-excitation and attentive pooling by
+broadcasting (SpeechBrain's ``length_to_mask`` expands its mask to the
+Python length of the batch, which the ONNX tracer freezes), with the same
+numbers as SpeechBrain's own forward.
 
 Authors
  * deep-speaker-sb contributors
@@ -31,12 +37,75 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+import torch
+from speechbrain.lobes.models.ECAPA_TDNN import (
+    ECAPA_TDNN,
+    AttentiveStatisticsPooling,
+    SERes2NetBlock,
+    TDNNBlock,
+)
 from torch import Tensor, nn
 
 #: A CPU-budget ECAPA-TDNN (688,752 parameters with 40 bands and
 #: ``emb_dim`` 128, the size of the CPU-budget ResCNN, 711,600).
 SMALL_CHANNELS = (128, 128, 128, 128, 384)
+
+
+def frame_mask(lengths: Tensor, n_frames: int | Tensor) -> Tensor:
+    """``[B, 1, n_frames]`` mask (``lengths``' dtype) of the frames ``t <
+    lengths[b] * n_frames``: SpeechBrain's ``length_to_mask(lengths * L,
+    max_len=L)``, by broadcasting, so that a traced graph keeps its batch
+    axis dynamic.
+
+    Example
+    -------
+    >>> frame_mask(torch.tensor([1.0, 0.5]), 4)
+    tensor([[[1., 1., 1., 1.]],
+    <BLANKLINE>
+            [[1., 1., 0., 0.]]])
+    """
+    steps = torch.arange(n_frames, dtype=lengths.dtype, device=lengths.device)
+    valid = steps[None, :] < (lengths * n_frames)[:, None]
+    return valid.to(lengths.dtype)[:, None, :]
+
+
+def _masked_stats(x: Tensor, weights: Tensor, eps: float) -> Tensor:
+    """Weighted mean and standard deviation over time ``[B, 2C]`` of ``x``
+    ``[B, C, T]`` (``weights`` sum to 1 over time)."""
+    mean = (weights * x).sum(dim=2)
+    var = (weights * (x - mean[:, :, None]).pow(2)).sum(dim=2)
+    return torch.cat((mean, var.clamp(eps).sqrt()), dim=1)
+
+
+def _squeeze_excite(
+    block: SERes2NetBlock, x: Tensor, mask: Tensor | None
+) -> Tensor:
+    """SpeechBrain's ``SERes2NetBlock`` with the mean of its
+    squeeze-excitation over the frames of ``mask`` (None: all)."""
+    residual = block.shortcut(x) if block.shortcut else x
+    h = block.tdnn2(block.res2net_block(block.tdnn1(x)))
+    se = block.se_block
+    if mask is None:
+        s = h.mean(dim=2, keepdim=True)
+    else:
+        s = (h * mask).sum(dim=2, keepdim=True) / mask.sum(dim=2, keepdim=True)
+    s = se.sigmoid(se.conv2(se.relu(se.conv1(s))))
+    return s * h + residual
+
+
+def _attentive_pool(
+    asp: AttentiveStatisticsPooling, x: Tensor, mask: Tensor
+) -> Tensor:
+    """SpeechBrain's ``AttentiveStatisticsPooling`` ``[B, C, T] -> [B, 2C,
+    1]`` over the frames of ``mask`` ``[B, 1, T]``."""
+    attn = x
+    if asp.global_context:
+        stats = _masked_stats(x, mask / mask.sum(dim=2, keepdim=True), asp.eps)
+        context = stats[:, :, None].expand(-1, -1, x.shape[2])
+        attn = torch.cat((x, context), dim=1)
+    attn = asp.conv(asp.tanh(asp.tdnn(attn)))
+    attn = attn.masked_fill(mask == 0, float("-inf")).softmax(dim=2)
+    return _masked_stats(x, attn, asp.eps)[:, :, None]
 
 
 class EcapaTDNN(nn.Module):
@@ -111,6 +180,25 @@ class EcapaTDNN(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Embeds features ``x`` ``[B, T, n_mels]`` (relative ``lengths``
-        ``[B]``, None: all full) as ``[B, emb_dim]``, L2-normalized."""
-        emb = self.ecapa(x, lengths).squeeze(1)
-        return nn.functional.normalize(emb, dim=-1)
+        ``[B]``, None: all full) as ``[B, emb_dim]``, L2-normalized.
+
+        The layers of SpeechBrain's ``ECAPA_TDNN.forward`` in its order,
+        the frame mask made once by :func:`frame_mask`."""
+        ecapa = self.ecapa
+        h = x.transpose(1, 2)
+        n_frames = h.shape[2]
+        mask = None
+        if lengths is not None:
+            mask = frame_mask(lengths.to(h.device), n_frames)
+        outputs = []
+        for block in ecapa.blocks:
+            if isinstance(block, TDNNBlock):
+                h = block(h)
+            else:
+                h = _squeeze_excite(block, h, mask)
+            outputs.append(h)
+        h = ecapa.mfa(torch.cat(outputs[1:], dim=1))
+        if mask is None:  # SpeechBrain's pooling of full lengths
+            mask = torch.ones(h.shape[0], 1, n_frames, device=h.device)
+        h = ecapa.fc(ecapa.asp_bn(_attentive_pool(ecapa.asp, h, mask)))
+        return nn.functional.normalize(h.squeeze(2), dim=-1)
