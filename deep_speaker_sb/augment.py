@@ -77,9 +77,11 @@ NOISE_COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
 LEVEL = 0.1
 #: soundfile ``(format, subtype)`` of the codecs of :class:`TelephoneCodec`.
 CODECS = {
-    "mulaw": ("WAV", "ULAW"),  # G.711 mu-law (North America, Japan)
-    "alaw": ("WAV", "ALAW"),  # G.711 A-law (Europe, Vietnam, ...)
-    "gsm": ("WAV", "GSM610"),  # GSM 06.10 full rate (8 kHz)
+    # headerless (RAW): a WAV header was once misread on the way back
+    # ("Data is in WAVPACK format") and stopped a training run
+    "mulaw": ("RAW", "ULAW"),  # G.711 mu-law (North America, Japan)
+    "alaw": ("RAW", "ALAW"),  # G.711 A-law (Europe, Vietnam, ...)
+    "gsm": ("RAW", "GSM610"),  # GSM 06.10 full rate (8 kHz)
     "mp3": ("MP3", "MPEG_LAYER_III"),
     "opus": ("OGG", "OPUS"),
 }
@@ -420,18 +422,44 @@ class TelephoneCodec(torch.nn.Module):
         self.codecs = list(codecs)
 
     def forward(self, waveforms: Tensor) -> Tensor:
-        """``[batch, time]`` -> decoded ``[batch, time]``."""
+        """``[batch, time]`` -> decoded ``[batch, time]``.
+
+        A row the codec library fails to round-trip is kept as it came
+        (clipped), with a warning: an augmentation never stops training.
+        """
         fmt, subtype = CODECS[random.choice(self.codecs)]
         x = waveforms.detach().float().clamp(-1.0, 1.0).cpu().numpy()
-        out = np.zeros_like(x)
+        out = x.copy()
         for i, row in enumerate(x):
-            buffer = io.BytesIO()
-            sf.write(buffer, row, self.sample_rate, format=fmt, subtype=subtype)
-            buffer.seek(0)
-            decoded, _ = sf.read(buffer, dtype="float32")
+            try:
+                decoded = self._round_trip(row, fmt, subtype)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                logger.warning(
+                    "codec %s failed on one waveform (kept unchanged): %s",
+                    subtype,
+                    exc,
+                )
+                continue
             n = min(len(decoded), len(row))
+            out[i] = 0.0
             out[i, :n] = decoded[:n]
         return torch.from_numpy(out).to(waveforms)
+
+    def _round_trip(
+        self, row: np.ndarray, fmt: str, subtype: str
+    ) -> np.ndarray:
+        """``row`` encoded with one codec in memory and decoded back."""
+        buffer = io.BytesIO()
+        sf.write(buffer, row, self.sample_rate, format=fmt, subtype=subtype)
+        buffer.seek(0)
+        if fmt == "RAW":  # no header: say what the bytes are
+            raw = dict(samplerate=self.sample_rate, channels=1)
+            decoded, _ = sf.read(
+                buffer, dtype="float32", format=fmt, subtype=subtype, **raw
+            )
+        else:
+            decoded, _ = sf.read(buffer, dtype="float32")
+        return decoded
 
 
 def _rms(waveforms: Tensor, lengths: Tensor | None) -> Tensor:

@@ -557,3 +557,39 @@ def test_unreadable_training_wav_is_a_data_error(tiny_prepared, tmp_path):
     msg = str(caught.value)
     assert "(manifest train.csv, utterance " in msg and "cannot be read" in msg
     assert msg.split()[2] in wavs
+
+
+@pytest.mark.parametrize("name", ["mulaw", "alaw", "gsm"])
+def test_telephone_codec_decodes_as_the_wav_round_trip(name):
+    """The headerless round trip gives exactly the samples the WAV one
+    gave (the codec itself is unchanged)."""
+    import io
+
+    from deep_speaker_sb.augment import CODECS, TelephoneCodec
+
+    g = torch.Generator().manual_seed(3)
+    wavs = (0.3 * torch.randn(2, 8001, generator=g)).clamp(-1, 1)
+    out = TelephoneCodec(SR, codecs=[name])(wavs)
+    for row, got in zip(wavs.numpy(), out.numpy(), strict=True):
+        buffer = io.BytesIO()
+        sf.write(buffer, row, SR, format="WAV", subtype=CODECS[name][1])
+        buffer.seek(0)
+        want, _ = sf.read(buffer, dtype="float32")
+        np.testing.assert_array_equal(got, want[: len(row)])
+    assert not torch.equal(out, wavs)
+
+
+def test_telephone_codec_failure_keeps_the_waveform(monkeypatch, caplog):
+    """A codec error on one waveform (libsndfile once misread a header
+    and stopped a triplet run) keeps it unchanged, with a warning."""
+    from deep_speaker_sb import augment
+
+    def broken(*args, **kwargs):
+        raise sf.LibsndfileError(1, "Error opening <BytesIO>: ")
+
+    monkeypatch.setattr(augment.sf, "read", broken)
+    wavs = torch.tensor([[0.5, -2.0, 0.25], [0.1, 0.2, 0.3]])
+    with caplog.at_level("WARNING"):
+        out = augment.TelephoneCodec(SR, codecs=["alaw"])(wavs)
+    assert torch.equal(out, wavs.clamp(-1, 1))
+    assert "codec ALAW failed" in caplog.text
