@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +75,8 @@ from deep_speaker_sb.data.inputs import (
     SourceUtterance,
 )
 from deep_speaker_sb.data.manifests import (
+    MAX_CAL_SHARE,
+    MIN_CAL_SPEAKERS,
     hold_out_speakers,
     hours,
     kept_trials,
@@ -339,6 +342,14 @@ def prepare_corpus(
             "%d trials in cal_trials.txt)",
             len({u.spk_id for u in cal}),
             len(cal_trials),
+        )
+    elif options.cal_speakers:
+        logger.info(
+            "no training speaker held out for calibration: %d are too few "
+            "(at least %d needed); the export calibrates on validation "
+            "trials",
+            len({u.spk_id for u in by_split["train"]}),
+            math.ceil(MIN_CAL_SPEAKERS / MAX_CAL_SHARE),
         )
     if listing.trials is None:
         trials = make_trials(
