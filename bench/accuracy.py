@@ -120,12 +120,20 @@ TRIPLET = [
     "--lr", "0.001",
     "--lr_final", "0.0001",
 ]  # fmt: skip
-COMMON = ["--num_workers", "0", "--device", "cpu", "--noprogressbar"]
+COMMON_OPTIONS = ["--num_workers", "0", "--device", "cpu"]
+FLAGS = ["--noprogressbar"]
+COMMON = [*COMMON_OPTIONS, *FLAGS]
 
 #: Variant -> (extra options of both stages, extra softmax-only options).
 #: Each differs from ``base`` in one thing, but ``all``.
 NO_AUGMENT = ["--augment", "False"]
 AAM = ["--pretrain_loss", "aam"]
+#: Squeeze-excitation blocks and attentive statistics pooling, augmented.
+SE_ATT = [
+    "--augment", "True",
+    "--se_reduction", "8",
+    "--pooling", "attentive_stats",
+]  # fmt: skip
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "base": (NO_AUGMENT, []),
     "augment": (["--augment", "True"], []),
@@ -148,11 +156,13 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
         [],
     ),
     # issue #18's lobe options: squeeze-excitation and attentive pooling
-    "augment_se_att": (
-        ["--augment", "True", "--se_reduction", "8"]
-        + ["--pooling", "attentive_stats"],
-        [],
-    ),
+    "augment_se_att": (SE_ATT, []),
+    # ... with the AAM softmax (the ECAPA-TDNN peer's loss) as the first
+    # stage, the triplet stage after it as usual
+    "augment_se_att_aam": (SE_ATT, AAM),
+    # ... twice the CPU budget's width (issue #18's "wider model"; about
+    # 2.4 times its training step on one thread)
+    "wide_se_att": ([*SE_ATT, "--channels", "[32, 64, 128, 256]"], []),
 }
 
 #: The ECAPA-TDNN peer (issue #18): its width at the CPU budget, and its
@@ -252,6 +262,25 @@ def scale_epochs(args: list[str], scale: float) -> list[str]:
         if arg == "--number_of_epochs":
             out[i + 1] = str(max(1, math.ceil(int(out[i + 1]) * scale)))
     return out
+
+
+def merge_options(*groups: Sequence[str]) -> list[str]:
+    """``--key value`` pairs of ``groups`` in order, a later value of a key
+    replacing an earlier one in its place (a YAML override may name a key
+    once only).
+
+    Example
+    -------
+    >>> merge_options(["--channels", "[16]", "--lr", "1"], ["--channels", "[32]"])
+    ['--channels', '[32]', '--lr', '1']
+    """
+    merged: dict[str, str] = {}
+    for group in groups:
+        if len(group) % 2:
+            raise ValueError(f"options are not --key value pairs: {group}")
+        for key, value in zip(group[::2], group[1::2], strict=True):
+            merged[str(key)] = value
+    return [item for pair in merged.items() for item in pair]
 
 
 def set_epochs(args: list[str], epochs: int) -> list[str]:
@@ -443,6 +472,34 @@ def _seed_args(seed: int | None) -> list[str]:
     return [] if seed is None else ["--seed", str(seed)]
 
 
+def stage_options(
+    variant: str, stage: str, seed: int | None = None, epochs_scale: float = 1.0
+) -> list[str]:
+    """The training options of one stage (``"softmax"`` or ``"triplet"``)
+    of a variant: the CPU budget, then the variant's own options and the
+    seed, each key once (the variant's value wins).
+
+    Example
+    -------
+    >>> opts = stage_options("wide_se_att", "triplet", seed=2)
+    >>> opts[opts.index("--channels") + 1], opts.count("--channels")
+    ('[32, 64, 128, 256]', 1)
+    >>> "--pretrain_loss" in stage_options("augment_se_att_aam", "triplet")
+    False
+    """
+    both, softmax_only = VARIANTS[variant]
+    if stage == "softmax":
+        budget, extra = scale_epochs(SOFTMAX, epochs_scale), softmax_only
+    elif stage == "triplet":
+        budget, extra = scale_epochs(TRIPLET, epochs_scale), []
+    else:
+        raise ValueError(f"stage must be softmax or triplet, got {stage!r}")
+    options = merge_options(
+        MODEL, budget, COMMON_OPTIONS, both, _seed_args(seed), extra
+    )
+    return [*options, *FLAGS]
+
+
 def run_variant(
     variant: str,
     prep: Path,
@@ -455,8 +512,6 @@ def run_variant(
 ) -> list[dict]:
     """Trains and scores one variant (one seed) in ``folder``; returns its
     JSON rows."""
-    both, softmax_only = VARIANTS[variant]
-    both = [*both, *_seed_args(seed)]
     folder.mkdir(parents=True, exist_ok=True)
     softmax_min = timed(
         folder,
@@ -468,8 +523,7 @@ def run_variant(
             "--prep_folder", prep,
             "--skip_prep", "True",
             "--output_folder", folder / "softmax",
-            *MODEL, *scale_epochs(SOFTMAX, epochs_scale), *COMMON,
-            *both, *softmax_only,
+            *stage_options(variant, "softmax", seed, epochs_scale),
         ],
     )  # fmt: skip
     triplet_min = timed(
@@ -481,7 +535,7 @@ def run_variant(
             "--prep_folder", prep,
             "--softmax_ckpt_folder", folder / "softmax" / "save",
             "--output_folder", folder / "triplet",
-            *MODEL, *scale_epochs(TRIPLET, epochs_scale), *COMMON, *both,
+            *stage_options(variant, "triplet", seed, epochs_scale),
         ],
     )  # fmt: skip
     rows = []

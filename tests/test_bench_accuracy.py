@@ -233,3 +233,29 @@ def test_run_variant_plumbing(tmp_path, monkeypatch):
         epochs_scale=0.1,
     )  # fmt: skip
     assert calls == [] and again == rows
+
+
+@pytest.mark.parametrize("variant", sorted(bench.VARIANTS))
+def test_stage_options_build_the_variants_model(variant, tmp_path):
+    """Each variant's softmax options, as the recipe parses them, build the
+    model the variant names (a YAML key named twice would not load)."""
+    import speechbrain as sb
+
+    options = bench.stage_options(variant, "softmax", seed=3)
+    _, _, overrides = sb.parse_arguments(
+        ["hparams/softmax.yaml", *options, "--data_folder", str(tmp_path)]
+        + ["--output_folder", str(tmp_path / "out")]
+    )
+    with open(ROOT / "hparams" / "softmax.yaml", encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f, overrides)
+    config = hparams["embedding_model"].config
+    both, softmax_only = bench.VARIANTS[variant]
+    wanted = dict(zip(both[::2], both[1::2], strict=True))
+    channels = json.loads(wanted.get("--channels", "[16, 32, 64, 128]"))
+    assert config["channels"] == channels
+    assert config["pooling"] == wanted.get("--pooling", "mean")
+    assert config["se_reduction"] == int(wanted.get("--se_reduction", 0))
+    assert hparams["seed"] == 3
+    aam = "--pretrain_loss" in softmax_only
+    assert hparams["pretrain_loss"] == ("aam" if aam else "softmax")
+    assert "--pretrain_loss" not in bench.stage_options(variant, "triplet")
