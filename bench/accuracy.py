@@ -271,7 +271,8 @@ def merge_options(*groups: Sequence[str]) -> list[str]:
 
     Example
     -------
-    >>> merge_options(["--channels", "[16]", "--lr", "1"], ["--channels", "[32]"])
+    >>> merge_options(["--channels", "[16]", "--lr", "1"],
+    ...               ["--channels", "[32]"])
     ['--channels', '[32]', '--lr', '1']
     """
     merged: dict[str, str] = {}
