@@ -44,6 +44,7 @@ bench-corpus: $(STAMP)
 BENCH_PREP ?= bench_data/tts8k
 bench-accuracy: $(STAMP)
 	$(PY) data_prep.py --data_folder $(BENCH_CORPUS) \
-	    --prep_folder $(BENCH_PREP) --prep_workers 2 --num_trials 30000
+	    --prep_folder $(BENCH_PREP) --prep_workers 2 --num_trials 30000 \
+	    --cal_speakers 0
 	$(PY) bench/accuracy.py --prep_folder $(BENCH_PREP) \
 	    --voices $(BENCH_CORPUS)/voices.json --out bench_data/accuracy
