@@ -163,6 +163,9 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     # ... twice the CPU budget's width (issue #18's "wider model"; about
     # 2.4 times its training step on one thread)
     "wide_se_att": ([*SE_ATT, "--channels", "[32, 64, 128, 256]"], []),
+    # ... the paper's depth (3 residual blocks per stage) at the CPU
+    # budget's width (about 1.5 times its training step on one thread)
+    "deep_se_att": ([*SE_ATT, "--blocks_per_stage", "3"], []),
 }
 
 #: The ECAPA-TDNN peer (issue #18): its width at the CPU budget, and its
