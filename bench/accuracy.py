@@ -166,6 +166,9 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     # ... the paper's depth (3 residual blocks per stage) at the CPU
     # budget's width (about 1.5 times its training step on one thread)
     "deep_se_att": ([*SE_ATT, "--blocks_per_stage", "3"], []),
+    # ... with the first stage keeping the time resolution (twice the
+    # frames to the pooling; about twice the computation)
+    "time1_se_att": ([*SE_ATT, "--time_strides", "[1, 2, 2, 2]"], []),
 }
 
 #: The ECAPA-TDNN peer (issue #18): its width at the CPU budget, and its

@@ -31,17 +31,31 @@ def test_paper_width_parameter_count():
         "clip": 20.0,
         "pooling": "mean",
         "se_reduction": 0,
+        "time_strides": [2, 2, 2, 2],
     }
 
 
 @pytest.mark.parametrize(
-    "pooling,se_reduction",
-    [("mean", 0), ("stats", 0), ("attentive_stats", 0), ("mean", 4)],
+    "pooling,se_reduction,time_strides",
+    [
+        ("mean", 0, None),
+        ("stats", 0, None),
+        ("attentive_stats", 0, None),
+        ("mean", 4, None),
+        ("attentive_stats", 4, (1, 2, 2, 2)),
+    ],
 )
 @pytest.mark.parametrize("short_len", [37, 100, 101])
-def test_padding_does_not_change_embedding(short_len, pooling, se_reduction):
+def test_padding_does_not_change_embedding(
+    short_len, pooling, se_reduction, time_strides
+):
     torch.manual_seed(0)
-    model = ResCNN(**NARROW, pooling=pooling, se_reduction=se_reduction)
+    model = ResCNN(
+        **NARROW,
+        pooling=pooling,
+        se_reduction=se_reduction,
+        time_strides=time_strides,
+    )
     # give batch norm non-trivial statistics, then freeze them
     model.train()
     model(torch.randn(4, 120, 64) * 3)
@@ -114,6 +128,34 @@ def test_bad_pooling_is_a_config_error():
     for bad in (-1, 2.5, True, "8"):
         with pytest.raises(ConfigError, match="se_reduction"):
             ResCNN(**NARROW, se_reduction=bad)
+    n_stages = len(NARROW["channels"])
+    for bad in ([2] * (n_stages + 1), [3] * n_stages, [True] * n_stages):
+        with pytest.raises(ConfigError, match="time_strides"):
+            ResCNN(**NARROW, time_strides=bad)
+
+
+def test_time_stride_one_keeps_the_frames():
+    """A first stage with time stride 1 keeps twice the frames to the
+    pooling (and changes no parameter count); frequency is halved as
+    before."""
+    n_stages = len(NARROW["channels"])
+    paper = ResCNN(**NARROW).eval()
+    kept = ResCNN(**NARROW, time_strides=[1] + [2] * (n_stages - 1)).eval()
+    assert _n_params(kept) == _n_params(paper)
+    assert kept.out_freq == paper.out_freq
+    assert kept.config["time_strides"][0] == 1
+    frames = {}
+    x = torch.randn(2, 160, 64)
+    for name, model in (("paper", paper), ("kept", kept)):
+        # [B, C, T', F'] out of the last stage's convolution
+        handle = model.convs[-1].register_forward_hook(
+            lambda m, a, out, name=name: frames.__setitem__(name, out.shape)
+        )
+        with torch.no_grad():
+            model(x)
+        handle.remove()
+    assert frames["kept"][2] == 2 * frames["paper"][2]
+    assert frames["kept"][3] == frames["paper"][3]
 
 
 def _n_params(model: torch.nn.Module) -> int:
@@ -191,9 +233,12 @@ def test_model_section_options_reach_the_model():
             "--channels", "[32, 64, 128, 256]",
             "--se_reduction", "8",
             "--pooling", "attentive_stats",
+            "--time_strides", "[1, 2, 2, 2]",
         ]
     )  # fmt: skip
     model = load_recipe_hparams(hparams_file, overrides)["embedding_model"]
+    assert model.config["time_strides"] == [1, 2, 2, 2]
+    assert [conv.stride for conv in model.convs] == [(1, 2)] + [(2, 2)] * 3
     assert model.config["channels"] == [32, 64, 128, 256]
     assert model.config["se_reduction"] == 8
     assert model.config["pooling"] == "attentive_stats"

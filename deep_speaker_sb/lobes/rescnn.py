@@ -9,9 +9,10 @@ an identity skip).  The frequency axis is folded into the features
 over time (``pooling="mean"``: the paper's average; ``"stats"``: mean and
 standard deviation; ``"attentive_stats"``: mean and standard deviation
 weighted by a small attention network over the frames), an affine layer
-maps them to the embedding, and the embedding is L2-normalized.  Option:
+maps them to the embedding, and the embedding is L2-normalized.  Options:
 squeeze-excitation in every residual block (``se_reduction``, 0 = off,
-the paper's shape).
+the paper's shape), and a stage that keeps the time resolution
+(``time_strides``, 2 in every stage = the paper's).
 
 Padding never changes an utterance's embedding: every convolution's input
 is zero beyond each sentence's length (exactly what the convolution's own
@@ -267,6 +268,11 @@ class ResCNN(nn.Module):
     se_reduction : int
         0: plain residual blocks (the paper's); else squeeze-excitation
         in every residual block with this reduction ratio (e.g. 8).
+    time_strides : sequence of int, optional
+        Each stage's stride over time, 1 or 2 (default: 2 in every stage,
+        the paper's; the frequency stride is always 2).  A stride of 1
+        keeps twice the frames for the stages after it and the pooling,
+        for about twice their computation.
 
     Example
     -------
@@ -282,6 +288,9 @@ class ResCNN(nn.Module):
     >>> ResCNN(channels=(8,), emb_dim=32, pooling="attentive_stats",
     ...        se_reduction=4)(torch.rand(2, 50, 64)).shape
     torch.Size([2, 32])
+    >>> ResCNN(channels=(8, 16), emb_dim=32, time_strides=(1, 2))(
+    ...     torch.rand(2, 50, 64)).shape
+    torch.Size([2, 32])
     """
 
     def __init__(
@@ -293,6 +302,7 @@ class ResCNN(nn.Module):
         clip: float = 20.0,
         pooling: str = "mean",
         se_reduction: int = 0,
+        time_strides: Sequence[int] | None = None,
     ):
         super().__init__()
         channels = [int(c) for c in channels]
@@ -309,6 +319,18 @@ class ResCNN(nn.Module):
                 "se_reduction must be 0 (off) or a positive integer, got "
                 f"{se_reduction!r}"
             )
+        if time_strides is None:
+            time_strides = [2] * len(channels)
+        time_strides = list(time_strides)
+        if len(time_strides) != len(channels) or any(
+            isinstance(s, bool) or s not in (1, 2) for s in time_strides
+        ):
+            raise ConfigError(
+                "time_strides must give each of the "
+                f"{len(channels)} stages a stride of 1 or 2, got "
+                f"{time_strides!r}"
+            )
+        self.time_strides = [int(s) for s in time_strides]
         self.config: dict[str, Any] = {
             "n_mels": int(n_mels),
             "channels": list(channels),
@@ -317,15 +339,18 @@ class ResCNN(nn.Module):
             "clip": float(clip),
             "pooling": pooling,
             "se_reduction": se_reduction,
+            "time_strides": list(self.time_strides),
         }
         self.act = ClippedReLU(clip)
         self.convs = nn.ModuleList()
         self.bns = nn.ModuleList()
         self.stages = nn.ModuleList()
         in_ch, freq = 1, int(n_mels)
-        for ch in channels:
+        for ch, t_stride in zip(channels, self.time_strides, strict=True):
             self.convs.append(
-                nn.Conv2d(in_ch, ch, 5, stride=2, padding=2, bias=False)
+                nn.Conv2d(
+                    in_ch, ch, 5, stride=(t_stride, 2), padding=2, bias=False
+                )
             )
             self.bns.append(nn.BatchNorm2d(ch))
             self.stages.append(
@@ -371,9 +396,11 @@ class ResCNN(nn.Module):
             n = torch.round(lengths.to(x.device).float() * time).long()
             n = n.clamp(min=1, max=time)
         h = _mask_time(x.unsqueeze(1), n)  # [B, 1, T, F]
-        stages = zip(self.convs, self.bns, self.stages, strict=True)
-        for conv, bn, blocks in stages:
-            n = _downsampled(n)
+        stages = zip(
+            self.convs, self.bns, self.stages, self.time_strides, strict=True
+        )
+        for conv, bn, blocks, t_stride in stages:
+            n = _downsampled(n, stride=t_stride)
             h = _mask_time(self.act(bn(conv(h))), n)
             for block in blocks:
                 h = block(h, n)
