@@ -689,7 +689,40 @@ def run_ecapa(
                 seed=seed, params=n_parameters(model.mods["embedding_model"]),
             )
         )  # fmt: skip
+        if not (folder / "pretrained" / "config.json").is_file():
+            export_peer(model, folder / "pretrained", trials, scores, prep)
     return rows
+
+
+def export_peer(
+    model: Any,
+    out: Path,
+    trials: Sequence[tuple[int, str, str]],
+    scores: torch.Tensor,
+    prep: Path,
+) -> Path:
+    """Exports the trained ECAPA-TDNN peer like the recipe's models (a
+    pretrained folder ``bench/inference_throughput.py --export`` and
+    ``verify.py --model`` take), its threshold the EER threshold of its
+    test scores (a benchmark export, not calibrated)."""
+    from deep_speaker_sb.export import export_pretrained
+
+    labels = [label for label, _, _ in trials]
+    threshold = verification_metrics(labels, scores)["eer_threshold"]
+    mods = model.mods
+    return export_pretrained(
+        out,
+        compute_features=mods["compute_features"],
+        mean_var_norm=mods["mean_var_norm"],
+        embedding_model=mods["embedding_model"],
+        threshold=float(threshold),
+        card={
+            "data": f"{prep} (benchmark corpus)",
+            "epochs": ECAPA_EPOCHS,
+            "training": "bench/accuracy.py ECAPA-TDNN peer, AAM softmax",
+        },
+        onnx=False,
+    )
 
 
 def mfcc_row(prep: Path, utt2family: dict[str, str]) -> dict:

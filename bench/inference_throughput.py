@@ -353,7 +353,11 @@ def export_models(
     for name, folder in folders.items():
         config = json.loads((folder / "config.json").read_text())
         ckpt = torch.load(folder / "embedding_model.ckpt", weights_only=True)
-        n_params = sum(v.numel() for k, v in ckpt.items() if "running" not in k)
+        n_params = sum(
+            v.numel()
+            for k, v in ckpt.items()
+            if "running" not in k and "num_batches_tracked" not in k
+        )
         print(
             json.dumps(
                 {

@@ -125,6 +125,22 @@ def test_tiny_ecapa_trains_embeds_and_scores(tiny_prepared, tmp_path):
     assert (tmp_path / "verify" / "scores.txt").is_file()
     assert (tmp_path / "verify" / "report.json").is_file()
 
+    # the peer's export (for inference_throughput.py --export) embeds as
+    # the checkpoint does, its threshold the EER threshold of its scores
+    from deep_speaker_sb.inference import load_without_yaml
+
+    folder = bench.export_peer(
+        model, tmp_path / "pretrained", trials, scores, tiny_prepared
+    )
+    labels = [label for label, _, _ in trials]
+    threshold = json.loads((folder / "threshold.json").read_text())
+    eer_thr = bench.verification_metrics(labels, scores)["eer_threshold"]
+    assert threshold["threshold"] == pytest.approx(eer_thr)
+    loaded = load_without_yaml(folder)
+    torch.testing.assert_close(
+        loaded.encode_files([u.wav for u in utts]), embs, atol=1e-5, rtol=0
+    )
+
 
 # ------------------------------------------------ export, ONNX, runtime
 
