@@ -169,6 +169,8 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     # ... with the first stage keeping the time resolution (twice the
     # frames to the pooling; about twice the computation)
     "time1_se_att": ([*SE_ATT, "--time_strides", "[1, 2, 2, 2]"], []),
+    # ... with the frequency position as a second input channel
+    "coord_se_att": ([*SE_ATT, "--freq_coord", "True"], []),
 }
 
 #: The ECAPA-TDNN peer (issue #18): its width at the CPU budget, and its

@@ -337,15 +337,16 @@ def test_verify_backend_flag(tiny_prepared, tmp_path):
 
 def test_se_and_attentive_pooling_export_and_load(tmp_path):
     """The lobe options (squeeze-excitation, attentive statistics pooling,
-    a time stride of 1) go into config.json, load without the YAML and
-    through it, and the ONNX graph matches torch on a padded batch and on
-    each utterance alone."""
+    a time stride of 1, the frequency channel) go into config.json, load
+    without the YAML and through it, and the ONNX graph matches torch on a
+    padded batch and on each utterance alone."""
     from deep_speaker_sb.inference import load_without_yaml
 
     options = {
         "se_reduction": 4,
         "pooling": "attentive_stats",
         "time_strides": [1, 2],
+        "freq_coord": True,
     }
     parts = narrow_parts("fbank", seed=3, **options)
     with torch.no_grad():  # attention weights far from uniform
@@ -363,6 +364,7 @@ def test_se_and_attentive_pooling_export_and_load(tmp_path):
     assert config["model"]["se_reduction"] == 4
     assert config["model"]["pooling"] == "attentive_stats"
     assert config["model"]["time_strides"] == [1, 2]
+    assert config["model"]["freq_coord"] is True
     mods = dict(zip(EMBEDDING_MODULES, parts, strict=True))
     n = np.array([3000, 11000, 7000])
     waves = [speech_like(k / SR, int(k)) for k in n]

@@ -32,22 +32,24 @@ def test_paper_width_parameter_count():
         "pooling": "mean",
         "se_reduction": 0,
         "time_strides": [2, 2, 2, 2],
+        "freq_coord": False,
     }
 
 
 @pytest.mark.parametrize(
-    "pooling,se_reduction,time_strides",
+    "pooling,se_reduction,time_strides,freq_coord",
     [
-        ("mean", 0, None),
-        ("stats", 0, None),
-        ("attentive_stats", 0, None),
-        ("mean", 4, None),
-        ("attentive_stats", 4, (1, 2, 2, 2)),
+        ("mean", 0, None, False),
+        ("stats", 0, None, False),
+        ("attentive_stats", 0, None, False),
+        ("mean", 4, None, False),
+        ("attentive_stats", 4, (1, 2, 2, 2), False),
+        ("attentive_stats", 4, None, True),
     ],
 )
 @pytest.mark.parametrize("short_len", [37, 100, 101])
 def test_padding_does_not_change_embedding(
-    short_len, pooling, se_reduction, time_strides
+    short_len, pooling, se_reduction, time_strides, freq_coord
 ):
     torch.manual_seed(0)
     model = ResCNN(
@@ -55,6 +57,7 @@ def test_padding_does_not_change_embedding(
         pooling=pooling,
         se_reduction=se_reduction,
         time_strides=time_strides,
+        freq_coord=freq_coord,
     )
     # give batch norm non-trivial statistics, then freeze them
     model.train()
@@ -132,6 +135,35 @@ def test_bad_pooling_is_a_config_error():
     for bad in ([2] * (n_stages + 1), [3] * n_stages, [True] * n_stages):
         with pytest.raises(ConfigError, match="time_strides"):
             ResCNN(**NARROW, time_strides=bad)
+    for bad in (1, "True", None):
+        with pytest.raises(ConfigError, match="freq_coord"):
+            ResCNN(**NARROW, freq_coord=bad)
+
+
+def test_freq_coord_feeds_the_frequency_position():
+    """With freq_coord the first convolution reads a second channel: the
+    bin's position, -1 at the lowest bin to 1 at the highest, on every
+    valid frame (zero on padding), whatever the features; without it, the
+    features alone."""
+    plain = ResCNN(**NARROW).eval()
+    coord = ResCNN(**NARROW, freq_coord=True).eval()
+    assert plain.convs[0].in_channels == 1
+    assert coord.convs[0].in_channels == 2
+    assert coord.config["freq_coord"] is True
+    seen = {}
+    coord.convs[0].register_forward_pre_hook(
+        lambda m, a: seen.__setitem__("x", a[0])
+    )
+    x = torch.randn(2, 30, 64)
+    with torch.no_grad():
+        coord(x, torch.tensor([1.0, 0.5]))
+    h = seen["x"]
+    assert h.shape == (2, 2, 30, 64)
+    torch.testing.assert_close(h[0, 0], x[0])
+    ramp = torch.linspace(-1.0, 1.0, 64)
+    torch.testing.assert_close(h[0, 1], ramp.expand(30, 64))
+    torch.testing.assert_close(h[1, 1, :15], ramp.expand(15, 64))
+    assert h[1, :, 15:].abs().max() == 0.0
 
 
 def test_time_stride_one_keeps_the_frames():
@@ -234,10 +266,12 @@ def test_model_section_options_reach_the_model():
             "--se_reduction", "8",
             "--pooling", "attentive_stats",
             "--time_strides", "[1, 2, 2, 2]",
+            "--freq_coord", "True",
         ]
     )  # fmt: skip
     model = load_recipe_hparams(hparams_file, overrides)["embedding_model"]
     assert model.config["time_strides"] == [1, 2, 2, 2]
+    assert model.convs[0].in_channels == 2
     assert [conv.stride for conv in model.convs] == [(1, 2)] + [(2, 2)] * 3
     assert model.config["channels"] == [32, 64, 128, 256]
     assert model.config["se_reduction"] == 8

@@ -11,8 +11,11 @@ standard deviation; ``"attentive_stats"``: mean and standard deviation
 weighted by a small attention network over the frames), an affine layer
 maps them to the embedding, and the embedding is L2-normalized.  Options:
 squeeze-excitation in every residual block (``se_reduction``, 0 = off,
-the paper's shape), and a stage that keeps the time resolution
-(``time_strides``, 2 in every stage = the paper's).
+the paper's shape), a stage that keeps the time resolution
+(``time_strides``, 2 in every stage = the paper's), and a second input
+channel holding each feature's frequency position (``freq_coord``): a
+convolution is blind to where in frequency a pattern sits, so two voices
+whose formants are shifted copies of each other look alike to it.
 
 Padding never changes an utterance's embedding: every convolution's input
 is zero beyond each sentence's length (exactly what the convolution's own
@@ -273,6 +276,10 @@ class ResCNN(nn.Module):
         the paper's; the frequency stride is always 2).  A stride of 1
         keeps twice the frames for the stages after it and the pooling,
         for about twice their computation.
+    freq_coord : bool
+        Feed the first convolution a second channel with each feature
+        bin's position, -1 (lowest) to 1 (highest), as CoordConv does
+        (default False, the paper's single channel).
 
     Example
     -------
@@ -291,6 +298,9 @@ class ResCNN(nn.Module):
     >>> ResCNN(channels=(8, 16), emb_dim=32, time_strides=(1, 2))(
     ...     torch.rand(2, 50, 64)).shape
     torch.Size([2, 32])
+    >>> ResCNN(channels=(8,), emb_dim=32, freq_coord=True)(
+    ...     torch.rand(2, 50, 64)).shape
+    torch.Size([2, 32])
     """
 
     def __init__(
@@ -303,6 +313,7 @@ class ResCNN(nn.Module):
         pooling: str = "mean",
         se_reduction: int = 0,
         time_strides: Sequence[int] | None = None,
+        freq_coord: bool = False,
     ):
         super().__init__()
         channels = [int(c) for c in channels]
@@ -331,6 +342,11 @@ class ResCNN(nn.Module):
                 f"{time_strides!r}"
             )
         self.time_strides = [int(s) for s in time_strides]
+        if not isinstance(freq_coord, bool):
+            raise ConfigError(
+                f"freq_coord must be True or False, got {freq_coord!r}"
+            )
+        self.freq_coord = freq_coord
         self.config: dict[str, Any] = {
             "n_mels": int(n_mels),
             "channels": list(channels),
@@ -340,12 +356,13 @@ class ResCNN(nn.Module):
             "pooling": pooling,
             "se_reduction": se_reduction,
             "time_strides": list(self.time_strides),
+            "freq_coord": freq_coord,
         }
         self.act = ClippedReLU(clip)
         self.convs = nn.ModuleList()
         self.bns = nn.ModuleList()
         self.stages = nn.ModuleList()
-        in_ch, freq = 1, int(n_mels)
+        in_ch, freq = (2 if freq_coord else 1), int(n_mels)
         for ch, t_stride in zip(channels, self.time_strides, strict=True):
             self.convs.append(
                 nn.Conv2d(
@@ -395,7 +412,11 @@ class ResCNN(nn.Module):
         else:
             n = torch.round(lengths.to(x.device).float() * time).long()
             n = n.clamp(min=1, max=time)
-        h = _mask_time(x.unsqueeze(1), n)  # [B, 1, T, F]
+        h = x.unsqueeze(1)  # [B, 1, T, F]
+        if self.freq_coord:
+            coord = torch.linspace(-1.0, 1.0, x.shape[2], device=x.device)
+            h = torch.cat([h, coord.to(x.dtype).expand_as(h)], dim=1)
+        h = _mask_time(h, n)
         stages = zip(
             self.convs, self.bns, self.stages, self.time_strides, strict=True
         )
