@@ -13,9 +13,9 @@ maps them to the embedding, and the embedding is L2-normalized.  Options:
 squeeze-excitation in every residual block (``se_reduction``, 0 = off,
 the paper's shape), a stage that keeps the time resolution
 (``time_strides``, 2 in every stage = the paper's), and a second input
-channel holding each feature's frequency position (``freq_coord``): a
-convolution is blind to where in frequency a pattern sits, so two voices
-whose formants are shifted copies of each other look alike to it.
+channel holding each feature's frequency position (``freq_coord``, for a
+convolution that would otherwise see a pattern alike wherever in frequency
+it sits; measured no better, docs/benchmarks.md).
 
 Padding never changes an utterance's embedding: every convolution's input
 is zero beyond each sentence's length (exactly what the convolution's own
