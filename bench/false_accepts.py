@@ -34,6 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from deep_speaker_sb.calibration import far_threshold  # noqa: E402
 from deep_speaker_sb.cli import run_cli  # noqa: E402
 from deep_speaker_sb.dataio import read_manifest, utterances  # noqa: E402
 from deep_speaker_sb.errors import ConfigError  # noqa: E402
@@ -42,23 +43,6 @@ from deep_speaker_sb.scoring import (  # noqa: E402
     compute_min_dcf,
     read_scores,
 )
-
-
-def far_threshold(neg: torch.Tensor, far: float) -> float:
-    """The lowest threshold whose false-accept rate (``score >
-    threshold`` accepts) is at most ``far``.
-
-    Example
-    -------
-    >>> neg = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.9])
-    >>> round(far_threshold(neg, 0.2), 4), round(far_threshold(neg, 0.0), 4)
-    (0.4, 0.9)
-    """
-    if not 0.0 <= far < 1.0:
-        raise ConfigError(f"far must be in [0, 1), got {far}")
-    ordered, _ = torch.sort(neg.float().flatten(), descending=True)
-    k = int(far * len(ordered))  # impostor trials allowed above it
-    return float(ordered[min(k, len(ordered) - 1)])
 
 
 def pair_key(a: str, b: str) -> str:
@@ -109,18 +93,18 @@ def false_accept_breakdown(
     pos, neg = scores[labels == 1], scores[labels == 0]
     if len(pos) == 0 or len(neg) == 0:
         raise ConfigError("the scores need target and impostor trials")
-    threshold = far_threshold(neg, far)
+    threshold = far_threshold(neg.numpy(), far)
     fam_trials: Counter[str] = Counter()
     fam_fa: Counter[str] = Counter()
     voice_trials: Counter[str] = Counter()
     voice_fa: Counter[str] = Counter()
-    fam_of_trial = []
+    neg_families = []  # the family pair of each impostor trial, as in neg
     for (label, a, b), score in zip(trials, scores.tolist(), strict=True):
-        spk_a, spk_b = utt2spk[a], utt2spk[b]
-        fam = pair_key(spk2family[spk_a], spk2family[spk_b])
-        fam_of_trial.append(fam)
         if label:
             continue
+        spk_a, spk_b = utt2spk[a], utt2spk[b]
+        fam = pair_key(spk2family[spk_a], spk2family[spk_b])
+        neg_families.append(fam)
         voices = pair_key(spk_a, spk_b)
         fam_trials[fam] += 1
         voice_trials[voices] += 1
@@ -159,11 +143,7 @@ def false_accept_breakdown(
     }
     if families:
         worst = families[0]["pair"]
-        keep = torch.tensor(
-            [lab == 1 or fam != worst for lab, fam in
-             zip(labels.tolist(), fam_of_trial, strict=True)]
-        )  # fmt: skip
-        rest = scores[keep & (labels == 0)]
+        rest = neg[torch.tensor([fam != worst for fam in neg_families])]
         out["without"] = worst
         out["min_dcf_0.01_without"] = round(compute_min_dcf(pos, rest)[0], 4)
     return out
