@@ -691,7 +691,9 @@ def run_ecapa(
                 seed=seed, params=n_parameters(model.mods["embedding_model"]),
             )
         )  # fmt: skip
-        if not (folder / "pretrained" / "config.json").is_file():
+        exported = (folder / "pretrained" / "config.json").is_file()
+        if scoring.name == "cosine" and not exported:
+            # the threshold from plain cosine scores, as verify.py scores
             export_peer(model, folder / "pretrained", trials, scores, prep)
     return rows
 
