@@ -493,3 +493,32 @@ def test_verify_calibrate_fits_and_writes_the_export(
         f"{model.threshold:.4f} (the eer operating point of config.json; "
         "accept if cosine > it)"
     )
+
+
+def test_broken_held_out_manifest_keeps_the_export(
+    calibrated, tmp_path, monkeypatch, caplog
+):
+    """A malformed cal.csv is one warning: the export keeps its validation
+    calibration and the training run does not fail at its last step."""
+    import shutil
+
+    from deep_speaker_sb.brains import triplet
+
+    _, calibrated_folder, before = calibrated
+    folder = tmp_path / "pretrained"
+    shutil.copytree(calibrated_folder, folder)
+    _write_trials(tmp_path, "cal.csv", "cal_trials.txt")
+    (tmp_path / "cal.csv").write_text("ID,duration\nbroken,not-a-number\n")
+    hparams = {
+        "cal_annotation": tmp_path / "cal.csv",
+        "cal_trials": tmp_path / "cal_trials.txt",
+    }
+    monkeypatch.setattr(
+        triplet.DeepSpeaker,
+        "from_config",
+        classmethod(lambda cls, source, **kw: FakeModel(None, folder=source)),
+    )
+    with caplog.at_level("WARNING"):
+        assert triplet.calibrate_on_held_out(hparams, folder) is None
+    assert "no calibration on the held-out speakers" in caplog.text
+    assert read_score_calibration(folder).calibration == before.calibration

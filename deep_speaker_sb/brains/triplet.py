@@ -50,7 +50,7 @@ from deep_speaker_sb.dataio import (
     utterance_dataset,
     utterances,
 )
-from deep_speaker_sb.errors import DataError
+from deep_speaker_sb.errors import DataError, MissingFileError
 from deep_speaker_sb.evaluation import fit_calibration
 from deep_speaker_sb.export import export_pretrained, write_score_calibration
 from deep_speaker_sb.inference import DeepSpeaker
@@ -477,15 +477,15 @@ def calibrate_on_held_out(
         return None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = DeepSpeaker.from_config(folder, run_opts={"device": device})
-    n_speakers = len({r.spk_id for r in read_manifest(csv_path)})
-    try:
+    try:  # a broken cal.csv costs the calibration, never the export
+        n_speakers = len({r.spk_id for r in read_manifest(csv_path)})
         _, fitted = fit_calibration(
             model,
             trials,
             csv_path,
             fitted_on=f"trials of {n_speakers} held-out speakers",
         )
-    except DataError as exc:
+    except (DataError, MissingFileError) as exc:
         logger.warning("no calibration on the held-out speakers: %s", exc)
         return None
     write_score_calibration(folder, fitted)
