@@ -63,7 +63,10 @@ crops).
 
 Every run is resumed, not redone, when the command is run again; a run
 folder remembers its training options (``options.json``) and refuses
-other ones (``--epochs_scale`` included: give another ``--out``).
+other ones (``--epochs_scale`` included: give another ``--out``).  A
+variant that changes the triplet stage only (:data:`TRIPLET_ONLY`, e.g.
+``time2_se_att_p32``) starts from a copy of the softmax stage another
+variant trained with the same options and seed in the same ``--out``.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ import dataclasses
 import json
 import math
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -175,6 +179,21 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "time2_se_att": ([*SE_ATT, "--time_strides", "[1, 1, 2, 2]"], []),
     # ... with the frequency position as a second input channel
     "coord_se_att": ([*SE_ATT, "--freq_coord", "True"], []),
+    # time1_se_att / time2_se_att with 32 speakers per triplet batch
+    # (TRIPLET_ONLY): the same softmax stage, shared with them
+    "time1_se_att_p32": ([*SE_ATT, "--time_strides", "[1, 2, 2, 2]"], []),
+    "time2_se_att_p32": ([*SE_ATT, "--time_strides", "[1, 1, 2, 2]"], []),
+}
+
+#: Variant -> extra options of its triplet stage only.  A variant whose
+#: softmax stage is another's (same options and seed, in the same
+#: ``--out``) takes a copy of that trained stage instead of training it
+#: again (:func:`shared_softmax`).
+TRIPLET_ONLY: dict[str, list[str]] = {
+    # twice the speakers per batch (the same segments per epoch: half the
+    # batches), so more and harder negatives per anchor
+    "time1_se_att_p32": ["--speakers_per_batch", "32"],
+    "time2_se_att_p32": ["--speakers_per_batch", "32"],
 }
 
 #: The ECAPA-TDNN peer (issue #18): its width at the CPU budget, and its
@@ -504,7 +523,8 @@ def stage_options(
     if stage == "softmax":
         budget, extra = scale_epochs(SOFTMAX, epochs_scale), softmax_only
     elif stage == "triplet":
-        budget, extra = scale_epochs(TRIPLET, epochs_scale), []
+        budget = scale_epochs(TRIPLET, epochs_scale)
+        extra = TRIPLET_ONLY.get(variant, [])
     else:
         raise ValueError(f"stage must be softmax or triplet, got {stage!r}")
     options = merge_options(
@@ -526,19 +546,16 @@ def run_variant(
     """Trains and scores one variant (one seed) in ``folder``; returns its
     JSON rows."""
     folder.mkdir(parents=True, exist_ok=True)
-    softmax_min = timed(
-        folder,
-        "softmax",
-        "train_softmax.py",
-        [
-            "hparams/softmax.yaml",
-            "--data_folder", prep,
-            "--prep_folder", prep,
-            "--skip_prep", "True",
-            "--output_folder", folder / "softmax",
-            *stage_options(variant, "softmax", seed, epochs_scale),
-        ],
-    )  # fmt: skip
+    softmax_args = [
+        "hparams/softmax.yaml",
+        "--data_folder", prep,
+        "--prep_folder", prep,
+        "--skip_prep", "True",
+        "--output_folder", folder / "softmax",
+        *stage_options(variant, "softmax", seed, epochs_scale),
+    ]  # fmt: skip
+    shared_softmax(folder, softmax_args, seed)
+    softmax_min = timed(folder, "softmax", "train_softmax.py", softmax_args)
     triplet_min = timed(
         folder,
         "triplet",
@@ -579,6 +596,58 @@ def run_variant(
                 )
             )  # fmt: skip
     return rows
+
+
+def _without_output_folder(args: Sequence[str]) -> list[str]:
+    """``args`` with the value of ``--output_folder`` blanked.
+
+    Example
+    -------
+    >>> _without_output_folder(["--output_folder", "a/softmax", "--seed", "1"])
+    ['--output_folder', '', '--seed', '1']
+    """
+    out = [str(a) for a in args]
+    if "--output_folder" in out:
+        out[out.index("--output_folder") + 1] = ""
+    return out
+
+
+def shared_softmax(folder: Path, args: Sequence[str], seed: int | None) -> bool:
+    """Copies a finished softmax stage of another variant into ``folder``
+    when that variant trained it with the same options (but its output
+    folder) and seed in the same ``--out``; returns whether it did.
+
+    The copy keeps the stage's training minutes (``timing.json``), so the
+    variant's figures count the shared stage as if it had trained it.
+    """
+    if (folder / "softmax").exists():
+        return False
+    wanted = _without_output_folder(args)
+    variants = folder.parent.parent if seed is not None else folder.parent
+    pattern = f"*/{folder.name}" if seed is not None else "*"
+    for other in sorted(variants.glob(pattern)):
+        if other == folder or not (other / "softmax").is_dir():
+            continue
+        options = other / "options.json"
+        timing = other / "timing.json"
+        if not (options.is_file() and timing.is_file()):
+            continue
+        saved = json.loads(options.read_text()).get("softmax")
+        minutes = json.loads(timing.read_text()).get("softmax")
+        if minutes is None or saved is None:
+            continue
+        if _without_output_folder(saved) != wanted:
+            continue
+        shutil.copytree(other / "softmax", folder / "softmax")
+        _check_options(folder, "softmax", list(args))
+        timing_file = folder / "timing.json"
+        own = (
+            json.loads(timing_file.read_text()) if timing_file.is_file() else {}
+        )
+        write_json(timing_file, {**own, "softmax": minutes})
+        print(f"{folder}: the softmax stage of {other}", file=sys.stderr)
+        return True
+    return False
 
 
 def ecapa_yaml(folder: Path, block: str | None = None) -> Path:

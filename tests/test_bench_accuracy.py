@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import doctest
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -159,22 +160,25 @@ def test_run_layout_and_options(tmp_path):
     )
 
 
-def test_run_variant_plumbing(tmp_path, monkeypatch):
-    """run_variant with the scripts faked: seed, scorings and epochs reach
-    the right commands, and each row has its label, seed and params."""
+def _fake_scripts(tmp_path, calls):
+    """A stand-in for ``bench._run``: records each call; the softmax stage
+    writes its folder, the triplet stage tiny exports, verify.py scores."""
     from speechbrain.processing.features import InputNormalization
 
     from deep_speaker_sb.export import export_pretrained
     from deep_speaker_sb.features import Features
     from deep_speaker_sb.scoring import write_scores
 
-    calls = []
     trials = [(1, "a", "b"), (0, "a", "c"), (1, "c", "d"), (0, "b", "d")]
 
     def fake_run(script, args, log):
         args = [str(a) for a in args]
         calls.append((script, args))
         value = dict(zip(args, args[1:], strict=False))
+        if script == "train_softmax.py":
+            out = Path(value["--output_folder"]) / "save"
+            out.mkdir(parents=True)
+            (out / "label_encoder.txt").write_text("trained\n")
         if script == "train_triplet.py":
             out = tmp_path / value["--output_folder"]
             for name in ("pretrained_init", "pretrained"):
@@ -194,6 +198,14 @@ def test_run_variant_plumbing(tmp_path, monkeypatch):
             write_scores(out / "scores.txt", trials, scores)
         return 1.5
 
+    return fake_run
+
+
+def test_run_variant_plumbing(tmp_path, monkeypatch):
+    """run_variant with the scripts faked: seed, scorings and epochs reach
+    the right commands, and each row has its label, seed and params."""
+    calls = []
+    fake_run = _fake_scripts(tmp_path, calls)
     monkeypatch.setattr(bench, "_run", fake_run)
     folder = tmp_path / "augment" / "seed7"
     scorings = [bench.Scoring(), bench.Scoring("crops", crops=2)]
@@ -233,6 +245,46 @@ def test_run_variant_plumbing(tmp_path, monkeypatch):
         epochs_scale=0.1,
     )  # fmt: skip
     assert calls == [] and again == rows
+
+
+def test_variants_share_their_softmax_stage(tmp_path, monkeypatch):
+    """A variant that differs from another in its triplet stage only (the
+    ``_p32`` ones) copies that variant's trained softmax stage of the same
+    seed: it trains only its triplet stage (with its own options), and its
+    rows count the shared stage's minutes.  Another seed trains anew."""
+    calls = []
+    monkeypatch.setattr(bench, "_run", _fake_scripts(tmp_path, calls))
+    prep, out = tmp_path / "prep", tmp_path / "runs"
+
+    def run(variant, seed):
+        folder = bench.run_folder(out, variant, seed)
+        return bench.run_variant(
+            variant, prep, folder, {}, seed=seed, epochs_scale=0.1
+        )
+
+    first = run("time2_se_att", 1)
+    calls.clear()
+    shared = run("time2_se_att_p32", 1)
+    assert [c[0] for c in calls] == ["train_triplet.py"] + ["verify.py"] * 2
+    triplet = calls[0][1]
+    assert triplet[triplet.index("--speakers_per_batch") + 1] == "32"
+    assert triplet.count("--speakers_per_batch") == 1
+    folder = out / "time2_se_att_p32" / "seed1"
+    assert triplet[triplet.index("--softmax_ckpt_folder") + 1] == str(
+        folder / "softmax" / "save"
+    )
+    assert (folder / "softmax" / "save" / "label_encoder.txt").is_file()
+    assert [r["train_minutes"] for r in shared] == [1.5, 3.0]
+    assert [r["train_minutes"] for r in first] == [1.5, 3.0]
+    # the original's triplet stage keeps the YAML budget's 16 speakers
+    assert "--speakers_per_batch 16" in " ".join(
+        bench.stage_options("time2_se_att", "triplet")
+    )
+    # another seed, or a variant with another softmax stage, trains its own
+    calls.clear()
+    run("time2_se_att_p32", 2)
+    run("time1_se_att_p32", 1)
+    assert [c[0] for c in calls].count("train_softmax.py") == 2
 
 
 @pytest.mark.parametrize("variant", sorted(bench.VARIANTS))
