@@ -179,22 +179,20 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "time2_se_att": ([*SE_ATT, "--time_strides", "[1, 1, 2, 2]"], []),
     # ... with the frequency position as a second input channel
     "coord_se_att": ([*SE_ATT, "--freq_coord", "True"], []),
-    # time1_se_att / time2_se_att with 32 speakers per triplet batch
-    # (TRIPLET_ONLY): the same softmax stage, shared with them
-    "time1_se_att_p32": ([*SE_ATT, "--time_strides", "[1, 2, 2, 2]"], []),
-    "time2_se_att_p32": ([*SE_ATT, "--time_strides", "[1, 1, 2, 2]"], []),
 }
 
 #: Variant -> extra options of its triplet stage only.  A variant whose
 #: softmax stage is another's (same options and seed, in the same
 #: ``--out``) takes a copy of that trained stage instead of training it
 #: again (:func:`shared_softmax`).
-TRIPLET_ONLY: dict[str, list[str]] = {
-    # twice the speakers per batch (the same segments per epoch: half the
-    # batches), so more and harder negatives per anchor
-    "time1_se_att_p32": ["--speakers_per_batch", "32"],
-    "time2_se_att_p32": ["--speakers_per_batch", "32"],
-}
+TRIPLET_ONLY: dict[str, list[str]] = {}
+#: ``<v>_p32``: variant ``v`` with twice the speakers per triplet batch
+#: (the same segments per epoch: half the batches), so more and harder
+#: negatives per anchor; its softmax stage is ``v``'s.
+for _v in ("time1_se_att", "time2_se_att"):
+    VARIANTS[f"{_v}_p32"] = VARIANTS[_v]
+    TRIPLET_ONLY[f"{_v}_p32"] = ["--speakers_per_batch", "32"]
+del _v
 
 #: The ECAPA-TDNN peer (issue #18): its width at the CPU budget, and its
 #: AAM softmax epochs (its only stage), chosen for the same CPU minutes as
@@ -409,10 +407,15 @@ def _run(script: str, args: list[str], log: Path) -> float:
     return (time.perf_counter() - start) / 60
 
 
+def _read_json(path: Path) -> dict:
+    """The JSON object in ``path``, or ``{}`` when there is no such file."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _check_options(folder: Path, name: str, args: list[str]) -> None:
     """Refuses to resume a run made with other training options."""
     path = folder / "options.json"
-    saved = json.loads(path.read_text()) if path.is_file() else {}
+    saved = _read_json(path)
     wanted = [str(a) for a in args]
     if name in saved and saved[name] != wanted:
         raise SystemExit(
@@ -427,9 +430,7 @@ def timed(folder: Path, name: str, script: str, args: list[str]) -> float:
     """Runs ``script`` once; its minutes are kept in ``timing.json``."""
     _check_options(folder, name, args)
     timing_file = folder / "timing.json"
-    timing = (
-        json.loads(timing_file.read_text()) if timing_file.is_file() else {}
-    )
+    timing = _read_json(timing_file)
     if name not in timing:
         timing[name] = _run(script, args, folder / f"{name}.log")
         write_json(timing_file, timing)
@@ -626,25 +627,16 @@ def shared_softmax(folder: Path, args: Sequence[str], seed: int | None) -> bool:
     variants = folder.parent.parent if seed is not None else folder.parent
     pattern = f"*/{folder.name}" if seed is not None else "*"
     for other in sorted(variants.glob(pattern)):
-        if other == folder or not (other / "softmax").is_dir():
-            continue
-        options = other / "options.json"
-        timing = other / "timing.json"
-        if not (options.is_file() and timing.is_file()):
-            continue
-        saved = json.loads(options.read_text()).get("softmax")
-        minutes = json.loads(timing.read_text()).get("softmax")
-        if minutes is None or saved is None:
+        saved = _read_json(other / "options.json").get("softmax")
+        minutes = _read_json(other / "timing.json").get("softmax")
+        if minutes is None or saved is None or not (other / "softmax").is_dir():
             continue
         if _without_output_folder(saved) != wanted:
             continue
         shutil.copytree(other / "softmax", folder / "softmax")
         _check_options(folder, "softmax", list(args))
         timing_file = folder / "timing.json"
-        own = (
-            json.loads(timing_file.read_text()) if timing_file.is_file() else {}
-        )
-        write_json(timing_file, {**own, "softmax": minutes})
+        write_json(timing_file, {**_read_json(timing_file), "softmax": minutes})
         print(f"{folder}: the softmax stage of {other}", file=sys.stderr)
         return True
     return False
