@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     run_on_main(prepare_from_hparams, args=[hparams])
     train_data, valid_data, label_encoder = dataio_prep(hparams)
 
-    classifier = hparams["classifier"](n_speakers=len(label_encoder))
+    # one class per training speaker and per speed copy of it
+    copies = hparams.get("speaker_copies")
+    n_classes = len(label_encoder) * (copies.n_copies if copies else 1)
+    classifier = hparams["classifier"](n_speakers=n_classes)
     hparams["checkpointer"].add_recoverable("classifier", classifier)
     brain = SoftmaxBrain(
         modules={**hparams["modules"], "classifier": classifier},

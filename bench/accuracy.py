@@ -180,6 +180,13 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     # ... with the frequency position as a second input channel
     "coord_se_att": ([*SE_ATT, "--freq_coord", "True"], []),
 }
+#: ``time2_se_att`` with speed-perturbed copies of the training speakers
+#: (90% and 110%) as speakers of their own in its softmax stage: three
+#: times the classes, the same batches and epochs
+VARIANTS["time2_se_att_spk3"] = (
+    VARIANTS["time2_se_att"][0],
+    ["--speaker_speeds", "[90, 110]"],
+)
 
 #: Variant -> extra options of its triplet stage only.  A variant whose
 #: softmax stage is another's (same options and seed, in the same

@@ -49,6 +49,7 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 import torch
+from speechbrain.augment.time_domain import Resample
 from speechbrain.utils.logger import get_logger
 from torch import Tensor
 
@@ -695,6 +696,94 @@ class LowBitrateCodec(torch.nn.Module):
         full = torch.zeros_like(spec)
         full[:, : back.shape[1]] = back[:, : spec.shape[1]]
         return torch.fft.irfft(full, n=n).to(waveforms)
+
+
+class SpeakerSpeeds(torch.nn.Module):
+    """Speed-perturbed copies of the training speakers, as new speakers.
+
+    Each row of a batch is played at one of ``1 + len(speeds)`` speeds,
+    drawn uniformly (torch's random generator): its own (copy 0) or
+    ``speeds[i - 1]`` percent (copy ``i``).  A speed changes pitch and
+    formants together, so a classifier that gives each copy a class of
+    its own (label ``spk + copy * n_speakers``, see :meth:`labels`) learns
+    to tell apart voices that differ by such a shift: three times the
+    speakers with ``speeds: [90, 110]`` (Kaldi's and WeSpeaker's recipes
+    do the same).  Each row is resampled from ``sample_rate`` to
+    ``sample_rate * speed / 100`` and read at ``sample_rate``, then cut or
+    zero-padded to the batch's length; its relative length follows.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sample rate of the waveforms (Hz).
+    speeds : sequence of int
+        The speeds of the copies, in percent (not 100; none: no copies).
+
+    Example
+    -------
+    >>> t = torch.arange(8000) / 8000
+    >>> x = torch.sin(2 * torch.pi * 1000 * t).repeat(6, 1)
+    >>> copies = SpeakerSpeeds(8000, speeds=[50])
+    >>> _ = torch.manual_seed(0)
+    >>> y, lens, copy = copies(x, torch.ones(6))
+    >>> copy.tolist(), lens.tolist()
+    ([0, 1, 1, 0, 1, 1], [1.0, 0.5, 0.5, 1.0, 0.5, 0.5])
+    >>> peak = torch.fft.rfft(y[1, :4000]).abs().argmax() * 2  # Hz
+    >>> int(peak), bool(y[1, 4000:].abs().max() == 0)  # twice the pitch
+    (2000, True)
+    >>> bool(torch.equal(y[0], x[0]))
+    True
+    >>> copies.labels(torch.tensor([[3], [4]]), torch.tensor([0, 1]), 10)
+    tensor([[ 3],
+            [14]])
+    """
+
+    def __init__(self, sample_rate: int = 8000, speeds: Sequence[int] = ()):
+        super().__init__()
+        speeds = [int(s) for s in speeds or ()]
+        if not all(0 < s <= 1000 and s != 100 for s in speeds):
+            raise ConfigError(
+                "speaker_speeds must be percentages in (0, 1000] other "
+                f"than 100 (the speakers themselves), got {speeds}"
+            )
+        if len(set(speeds)) != len(speeds):
+            raise ConfigError(f"speaker_speeds repeats a speed: {speeds}")
+        self.sample_rate, self.speeds = int(sample_rate), speeds
+        # SpeechBrain's SpeedPerturb resamples the same way
+        self.resamplers = [
+            Resample(orig_freq=sample_rate, new_freq=sample_rate * s // 100)
+            for s in speeds
+        ]
+
+    @property
+    def n_copies(self) -> int:
+        """Classes per training speaker: itself and one per speed."""
+        return 1 + len(self.speeds)
+
+    def forward(
+        self, waveforms: Tensor, lengths: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``[batch, time]`` waveforms and relative lengths -> the copies,
+        their relative lengths and each row's copy index ``[batch]``."""
+        copy = torch.randint(self.n_copies, (len(waveforms),))
+        out, out_lens = waveforms.clone(), lengths.clone()
+        n = waveforms.shape[1]
+        for i, speed in enumerate(self.speeds, start=1):
+            rows = (copy == i).nonzero()[:, 0].to(waveforms.device)
+            if not len(rows):
+                continue
+            fast = self.resamplers[i - 1](waveforms[rows].float())
+            fast = torch.nn.functional.pad(fast, (0, max(0, n - len(fast[0]))))
+            out[rows] = fast[:, :n].to(out)
+            out_lens[rows] = (lengths[rows] * speed / 100).clamp(max=1.0)
+        return out, out_lens, copy
+
+    @staticmethod
+    def labels(labels: Tensor, copy: Tensor, n_speakers: int) -> Tensor:
+        """``labels`` (``[batch, 1]`` speaker indices) of the copies
+        ``copy`` (``[batch]``): speaker ``s``'s copy ``i`` is class
+        ``s + i * n_speakers``."""
+        return labels + (copy.to(labels.device) * n_speakers).view(-1, 1)
 
 
 def _write_wav(path: Path, x: np.ndarray, sample_rate: int) -> None:

@@ -270,3 +270,89 @@ def test_nonspeech_rows_join_training_batches_only():
 
     brain.hparams.nonspeech_weight = 0.0  # the default: off
     assert brain.compute_forward(batch, sb.Stage.TRAIN).shape == (2, 3)
+
+
+def test_speaker_speeds_are_classes_of_their_own_in_training_only():
+    """speaker_speeds: a training row played at another speed is scored
+    as that speaker's copy (class spk + copy * n_speakers); validation
+    rows are never perturbed and their accuracy counts the speakers
+    themselves."""
+    import speechbrain as sb
+    from speechbrain.dataio.batch import PaddedBatch
+    from speechbrain.processing.features import InputNormalization
+
+    from deep_speaker_sb.augment import SpeakerSpeeds
+    from deep_speaker_sb.brains.softmax import SoftmaxBrain, SpeakerClassifier
+    from deep_speaker_sb.features import Features
+    from deep_speaker_sb.losses import SpeakerSoftmaxLoss
+
+    torch.manual_seed(0)
+    copies = SpeakerSpeeds(8000, speeds=[80, 125])
+    modules = {
+        "compute_features": Features(n_mels=24),
+        "mean_var_norm": InputNormalization(norm_type="sentence"),
+        "embedding_model": ResCNN(
+            n_mels=24, channels=(4,), emb_dim=8, blocks_per_stage=1
+        ),
+        "classifier": SpeakerClassifier(8, n_speakers=2 * copies.n_copies),
+    }
+    hparams = {
+        "augment": False,
+        "sample_rate": 8000,
+        "compute_cost": SpeakerSoftmaxLoss("softmax", scale=16.0),
+        "speaker_copies": copies,
+    }
+    brain = SoftmaxBrain(
+        modules=modules, hparams=hparams, run_opts={"device": "cpu"}
+    )
+    rows = [(torch.rand(8000) - 0.5, 1), (torch.rand(6000) - 0.5, 0)] * 8
+    batch = PaddedBatch(
+        [{"sig": s, "spk_id_encoded": torch.tensor([k])} for s, k in rows]
+    )
+    labels = torch.tensor([k for _, k in rows])
+
+    cosines = brain.compute_forward(batch, sb.Stage.TRAIN)
+    assert cosines.shape == (16, 6)
+    copy = brain.speed_copy
+    assert set(copy.tolist()) == {0, 1, 2}  # 16 rows: every copy drawn
+    loss = brain.compute_objectives(cosines, batch, sb.Stage.TRAIN)
+    expected = torch.nn.functional.cross_entropy(
+        16.0 * cosines, labels + 2 * copy
+    )
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+
+    brain.modules.eval()
+    brain.on_stage_start(sb.Stage.VALID)
+    cosines = brain.compute_forward(batch, sb.Stage.VALID)
+    assert brain.speed_copy is None
+    brain.hparams.speaker_copies = SpeakerSpeeds()  # none: the same rows
+    assert torch.equal(cosines, brain.compute_forward(batch, sb.Stage.VALID))
+    brain.hparams.speaker_copies = copies
+    brain.compute_objectives(cosines, batch, sb.Stage.VALID)
+    guess = cosines[:, :2].argmax(-1)  # among the 2 speakers themselves
+    assert brain.n_correct == int((guess == labels).sum())
+    assert brain.n_total == 16
+
+
+def test_speaker_speeds_multiply_the_classifier(tiny_corpus, tmp_path):
+    """train_softmax.py --speaker_speeds "[90, 110]": three classes per
+    training speaker in the trained classifier."""
+    out = tmp_path / "out"
+    prep = tmp_path / "prep"
+    _run(
+        narrow_softmax_args(
+            tiny_corpus,
+            prep,
+            out,
+            "--number_of_epochs",
+            "1",
+            "--speaker_speeds",
+            "[90, 110]",
+        ),
+        tmp_path,
+    )
+    (ckpt,) = _checkpoints(out)
+    weight = torch.load(ckpt / "classifier.ckpt")["weight"]
+    with open(prep / "train.csv", newline="") as f:
+        speakers = {r["spk_id"] for r in csv.DictReader(f)}
+    assert weight.shape[0] == 3 * len(speakers)

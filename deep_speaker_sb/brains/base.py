@@ -95,14 +95,16 @@ class EmbeddingBrain(sb.Brain):
     def compute_forward(self, batch: Any, stage: sb.Stage) -> Tensor:
         """Embeds a batch of waveforms: ``[batch, emb_dim]``.
 
-        In training with ``hparams.augment``, the waveforms pass through
-        ``hparams.wav_augment`` first (the batch may grow), then with
+        The stage's :meth:`before_augment` comes first.  In training with
+        ``hparams.augment``, the waveforms pass through
+        ``hparams.wav_augment`` then (the batch may grow), then with
         ``channel_sim`` through ``hparams.channel_augment``; with
         ``spec_augment`` the features pass through
         ``hparams.feature_augment``.
         """
         batch = batch.to(self.device)
         wavs, lens = batch.sig
+        wavs, lens = self.before_augment(wavs, lens, stage)
         if self._augments(stage):
             wavs, lens = self.hparams.wav_augment(wavs, lens)
         if self._option("channel_sim", stage):
@@ -116,6 +118,14 @@ class EmbeddingBrain(sb.Brain):
                 _same_rows, "feature_augment", self.hparams.feature_augment
             )
         return compute_embeddings(self.modules, wavs, lens, feature_augment)
+
+    def before_augment(
+        self, wavs: Tensor, lens: Tensor, stage: sb.Stage
+    ) -> tuple[Tensor, Tensor]:
+        """A stage's change to the rows of a batch before ``wav_augment``;
+        none here (the softmax stage's speed-perturbed speakers)."""
+        del stage
+        return wavs, lens
 
     def extra_examples(
         self, wavs: Tensor, lens: Tensor, stage: sb.Stage

@@ -27,6 +27,7 @@ from speechbrain.utils.data_pipeline import provides, takes
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from deep_speaker_sb.augment import SpeakerSpeeds
 from deep_speaker_sb.brains.base import EmbeddingBrain
 from deep_speaker_sb.checkpoints import input_config
 from deep_speaker_sb.data.shards import softmax_shard_data, use_shards
@@ -94,8 +95,30 @@ class SoftmaxBrain(EmbeddingBrain):
     generated non-speech signals (:func:`~deep_speaker_sb.speech.
     nonspeech_signal`: silence, noise, tones, DC, hum), pushed away from
     every speaker by :func:`~deep_speaker_sb.losses.no_speaker_loss`
-    (times ``nonspeech_weight``, added to the loss).
+    (times ``nonspeech_weight``, added to the loss).  With
+    ``speaker_speeds`` (``hparams.speaker_copies``, a
+    :class:`~deep_speaker_sb.augment.SpeakerSpeeds`), training rows are
+    played at other speeds as speakers of their own: the classifier has
+    ``n_copies`` classes per training speaker, and the validation
+    accuracy counts the speakers themselves.
     """
+
+    def before_augment(
+        self, wavs: Tensor, lens: Tensor, stage: sb.Stage
+    ) -> tuple[Tensor, Tensor]:
+        """In training with ``speaker_speeds``, each row played at one of
+        its speeds or its own (``hparams.speaker_copies``); the copy of
+        each row is kept for :meth:`compute_objectives`."""
+        self.speed_copy = None
+        copies = self._speaker_copies()
+        if stage != sb.Stage.TRAIN or copies.n_copies == 1:
+            return wavs, lens
+        wavs, lens, self.speed_copy = copies(wavs, lens)
+        return wavs, lens
+
+    def _speaker_copies(self) -> SpeakerSpeeds:
+        """``hparams.speaker_copies``; no copies in a YAML without it."""
+        return getattr(self.hparams, "speaker_copies", None) or SpeakerSpeeds()
 
     def extra_examples(
         self, wavs: Tensor, lens: Tensor, stage: sb.Stage
@@ -136,6 +159,11 @@ class SoftmaxBrain(EmbeddingBrain):
         if n_extra:
             cosines, nonspeech = cosines[:-n_extra], cosines[-n_extra:]
         spk = batch.spk_id_encoded.data.to(cosines.device)  # [B, 1]
+        copies = self._speaker_copies()
+        n_speakers = cosines.shape[1] // copies.n_copies
+        speed_copy = getattr(self, "speed_copy", None)
+        if stage == sb.Stage.TRAIN and speed_copy is not None:
+            spk = copies.labels(spk, speed_copy, n_speakers)
         spk = self.augmented_labels(spk, cosines, stage)
         loss = self.hparams.compute_cost(cosines, spk)
         if n_extra:
@@ -143,7 +171,9 @@ class SoftmaxBrain(EmbeddingBrain):
                 nonspeech, self.hparams.compute_cost.scale
             )
         if stage != sb.Stage.TRAIN:
-            self.n_correct += int((cosines.argmax(-1) == spk[:, 0]).sum())
+            # among the speakers themselves, not their speed copies
+            guess = cosines[:, :n_speakers].argmax(-1)
+            self.n_correct += int((guess == spk[:, 0]).sum())
             self.n_total += len(spk)
         return loss
 
