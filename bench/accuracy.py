@@ -46,6 +46,9 @@ Variants (``--variants``, default all):
   trained), scored from its best checkpoint (validation accuracy) with
   the functions ``verify.py`` calls (:func:`deep_speaker_sb.evaluation.
   evaluate_trials`): same trials, speech check, scoring and options.
+- ``time2_se_att_spk3`` / ``ecapa_spk3``: ``time2_se_att`` / ``ecapa``
+  with ``--speaker_speeds "[90, 110]"`` in the softmax stage (each
+  training speaker's speed-perturbed copies are classes of their own);
 
 Seeds (``--seeds 1,2,3``): each (variant, seed) runs in ``<out>/<variant>/
 seed<N>/`` with ``--seed N`` in both stages, and ``<out>/summary.json`` and
@@ -214,8 +217,16 @@ ECAPA_EPOCHS = 8
 #: in the YAML), with the AAM loss.
 ECAPA_OPTIONS = [*FEATURES, "--augment", "True", *AAM]
 
+#: Peer variant -> its extra softmax options: ``ecapa``, and
+#: ``ecapa_spk3`` with the speed-perturbed speakers of ``time2_se_att_spk3``
+#: (the same data for both models).
+PEERS: dict[str, list[str]] = {
+    ECAPA: [],
+    f"{ECAPA}_spk3": ["--speaker_speeds", "[90, 110]"],
+}
+
 #: Every trained variant.
-TRAINED = (*VARIANTS, ECAPA)
+TRAINED = (*VARIANTS, *PEERS)
 
 #: Scoring methods of ``--scoring``.
 SCORINGS = ("cosine", "asnorm", "crops")
@@ -727,9 +738,11 @@ def run_ecapa(
     seed: int | None = None,
     scorings: Sequence[Scoring] = (Scoring(),),
     epochs_scale: float = 1.0,
+    variant: str = ECAPA,
 ) -> list[dict]:
-    """Trains the ECAPA-TDNN peer (AAM softmax stage) in ``folder`` and
-    scores its best checkpoint; returns its JSON rows."""
+    """Trains the ECAPA-TDNN peer ``variant`` of :data:`PEERS` (AAM
+    softmax stage) in ``folder`` and scores its best checkpoint; returns
+    its JSON rows."""
     softmax = set_epochs(SOFTMAX, ECAPA_EPOCHS)
     minutes = timed(
         folder,
@@ -741,8 +754,8 @@ def run_ecapa(
             "--prep_folder", prep,
             "--skip_prep", "True",
             "--output_folder", folder / "softmax",
-            *ECAPA_OPTIONS, *scale_epochs(softmax, epochs_scale), *COMMON,
-            *_seed_args(seed),
+            *ECAPA_OPTIONS, *PEERS[variant],
+            *scale_epochs(softmax, epochs_scale), *COMMON, *_seed_args(seed),
         ],
     )  # fmt: skip
     model = None
@@ -758,7 +771,7 @@ def run_ecapa(
             trials, scores = score_model(model, prep, out, scoring)
         rows.append(
             _report(
-                _label(ECAPA, "AAM softmax", scoring),
+                _label(variant, "AAM softmax", scoring),
                 trials, scores, minutes, utt2family,
                 seed=seed, params=n_parameters(model.mods["embedding_model"]),
             )
@@ -1079,8 +1092,11 @@ def main(argv: list[str] | None = None) -> None:
                 "scorings": args.scorings,
                 "epochs_scale": args.epochs_scale,
             }
-            if variant == ECAPA:
-                new = run_ecapa(args.prep_folder, folder, utt2family, **options)
+            if variant in PEERS:
+                new = run_ecapa(
+                    args.prep_folder, folder, utt2family, **options,
+                    variant=variant,
+                )  # fmt: skip
             else:
                 new = run_variant(
                     variant, args.prep_folder, folder, utt2family, **options

@@ -316,3 +316,35 @@ def test_stage_options_build_the_variants_model(variant, tmp_path):
     aam = "--pretrain_loss" in softmax_only
     assert hparams["pretrain_loss"] == ("aam" if aam else "softmax")
     assert "--pretrain_loss" not in bench.stage_options(variant, "triplet")
+    copies = 3 if variant.endswith("_spk3") else 1
+    assert hparams["speaker_copies"].n_copies == copies
+    assert "--speaker_speeds" not in bench.stage_options(variant, "triplet")
+
+
+class _Stop(Exception):
+    """Raised by a fake script runner to end a run after its first call."""
+
+
+@pytest.mark.parametrize("peer", sorted(bench.PEERS))
+def test_peers_train_with_their_softmax_options(peer, tmp_path, monkeypatch):
+    """``ecapa_spk3`` trains the ECAPA-TDNN peer with the speed-perturbed
+    speakers, ``ecapa`` without; both with the peer's YAML and epochs."""
+    calls = []
+
+    def fake_run(script, args, log):
+        calls.append((script, [str(a) for a in args]))
+        raise _Stop
+
+    monkeypatch.setattr(bench, "_run", fake_run)
+    with pytest.raises(_Stop):
+        bench.run_ecapa(tmp_path / "prep", tmp_path / peer, {}, variant=peer)
+    ((script, args),) = calls
+    assert script == "train_softmax.py"
+    assert args[0] == str(tmp_path / peer / "softmax.yaml")
+    assert args[args.index("--number_of_epochs") + 1] == str(bench.ECAPA_EPOCHS)
+    speeds = (
+        args[args.index("--speaker_speeds") + 1]
+        if ("--speaker_speeds" in args)
+        else None
+    )
+    assert speeds == ("[90, 110]" if peer.endswith("_spk3") else None)
