@@ -701,23 +701,26 @@ class LowBitrateCodec(torch.nn.Module):
 class SpeakerSpeeds(torch.nn.Module):
     """Speed-perturbed copies of the training speakers, as new speakers.
 
-    Each row of a batch is played at one of ``1 + len(speeds)`` speeds,
-    drawn uniformly (torch's random generator): its own (copy 0) or
-    ``speeds[i - 1]`` percent (copy ``i``).  A speed changes pitch and
-    formants together, so a classifier that gives each copy a class of
-    its own (label ``spk + copy * n_speakers``, see :meth:`labels`) learns
-    to tell apart voices that differ by such a shift: three times the
-    speakers with ``speeds: [90, 110]`` (Kaldi's and WeSpeaker's recipes
-    do the same).  Each row is resampled from ``sample_rate`` to
-    ``sample_rate * speed / 100`` and read at ``sample_rate``, then cut or
+    Each row of a batch becomes one of ``1 + len(speeds)`` copies,
+    drawn uniformly (torch's random generator): itself (copy 0) or,
+    for copy ``i``, resampled from ``sample_rate`` to ``sample_rate *
+    speeds[i - 1] / 100`` and read at ``sample_rate`` (the speed
+    convention of SpeechBrain's ``SpeedPerturb``: 90 keeps 90% of the
+    samples, so pitch and formants rise by a ninth), then cut or
     zero-padded to the batch's length; its relative length follows.
+    Pitch and formants shifted together make another voice, so a
+    classifier that gives each copy a class of its own (label ``spk +
+    copy * n_speakers``, see :meth:`labels`) learns to tell apart voices
+    that differ by such a shift: three times the speakers with ``speeds:
+    [90, 110]`` (Kaldi's and WeSpeaker's recipes do the same).
 
     Arguments
     ---------
     sample_rate : int
         Sample rate of the waveforms (Hz).
     speeds : sequence of int
-        The speeds of the copies, in percent (not 100; none: no copies).
+        The speeds of the copies, in percent of the samples kept (not
+        100; none: no copies).
 
     Example
     -------
