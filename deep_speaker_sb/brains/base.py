@@ -95,9 +95,9 @@ class EmbeddingBrain(sb.Brain):
     def compute_forward(self, batch: Any, stage: sb.Stage) -> Tensor:
         """Embeds a batch of waveforms: ``[batch, emb_dim]``.
 
-        The stage's :meth:`before_augment` comes first.  In training with
-        ``hparams.augment``, the waveforms pass through
-        ``hparams.wav_augment`` then (the batch may grow), then with
+        The stage's :meth:`before_augment` comes first.  Then, in
+        training with ``hparams.augment``, the waveforms pass through
+        ``hparams.wav_augment`` (the batch may grow), then with
         ``channel_sim`` through ``hparams.channel_augment``; with
         ``spec_augment`` the features pass through
         ``hparams.feature_augment``.
