@@ -186,6 +186,11 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
 #: ``time2_se_att`` with speed-perturbed copies of the training speakers
 #: (90% and 110%) as speakers of their own in its softmax stage: three
 #: times the classes, the same batches and epochs
+#: ``time2_se_att`` with batch norm on the pooled statistics
+VARIANTS["time2_se_att_bn"] = (
+    [*VARIANTS["time2_se_att"][0], "--pool_bn", "True"],
+    [],
+)
 VARIANTS["time2_se_att_spk3"] = (
     VARIANTS["time2_se_att"][0],
     ["--speaker_speeds", "[90, 110]"],

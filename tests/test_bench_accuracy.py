@@ -312,6 +312,7 @@ def test_stage_options_build_the_variants_model(variant, tmp_path):
     strides = json.loads(wanted.get("--time_strides", "[2, 2, 2, 2]"))
     assert config["time_strides"] == strides
     assert config["freq_coord"] == (wanted.get("--freq_coord") == "True")
+    assert config["pool_bn"] == (wanted.get("--pool_bn") == "True")
     assert hparams["seed"] == 3
     aam = "--pretrain_loss" in softmax_only
     assert hparams["pretrain_loss"] == ("aam" if aam else "softmax")

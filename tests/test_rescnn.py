@@ -33,6 +33,7 @@ def test_paper_width_parameter_count():
         "se_reduction": 0,
         "time_strides": [2, 2, 2, 2],
         "freq_coord": False,
+        "pool_bn": False,
     }
 
 
@@ -164,6 +165,51 @@ def test_freq_coord_feeds_the_frequency_position():
     torch.testing.assert_close(h[0, 1], ramp.expand(30, 64))
     torch.testing.assert_close(h[1, 1, :15], ramp.expand(15, 64))
     assert h[1, :, 15:].abs().max() == 0.0
+
+
+def _mean_cosine(emb: torch.Tensor) -> float:
+    """Mean cosine between the rows of ``emb``, each with the others."""
+    cos = emb @ emb.t()
+    n = len(cos)
+    return float((cos.sum() - cos.diagonal().sum()) / (n * n - n))
+
+
+def test_pool_bn_centers_the_pooled_statistics():
+    """pool_bn: the pooled statistics reach the affine layer batch-
+    normalized in training (zero mean, unit variance per dimension), so
+    the embeddings of a batch no longer start almost parallel; padding
+    still does not leak into an embedding."""
+    torch.manual_seed(0)
+    kwargs = dict(NARROW, pooling="attentive_stats", time_strides=(1, 1, 2, 2))
+    plain = ResCNN(**kwargs).train()
+    normed = ResCNN(**kwargs, pool_bn=True).train()
+    assert plain.pool_bn is None and normed.config["pool_bn"] is True
+    dim = normed.affine.in_features
+    assert _n_params(normed) == _n_params(plain) + 2 * dim
+    seen = {}
+    normed.affine.register_forward_pre_hook(
+        lambda m, a: seen.__setitem__("x", a[0])
+    )
+    x = torch.randn(16, 80, 64)
+    with torch.no_grad():
+        emb_normed = normed(x)
+        emb_plain = plain(x)
+    pooled = seen["x"]
+    torch.testing.assert_close(
+        pooled.mean(0), torch.zeros(dim), atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(
+        pooled.var(0, unbiased=False), torch.ones(dim), atol=1e-2, rtol=0
+    )
+    assert _mean_cosine(emb_plain) > 0.8
+    assert abs(_mean_cosine(emb_normed)) < 0.3
+    # evaluation: running statistics, and padding does not leak
+    normed.eval()
+    batch = torch.cat([x[:1, :50], torch.full((1, 30, 64), 50.0)], dim=1)
+    with torch.no_grad():
+        alone = normed(x[:1, :50])
+        padded = normed(torch.cat([batch, x[1:2]]), torch.tensor([50 / 80, 1]))
+    torch.testing.assert_close(alone[0], padded[0], atol=1e-5, rtol=0)
 
 
 def test_time_stride_one_keeps_the_frames():

@@ -280,6 +280,14 @@ class ResCNN(nn.Module):
         Feed the first convolution a second channel with each feature
         bin's position, -1 (lowest) to 1 (highest), as CoordConv does
         (default False, the paper's single channel).
+    pool_bn : bool
+        Batch-normalize the pooled statistics before the affine layer, as
+        ECAPA-TDNN does (default False, the paper's affine on the raw
+        average).  The pooled values of clipped-ReLU maps are all positive
+        with a large shared part, so without it the embeddings of any two
+        utterances start almost parallel (mean cosine 0.97 at
+        initialization for the CPU budget with attentive pooling;
+        -0.05 with it).
 
     Example
     -------
@@ -301,6 +309,9 @@ class ResCNN(nn.Module):
     >>> ResCNN(channels=(8,), emb_dim=32, freq_coord=True)(
     ...     torch.rand(2, 50, 64)).shape
     torch.Size([2, 32])
+    >>> ResCNN(channels=(8,), emb_dim=32, pool_bn=True)(
+    ...     torch.rand(2, 50, 64)).shape
+    torch.Size([2, 32])
     """
 
     def __init__(
@@ -314,6 +325,7 @@ class ResCNN(nn.Module):
         se_reduction: int = 0,
         time_strides: Sequence[int] | None = None,
         freq_coord: bool = False,
+        pool_bn: bool = False,
     ):
         super().__init__()
         channels = [int(c) for c in channels]
@@ -347,6 +359,8 @@ class ResCNN(nn.Module):
                 f"freq_coord must be True or False, got {freq_coord!r}"
             )
         self.freq_coord = freq_coord
+        if not isinstance(pool_bn, bool):
+            raise ConfigError(f"pool_bn must be True or False, got {pool_bn!r}")
         self.config: dict[str, Any] = {
             "n_mels": int(n_mels),
             "channels": list(channels),
@@ -357,6 +371,7 @@ class ResCNN(nn.Module):
             "se_reduction": se_reduction,
             "time_strides": list(self.time_strides),
             "freq_coord": freq_coord,
+            "pool_bn": pool_bn,
         }
         self.act = ClippedReLU(clip)
         self.convs = nn.ModuleList()
@@ -386,6 +401,7 @@ class ResCNN(nn.Module):
             else None
         )
         pooled = frame_dim * (1 if pooling == "mean" else 2)
+        self.pool_bn = nn.BatchNorm1d(pooled) if pool_bn else None
         self.affine = nn.Linear(pooled, emb_dim)
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -431,5 +447,7 @@ class ResCNN(nn.Module):
             pooled = self.attention(h, n)
         else:
             pooled = pool_time(h, n, self.pooling)
+        if self.pool_bn is not None:
+            pooled = self.pool_bn(pooled)
         emb = self.affine(pooled)
         return nn.functional.normalize(emb, p=2.0, dim=1)
