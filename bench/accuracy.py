@@ -45,10 +45,12 @@ Variants (``--variants``, default all):
   :data:`ECAPA_EPOCHS` epochs and no triplet stage (as ECAPA-TDNN is
   trained), scored from its best checkpoint (validation accuracy) with
   the functions ``verify.py`` calls (:func:`deep_speaker_sb.evaluation.
-  evaluate_trials`): same trials, speech check, scoring and options.
+  evaluate_trials`): same trials, speech check, scoring and options;
+- ``time2_se_att_bn``: ``time2_se_att`` with batch norm on the pooled
+  statistics (``--pool_bn True``, both stages);
 - ``time2_se_att_spk3`` / ``ecapa_spk3``: ``time2_se_att`` / ``ecapa``
   with ``--speaker_speeds "[90, 110]"`` in the softmax stage (each
-  training speaker's speed-perturbed copies are classes of their own);
+  training speaker's speed-perturbed copies are classes of their own).
 
 Seeds (``--seeds 1,2,3``): each (variant, seed) runs in ``<out>/<variant>/
 seed<N>/`` with ``--seed N`` in both stages, and ``<out>/summary.json`` and
