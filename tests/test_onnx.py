@@ -337,7 +337,8 @@ def test_verify_backend_flag(tiny_prepared, tmp_path):
 
 def test_se_and_attentive_pooling_export_and_load(tmp_path):
     """The lobe options (squeeze-excitation, attentive statistics pooling,
-    a time stride of 1, the frequency channel) go into config.json, load
+    a time stride of 1, the frequency channel, batch norm on the pooled
+    statistics) go into config.json, load
     without the YAML and through it, and the ONNX graph matches torch on a
     padded batch and on each utterance alone."""
     from deep_speaker_sb.inference import load_without_yaml
@@ -347,10 +348,15 @@ def test_se_and_attentive_pooling_export_and_load(tmp_path):
         "pooling": "attentive_stats",
         "time_strides": [1, 2],
         "freq_coord": True,
+        "pool_bn": True,
     }
     parts = narrow_parts("fbank", seed=3, **options)
     with torch.no_grad():  # attention weights far from uniform
         parts[2].attention.score.weight.mul_(20.0)
+        bn = parts[2].pool_bn  # and pooled statistics that are not 0, 1
+        bn.running_mean.uniform_(-1.0, 1.0)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5)
     folder = export_pretrained(
         tmp_path / "pretrained",
         compute_features=parts[0],
@@ -365,6 +371,7 @@ def test_se_and_attentive_pooling_export_and_load(tmp_path):
     assert config["model"]["pooling"] == "attentive_stats"
     assert config["model"]["time_strides"] == [1, 2]
     assert config["model"]["freq_coord"] is True
+    assert config["model"]["pool_bn"] is True
     mods = dict(zip(EMBEDDING_MODULES, parts, strict=True))
     n = np.array([3000, 11000, 7000])
     waves = [speech_like(k / SR, int(k)) for k in n]
