@@ -185,18 +185,16 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     # ... with the frequency position as a second input channel
     "coord_se_att": ([*SE_ATT, "--freq_coord", "True"], []),
 }
-#: ``time2_se_att`` with speed-perturbed copies of the training speakers
-#: (90% and 110%) as speakers of their own in its softmax stage: three
-#: times the classes, the same batches and epochs
 #: ``time2_se_att`` with batch norm on the pooled statistics
 VARIANTS["time2_se_att_bn"] = (
     [*VARIANTS["time2_se_att"][0], "--pool_bn", "True"],
     [],
 )
-VARIANTS["time2_se_att_spk3"] = (
-    VARIANTS["time2_se_att"][0],
-    ["--speaker_speeds", "[90, 110]"],
-)
+#: Speed-perturbed copies of the training speakers (90% and 110%) as
+#: speakers of their own in the softmax stage: three times the classes,
+#: the same batches and epochs (``time2_se_att_spk3``, ``ecapa_spk3``)
+SPEAKER_SPEEDS = ["--speaker_speeds", "[90, 110]"]
+VARIANTS["time2_se_att_spk3"] = (VARIANTS["time2_se_att"][0], SPEAKER_SPEEDS)
 
 #: Variant -> extra options of its triplet stage only.  A variant whose
 #: softmax stage is another's (same options and seed, in the same
@@ -229,7 +227,7 @@ ECAPA_OPTIONS = [*FEATURES, "--augment", "True", *AAM]
 #: (the same data for both models).
 PEERS: dict[str, list[str]] = {
     ECAPA: [],
-    f"{ECAPA}_spk3": ["--speaker_speeds", "[90, 110]"],
+    f"{ECAPA}_spk3": SPEAKER_SPEEDS,
 }
 
 #: Every trained variant.

@@ -751,7 +751,7 @@ class SpeakerSpeeds(torch.nn.Module):
             )
         if len(set(speeds)) != len(speeds):
             raise ConfigError(f"speaker_speeds repeats a speed: {speeds}")
-        self.sample_rate, self.speeds = int(sample_rate), speeds
+        self.speeds = speeds
         # SpeechBrain's SpeedPerturb resamples the same way
         self.resamplers = [
             Resample(orig_freq=sample_rate, new_freq=sample_rate * s // 100)

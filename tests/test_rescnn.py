@@ -139,6 +139,8 @@ def test_bad_pooling_is_a_config_error():
     for bad in (1, "True", None):
         with pytest.raises(ConfigError, match="freq_coord"):
             ResCNN(**NARROW, freq_coord=bad)
+        with pytest.raises(ConfigError, match="pool_bn"):
+            ResCNN(**NARROW, pool_bn=bad)
 
 
 def test_freq_coord_feeds_the_frequency_position():

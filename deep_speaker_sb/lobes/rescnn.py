@@ -354,13 +354,10 @@ class ResCNN(nn.Module):
                 f"{time_strides!r}"
             )
         self.time_strides = [int(s) for s in time_strides]
-        if not isinstance(freq_coord, bool):
-            raise ConfigError(
-                f"freq_coord must be True or False, got {freq_coord!r}"
-            )
+        for key, value in (("freq_coord", freq_coord), ("pool_bn", pool_bn)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key} must be True or False, got {value!r}")
         self.freq_coord = freq_coord
-        if not isinstance(pool_bn, bool):
-            raise ConfigError(f"pool_bn must be True or False, got {pool_bn!r}")
         self.config: dict[str, Any] = {
             "n_mels": int(n_mels),
             "channels": list(channels),
