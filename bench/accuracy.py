@@ -195,6 +195,12 @@ VARIANTS["time2_se_att_bn"] = (
 #: the same batches and epochs (``time2_se_att_spk3``, ``ecapa_spk3``)
 SPEAKER_SPEEDS = ["--speaker_speeds", "[90, 110]"]
 VARIANTS["time2_se_att_spk3"] = (VARIANTS["time2_se_att"][0], SPEAKER_SPEEDS)
+#: ... on ``time2_se_att_bn``, whose softmax stage has room for the harder
+#: task (100% validation accuracy at epoch 12 with the plain speakers)
+VARIANTS["time2_se_att_bn_spk3"] = (
+    VARIANTS["time2_se_att_bn"][0],
+    SPEAKER_SPEEDS,
+)
 
 #: Variant -> extra options of its triplet stage only.  A variant whose
 #: softmax stage is another's (same options and seed, in the same
