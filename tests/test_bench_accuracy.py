@@ -287,6 +287,17 @@ def test_variants_share_their_softmax_stage(tmp_path, monkeypatch):
     assert [c[0] for c in calls].count("train_softmax.py") == 2
 
 
+def test_margin_variant_changes_the_triplet_stage_only():
+    """``time2_se_att_bn_m2`` trains ``time2_se_att_bn``'s softmax stage
+    (so it shares it) and a triplet stage with the margin 0.2, where
+    the original keeps the YAML's 0.1."""
+    softmax = bench.stage_options("time2_se_att_bn_m2", "softmax", seed=1)
+    assert softmax == bench.stage_options("time2_se_att_bn", "softmax", seed=1)
+    triplet = bench.stage_options("time2_se_att_bn_m2", "triplet", seed=1)
+    assert triplet[triplet.index("--margin") + 1] == "0.2"
+    assert "--margin" not in bench.stage_options("time2_se_att_bn", "triplet")
+
+
 @pytest.mark.parametrize("variant", sorted(bench.VARIANTS))
 def test_stage_options_build_the_variants_model(variant, tmp_path):
     """Each variant's softmax options, as the recipe parses them, build the
